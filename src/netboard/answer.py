@@ -1,0 +1,212 @@
+"""The answer (contract v1): frozen values built by the engine, turned into JSON at the edge."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from netboard.vocab import (
+    AlertCode,
+    EligibilityName,
+    EligibilityStatus,
+    Intervention,
+    Phase,
+    ReferenceKind,
+    Severity,
+    Status,
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Dose:
+    """One dosing statement from a label or trial, with its sources."""
+
+    text: str
+    evidence: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppliesIf:
+    """The open branch a recommendation depends on: the missing fields and the condition."""
+
+    fields: tuple[str, ...]
+    condition: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Recommendation:
+    code: Intervention
+    status: Status
+    phase: Phase
+    order: int
+    rationale: str
+    evidence: tuple[str, ...]
+    rule_id: str
+    dosing: tuple[Dose, ...] = ()
+    applies_if: AppliesIf | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Alert:
+    code: AlertCode
+    severity: Severity
+    message: str
+    evidence: tuple[str, ...]
+    rule_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Criterion:
+    name: str
+    met: bool | None
+    detail: str
+    evidence: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Eligibility:
+    name: EligibilityName
+    title: str
+    status: EligibilityStatus
+    criteria: tuple[Criterion, ...]
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Monitoring:
+    what: str
+    interval: str
+    reason: str
+    evidence: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MissingInfo:
+    field: str
+    why: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reference:
+    id: str
+    citation: str
+    year: int | None
+    kind: ReferenceKind
+    url: str | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Disagreement:
+    """Where the sources disagree on a point that this plan touches."""
+
+    topic: str
+    text: str
+    evidence: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Classification:
+    who_2019: str
+    grade: str | None
+    stage: str
+    site_group: str
+    functional: str
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Answer:
+    """Everything netboard says about one case, in deterministic order."""
+
+    contract_version: str
+    kb_version: str
+    kb_released: str
+    case_id: str | None
+    summary: str
+    classification: Classification
+    recommendations: tuple[Recommendation, ...]
+    alerts: tuple[Alert, ...]
+    eligibility: tuple[Eligibility, ...]
+    monitoring: tuple[Monitoring, ...]
+    missing_information: tuple[MissingInfo, ...]
+    references: tuple[Reference, ...]
+    disagreements: tuple[Disagreement, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        """The answer as contract JSON (plain dicts and lists, stable key order)."""
+        def ref(r: Reference) -> dict[str, Any]:
+            d: dict[str, Any] = {"id": r.id, "citation": r.citation, "year": r.year, "kind": str(r.kind)}
+            if r.url:
+                d["url"] = r.url
+            if r.note:
+                d["note"] = r.note
+            return d
+
+        def rec(r: Recommendation) -> dict[str, Any]:
+            d: dict[str, Any] = {
+                "code": str(r.code),
+                "status": str(r.status),
+                "phase": str(r.phase),
+                "order": r.order,
+                "rationale": r.rationale,
+                "evidence": list(r.evidence),
+                "rule_id": r.rule_id,
+            }
+            if r.dosing:
+                d["dosing"] = [{"text": x.text, "evidence": list(x.evidence)} for x in r.dosing]
+            if r.applies_if:
+                d["applies_if"] = {
+                    "fields": list(r.applies_if.fields),
+                    "condition": r.applies_if.condition,
+                }
+            return d
+
+        c = self.classification
+        return {
+            "contract_version": self.contract_version,
+            "knowledge_base": {"version": self.kb_version, "released": self.kb_released},
+            "case_id": self.case_id,
+            "summary": self.summary,
+            "classification": {
+                "who_2019": c.who_2019,
+                "grade": c.grade,
+                "stage": c.stage,
+                "site_group": c.site_group,
+                "functional": c.functional,
+                "notes": list(c.notes),
+            },
+            "recommendations": [rec(r) for r in self.recommendations],
+            "alerts": [
+                {
+                    "code": str(a.code),
+                    "severity": str(a.severity),
+                    "message": a.message,
+                    "evidence": list(a.evidence),
+                    "rule_id": a.rule_id,
+                }
+                for a in self.alerts
+            ],
+            "eligibility": {
+                str(e.name): {
+                    "status": str(e.status),
+                    "title": e.title,
+                    "criteria": [
+                        {"name": k.name, "met": k.met, "detail": k.detail, "evidence": list(k.evidence)}
+                        for k in e.criteria
+                    ],
+                    **({"note": e.note} if e.note else {}),
+                }
+                for e in self.eligibility
+            },
+            "monitoring": [
+                {"what": m.what, "interval": m.interval, "reason": m.reason, "evidence": list(m.evidence)}
+                for m in self.monitoring
+            ],
+            "missing_information": [{"field": m.field, "why": m.why} for m in self.missing_information],
+            "disagreements": [
+                {"topic": d.topic, "text": d.text, "evidence": list(d.evidence)}
+                for d in self.disagreements
+            ],
+            "references": [ref(r) for r in self.references],
+        }

@@ -1,0 +1,1 @@
+"""The reasoning engine: classify, evaluate conditions, assemble the answer."""

@@ -1,0 +1,253 @@
+"""recommend(case) -> Answer: rules, eligibility, alerts, monitoring, in a fixed order.
+
+The engine reads no clock and no environment: the same case and knowledge base
+always give the same answer, byte for byte once rendered.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, replace
+
+from netboard.answer import (
+    Alert,
+    Answer,
+    AppliesIf,
+    Classification,
+    Criterion,
+    Disagreement,
+    Dose,
+    Eligibility,
+    MissingInfo,
+    Monitoring,
+    Recommendation,
+    Reference,
+)
+from netboard.case import Case
+from netboard.conditions import All, AnyOf, Condition, Not
+from netboard.engine.classify import classify
+from netboard.engine.evaluate import Context, Result, evaluate
+from netboard.engine.explain import describe, missing_information, order_fields
+from netboard.engine.summary import summarize
+from netboard.kb import load_kb
+from netboard.kb.schema import KnowledgeBase, Rule
+from netboard.logic import Truth
+from netboard.vocab import (
+    CONTRACT_VERSION,
+    PHASE_ORDER,
+    STATUS_RANK,
+    EligibilityStatus,
+    Intervention,
+    ReferenceKind,
+    Severity,
+)
+
+_KIND_ORDER = {k: i for i, k in enumerate(ReferenceKind)}
+_SEVERITY_ORDER = {s: i for i, s in enumerate(Severity)}
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    rule: Rule
+    code: str
+    result: Result
+
+
+def _label(rule: Rule, code: str) -> str:
+    return f"{code.replace('_', ' ')} ({rule.phase.value.replace('_', ' ')})"
+
+
+def recommend(case: Case, *, kb: KnowledgeBase | None = None) -> Answer:
+    """Answer one case.
+
+    Args:
+        case: the validated case.
+        kb: the knowledge base (default: the packaged one).
+
+    Returns:
+        The full answer; what the case leaves open is in ``missing_information``
+        and in the ``applies_if`` of branch recommendations.
+
+    Example:
+        >>> from netboard.case import load_case
+        >>> a = recommend(load_case({"primary_site": "ileum", "differentiation": "poor",
+        ...                          "metastatic_sites": ["liver"]}))
+        >>> a.classification.who_2019
+        'nec'
+    """
+    kb = kb or load_kb()
+    cls = classify(case, kb)
+    ctx = Context(case=case, computed=cls.computed, facts=kb.facts)
+    decides: dict[str, set[str]] = defaultdict(set)
+
+    def note_unknown(result: Result, what: str) -> None:
+        for f in result.unknown:
+            decides[f].add(what)
+
+    # 1. Eligibility, criterion by criterion.
+    eligibility: list[Eligibility] = []
+    for es in kb.eligibility:
+        criteria: list[Criterion] = []
+        unknown: set[str] = set()
+        for c in es.criteria:
+            r = evaluate(c.when, ctx)
+            met = None if r.truth is Truth.UNKNOWN else r.truth is Truth.TRUE
+            if met is None:
+                unknown |= r.unknown
+                note_unknown(r, f"{es.title} ({c.name})")
+            criteria.append(Criterion(name=c.name, met=met, detail=c.detail, evidence=c.evidence))
+        mets = [c.met for c in criteria]
+        status = (
+            EligibilityStatus.NOT_ELIGIBLE if False in mets
+            else EligibilityStatus.UNDETERMINED if None in mets
+            else EligibilityStatus.ELIGIBLE
+        )
+        eligibility.append(Eligibility(name=es.name, title=es.title, status=status,
+                                       criteria=tuple(criteria), note=es.note))
+    ctx.eligibility = {e.name.value: e.status.value for e in eligibility}
+    ctx.eligibility_unknown = {
+        e.name.value: frozenset().union(*(
+            evaluate(c.when, ctx).unknown for c in es.criteria
+        )) for e, es in zip(eligibility, kb.eligibility, strict=True)
+    }
+
+    # 2. Rules. A negative rule (not_recommended/contraindicated) guards its code: while it
+    #    holds, no positive rule for that code can put it on the plan.
+    guards: dict[tuple[str, str | None], list[Rule]] = defaultdict(list)
+    for rule in kb.rules:
+        if not rule.status.positive:
+            for code in rule.codes:
+                guards[(code, rule.phase.value if rule.scope == "phase" else None)].append(rule)
+
+    candidates: list[_Candidate] = []
+    for rule in kb.rules:
+        for code in rule.codes:
+            cond: Condition = rule.when
+            if rule.status.positive and not rule.overrides_guards:
+                blocking = guards[(code, rule.phase.value)] + guards[(code, None)]
+                if blocking:
+                    cond = All((rule.when, Not(AnyOf(tuple(g.when for g in blocking)))))
+            r = evaluate(cond, ctx)
+            if r.truth is Truth.TRUE or (r.truth is Truth.UNKNOWN and rule.on_unknown == "branch"):
+                candidates.append(_Candidate(rule, code, r))
+            if r.truth is Truth.UNKNOWN:
+                note_unknown(r, _label(rule, code))
+
+    chosen = _choose(candidates)
+    positive_steps = sorted({c.rule.step for c in chosen if c.rule.status.positive})
+    dense = {step: i + 1 for i, step in enumerate(positive_steps)}
+
+    def order_of(step: int) -> int:
+        later = [s for s in positive_steps if s >= step]
+        return dense[later[0]] if later else len(positive_steps) + 1
+
+    ctx.planned = frozenset(c.code for c in chosen if c.rule.status.positive)
+
+    recommendations: list[Recommendation] = []
+    for c in chosen:
+        dosing: tuple[Dose, ...] = ()
+        if c.rule.status.positive:
+            dosing = tuple(
+                Dose(text=d.text, evidence=d.evidence)
+                for d in kb.dosing
+                if d.code.value == c.code and (d.when is None or evaluate(d.when, ctx).truth is Truth.TRUE)
+            )
+        applies_if = None
+        if c.result.truth is Truth.UNKNOWN:
+            applies_if = AppliesIf(
+                fields=order_fields(c.result.unknown),
+                condition=describe(c.result.residual, kb) if c.result.residual else "",
+            )
+        recommendations.append(Recommendation(
+            code=Intervention(c.code), status=c.rule.status, phase=c.rule.phase,
+            order=order_of(c.rule.step), rationale=c.rule.rationale, evidence=c.rule.evidence,
+            rule_id=c.rule.id, dosing=dosing, applies_if=applies_if,
+        ))
+    recommendations.sort(key=lambda r: (PHASE_ORDER[r.phase], r.order, STATUS_RANK[r.status], r.code.value))
+
+    # 3. Alerts: one per code, the most severe rule that holds.
+    alerts: dict[str, Alert] = {}
+    for a in sorted(kb.alerts, key=lambda a: _SEVERITY_ORDER[a.severity]):
+        r = evaluate(a.when, ctx)
+        if r.truth is Truth.TRUE and a.code.value not in alerts:
+            alerts[a.code.value] = Alert(code=a.code, severity=a.severity, message=a.message,
+                                         evidence=a.evidence, rule_id=a.id)
+        elif r.truth is Truth.UNKNOWN and a.severity is Severity.CRITICAL:
+            note_unknown(r, f"alert {a.code.value}")
+    alert_list = sorted(alerts.values(), key=lambda a: (_SEVERITY_ORDER[a.severity], a.code.value))
+
+    monitoring = [
+        Monitoring(what=m.what, interval=m.interval, reason=m.reason, evidence=m.evidence)
+        for m in kb.monitoring if evaluate(m.when, ctx).truth is Truth.TRUE
+    ]
+    disagreements = [
+        Disagreement(topic=d.topic, text=d.text, evidence=d.evidence)
+        for d in kb.disagreements if evaluate(d.when, ctx).truth is Truth.TRUE
+    ]
+    missing = [MissingInfo(field=f, why=w) for f, w in missing_information(kb, decides)]
+
+    grading = kb.grading["thoracic" if cls.computed.get("thoracic_primary") else "digestive"]
+    cited: set[str] = set(grading.evidence)
+    for rec in recommendations:
+        cited.update(rec.evidence)
+        for dose in rec.dosing:
+            cited.update(dose.evidence)
+    for al in alert_list:
+        cited.update(al.evidence)
+    for el in eligibility:
+        for crit in el.criteria:
+            cited.update(crit.evidence)
+    for mon in monitoring:
+        cited.update(mon.evidence)
+    for dis in disagreements:
+        cited.update(dis.evidence)
+    ref_index = {rid: i for i, rid in enumerate(kb.references)}
+    references = [
+        Reference(id=x.id, citation=x.citation, year=x.year, kind=x.kind, url=x.url, note=x.note)
+        for x in sorted((kb.references[rid] for rid in cited),
+                        key=lambda x: (_KIND_ORDER[x.kind], ref_index[x.id]))
+    ]
+
+    grade = cls.computed["grade"]
+    who = cls.computed["who_2019"]
+    classification = Classification(
+        who_2019=who.value if who else "unknown",
+        grade=grade.value if grade else None,
+        stage=cls.stage,
+        site_group=cls.computed["site_group"] or "unknown",
+        functional=case.functional_syndrome.value if case.functional_syndrome else "unknown",
+        notes=cls.notes,
+    )
+    answer = Answer(
+        contract_version=CONTRACT_VERSION, kb_version=kb.version, kb_released=kb.released,
+        case_id=case.id, summary="", classification=classification,
+        recommendations=tuple(recommendations), alerts=tuple(alert_list),
+        eligibility=tuple(eligibility), monitoring=tuple(monitoring),
+        missing_information=tuple(missing), references=tuple(references),
+        disagreements=tuple(disagreements),
+    )
+    return replace(answer, summary=summarize(answer, kb))
+
+
+def _choose(candidates: list[_Candidate]) -> list[_Candidate]:
+    """Per (code, phase): the best decided candidate, plus the best open branch of each
+    polarity (positive, negative) whose status would rank above it."""
+    groups: dict[tuple[str, str], list[_Candidate]] = defaultdict(list)
+    for c in candidates:
+        groups[(c.code, c.rule.phase.value)].append(c)
+    chosen: list[_Candidate] = []
+    for key in sorted(groups):
+        ranked = sorted(groups[key], key=lambda c: (STATUS_RANK[c.rule.status], c.rule.step, c.rule.id))
+        decided = [c for c in ranked if c.result.truth is Truth.TRUE]
+        if decided:
+            chosen.append(decided[0])
+        bar = STATUS_RANK[decided[0].rule.status] if decided else len(STATUS_RANK)
+        for positive in (True, False):
+            open_ = [
+                c for c in ranked
+                if c.result.truth is Truth.UNKNOWN and c.rule.status.positive is positive
+                and STATUS_RANK[c.rule.status] < bar
+            ]
+            if open_:
+                chosen.append(open_[0])
+    return chosen
