@@ -49,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--format", choices=["json", "markdown", "html"], default="markdown")
     rec.add_argument("--kb", help="use the knowledge base in this directory instead of the packaged one")
 
+    ask = sub.add_parser("ask", help="answer a free-text question or clinical note (- for stdin)")
+    ask.add_argument("text", help="the question or note, or - to read it from standard input")
+    ask.add_argument("--format", choices=["json", "markdown"], default="markdown")
+    ask.add_argument("--case-out", help="also write the parsed case to this YAML file")
+    ask.add_argument("--kb", help="use the knowledge base in this directory instead of the packaged one")
+
     kb = sub.add_parser("kb", help="knowledge-base tools")
     kb_sub = kb.add_subparsers(dest="kb_command", parser_class=_Parser)
     check = kb_sub.add_parser("check", help="check the knowledge base and print its statistics")
@@ -74,6 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_OK
         if args.command == "recommend":
             return _recommend(args)
+        if args.command == "ask":
+            from netboard.parse.ask import run_ask
+
+            return run_ask(args)
         if args.command == "kb" and args.kb_command == "check":
             return _kb_check(args.path)
     except CaseError as exc:
