@@ -135,8 +135,14 @@ class Answer:
 
     def to_dict(self) -> dict[str, Any]:
         """The answer as contract JSON (plain dicts and lists, stable key order)."""
+
         def ref(r: Reference) -> dict[str, Any]:
-            d: dict[str, Any] = {"id": r.id, "citation": r.citation, "year": r.year, "kind": str(r.kind)}
+            d: dict[str, Any] = {
+                "id": r.id,
+                "citation": r.citation,
+                "year": r.year,
+                "kind": str(r.kind),
+            }
             if r.url:
                 d["url"] = r.url
             if r.note:
@@ -192,7 +198,12 @@ class Answer:
                     "status": str(e.status),
                     "title": e.title,
                     "criteria": [
-                        {"name": k.name, "met": k.met, "detail": k.detail, "evidence": list(k.evidence)}
+                        {
+                            "name": k.name,
+                            "met": k.met,
+                            "detail": k.detail,
+                            "evidence": list(k.evidence),
+                        }
                         for k in e.criteria
                     ],
                     **({"note": e.note} if e.note else {}),
@@ -200,10 +211,17 @@ class Answer:
                 for e in self.eligibility
             },
             "monitoring": [
-                {"what": m.what, "interval": m.interval, "reason": m.reason, "evidence": list(m.evidence)}
+                {
+                    "what": m.what,
+                    "interval": m.interval,
+                    "reason": m.reason,
+                    "evidence": list(m.evidence),
+                }
                 for m in self.monitoring
             ],
-            "missing_information": [{"field": m.field, "why": m.why} for m in self.missing_information],
+            "missing_information": [
+                {"field": m.field, "why": m.why} for m in self.missing_information
+            ],
             "disagreements": [
                 {"topic": d.topic, "text": d.text, "evidence": list(d.evidence)}
                 for d in self.disagreements

@@ -223,9 +223,7 @@ def _check(name: str, spec: Spec, raw: Any, problems: list[Problem]) -> Any:
     if isinstance(spec, Choice):
         if isinstance(raw, str) and raw in spec.enum._value2member_map_:
             return spec.enum(raw)
-        problems.append(
-            Problem(name, f"{_describe(raw)} is not one of: {_words(spec.enum)}")
-        )
+        problems.append(Problem(name, f"{_describe(raw)} is not one of: {_words(spec.enum)}"))
         return None
     # ChoiceList
     if not isinstance(raw, list):
@@ -267,7 +265,9 @@ def load_case(data: Any) -> Case:
         netboard.errors.CaseError: ki67_percent: 140 is outside the possible range 0-100
     """
     if not isinstance(data, Mapping):
-        raise CaseError([Problem("(case)", f"expected an object of case fields, got {_describe(data)}")])
+        raise CaseError(
+            [Problem("(case)", f"expected an object of case fields, got {_describe(data)}")]
+        )
     problems: list[Problem] = []
     values: dict[str, Any] = {}
     for key in data:
@@ -301,7 +301,9 @@ def _check_consistency(data: Mapping[str, Any], problems: list[Problem]) -> None
     site = data.get("primary_site")
     if data.get("pancreas_region") is not None and site not in (None, "pancreas"):
         problems.append(
-            Problem("pancreas_region", f"given, but primary_site is {_describe(site)}, not pancreas")
+            Problem(
+                "pancreas_region", f"given, but primary_site is {_describe(site)}, not pancreas"
+            )
         )
     if data.get("pregnant") is True and data.get("sex") == "male":
         problems.append(Problem("pregnant", "true, but sex is male"))
@@ -314,10 +316,13 @@ def _check_consistency(data: Mapping[str, Any], problems: list[Problem]) -> None
         if isinstance(prior, list):
             for i, code in enumerate(progressed):
                 if isinstance(code, str) and code not in prior:
-                    problems.append(Problem(
-                        f"progressed_on[{i}]",
-                        f"{code!r} is not in prior_treatments (list every treatment received there)",
-                    ))
+                    problems.append(
+                        Problem(
+                            f"progressed_on[{i}]",
+                            f"{code!r} is not in prior_treatments "
+                            "(list every treatment received there)",
+                        )
+                    )
 
 
 # --- reading files -------------------------------------------------------------------------
@@ -341,7 +346,9 @@ def _yaml_loader() -> type:
         for k, rs in base.yaml_implicit_resolvers.items()
     }
     Loader.add_implicit_resolver(
-        "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+        "tag:yaml.org,2002:bool",
+        re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+        list("tTfF"),
     )
 
     def construct_mapping(loader: Any, node: Any, deep: bool = False) -> dict[Any, Any]:
@@ -363,6 +370,7 @@ def parse_document(text: str, *, source: str = "(case)") -> Any:
     """Parse JSON or YAML text (JSON first); raise ``CaseError`` when unreadable."""
     stripped = text.lstrip()
     if stripped.startswith(("{", "[")):
+
         def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             keys = [k for k, _ in pairs]
             dup = sorted({k for k in keys if keys.count(k) > 1})
@@ -381,7 +389,7 @@ def parse_document(text: str, *, source: str = "(case)") -> Any:
     import yaml
 
     try:
-        return yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - the loader is safe
+        return yaml.load(text, Loader=_yaml_loader())
     except yaml.YAMLError as exc:
         detail = json_error or str(exc).replace("\n", " ")
         raise CaseError([Problem(source, f"not valid JSON or YAML: {detail}")]) from None

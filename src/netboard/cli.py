@@ -41,24 +41,34 @@ def build_parser() -> argparse.ArgumentParser:
         prog="netboard",
         description="Guideline-based decision support for metastatic neuroendocrine neoplasms.",
     )
-    parser.add_argument("--version", action="store_true", help="print package, knowledge base and contract versions")
+    parser.add_argument(
+        "--version", action="store_true", help="print package, knowledge base and contract versions"
+    )
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
-    rec = sub.add_parser("recommend", help="answer a structured case (JSON or YAML file, or - for stdin)")
+    rec = sub.add_parser(
+        "recommend", help="answer a structured case (JSON or YAML file, or - for stdin)"
+    )
     rec.add_argument("case", help="case file (JSON or YAML), or - for standard input")
     rec.add_argument("--format", choices=["json", "markdown", "html"], default="markdown")
-    rec.add_argument("--kb", help="use the knowledge base in this directory instead of the packaged one")
+    rec.add_argument(
+        "--kb", help="use the knowledge base in this directory instead of the packaged one"
+    )
 
     ask = sub.add_parser("ask", help="answer a free-text question or clinical note (- for stdin)")
     ask.add_argument("text", help="the question or note, or - to read it from standard input")
     ask.add_argument("--format", choices=["json", "markdown"], default="markdown")
     ask.add_argument("--case-out", help="also write the parsed case to this YAML file")
-    ask.add_argument("--kb", help="use the knowledge base in this directory instead of the packaged one")
+    ask.add_argument(
+        "--kb", help="use the knowledge base in this directory instead of the packaged one"
+    )
 
     kb = sub.add_parser("kb", help="knowledge-base tools")
     kb_sub = kb.add_subparsers(dest="kb_command", parser_class=_Parser)
     check = kb_sub.add_parser("check", help="check the knowledge base and print its statistics")
-    check.add_argument("path", nargs="?", help="knowledge-base directory (default: the packaged one)")
+    check.add_argument(
+        "path", nargs="?", help="knowledge-base directory (default: the packaged one)"
+    )
     return parser
 
 
@@ -120,7 +130,8 @@ def _kb_check(path: str | None) -> int:
         f"  {len(kb.references)} references, {len(kb.facts)} facts, {len(kb.rules)} rules, "
         f"{len(kb.alerts)} alerts, {len(kb.eligibility)} eligibility sets "
         f"({sum(len(e.criteria) for e in kb.eligibility)} criteria), {len(kb.dosing)} dosing "
-        f"statements, {len(kb.monitoring)} monitoring items, {len(kb.disagreements)} disagreements\n"
+        f"statements, {len(kb.monitoring)} monitoring items, "
+        f"{len(kb.disagreements)} disagreements\n"
     )
     return EXIT_OK
 

@@ -138,7 +138,9 @@ def _parse(data: Any, where: str, problems: list[Problem]) -> Condition:
     if "field" in keys and len(keys) == 2:
         (op,) = keys - {"field"}
         if op not in OPERATORS:
-            problems.append(Problem(where, f"unknown operator {op!r}; use one of {sorted(OPERATORS)}"))
+            problems.append(
+                Problem(where, f"unknown operator {op!r}; use one of {sorted(OPERATORS)}")
+            )
             return TRUE_CONDITION
         value = data[op]
         if OPERATORS[op] != isinstance(value, list):

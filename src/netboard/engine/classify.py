@@ -10,7 +10,7 @@ from typing import Any
 
 from netboard.case import Case
 from netboard.kb.schema import Grading, KnowledgeBase
-from netboard.vocab import DiseaseStatus, Differentiation, Grade, MetastaticSite, Sex, Who2019
+from netboard.vocab import Differentiation, DiseaseStatus, Grade, MetastaticSite, Sex, Who2019
 
 _RANK = {Grade.G1: 1, Grade.G2: 2, Grade.G3: 3}
 
@@ -31,7 +31,8 @@ def grade_from(value: float | None, g1_below: float | None, g2_upto: float | Non
 def derive_grade(ki67: float | None, mitoses: float | None, grading: Grading) -> Grade | None:
     """Derive the WHO grade; when Ki-67 and mitoses disagree the higher grade wins.
 
-    >>> g = Grading(ki67_g1_below=3, ki67_g2_upto=20, mitoses_g1_below=2, mitoses_g2_upto=20, evidence=())
+    >>> g = Grading(ki67_g1_below=3, ki67_g2_upto=20, mitoses_g1_below=2,
+    ...             mitoses_g2_upto=20, evidence=())
     >>> derive_grade(12.0, 1.0, g)
     <Grade.G2: 'g2'>
     >>> derive_grade(2.0, 25.0, g)
@@ -68,6 +69,7 @@ def classify(case: Case, kb: KnowledgeBase) -> Classified:
     derived = derive_grade(case.ki67_percent, case.mitoses_per_2mm2, grading)
     stated = case.grade
     notes: list[str] = []
+    final: Grade | None
     if stated and derived:
         final = max(stated, derived, key=_RANK.__getitem__)
         all_measured = case.mitoses_per_2mm2 is not None and (
@@ -83,18 +85,24 @@ def classify(case: Case, kb: KnowledgeBase) -> Classified:
         final = stated or derived
         discordant = False
     if thoracic and case.ki67_percent is not None and case.mitoses_per_2mm2 is None and not stated:
-        notes.append("Lung/thymic grade rests on mitoses and necrosis; Ki-67 alone does not grade it.")
+        notes.append(
+            "Lung/thymic grade rests on mitoses and necrosis; Ki-67 alone does not grade it."
+        )
 
     if case.differentiation is Differentiation.POOR:
         inferred: Differentiation | None = Differentiation.POOR
         if final in (Grade.G1, Grade.G2):
-            notes.append("Poorly differentiated with a low-grade proliferation index: review the pathology.")
+            notes.append(
+                "Poorly differentiated with a low-grade proliferation index: review the pathology."
+            )
     elif case.differentiation is Differentiation.WELL:
         inferred = Differentiation.WELL
     elif final in (Grade.G1, Grade.G2):
         # NEC is high grade by definition (WHO 2019), so a G1/G2 neoplasm is a NET.
         inferred = Differentiation.WELL
-        notes.append("Differentiation not stated; G1/G2 implies a well-differentiated NET (WHO 2019).")
+        notes.append(
+            "Differentiation not stated; G1/G2 implies a well-differentiated NET (WHO 2019)."
+        )
     else:
         inferred = None
 
@@ -119,8 +127,12 @@ def classify(case: Case, kb: KnowledgeBase) -> Classified:
         "treatments_failed": treatments_failed(case),
     }
     return Classified(
-        computed=computed, stated_grade=stated, derived_grade=derived, discordant=discordant,
-        notes=tuple(notes), stage=stage_of(case, thoracic),
+        computed=computed,
+        stated_grade=stated,
+        derived_grade=derived,
+        discordant=discordant,
+        notes=tuple(notes),
+        stage=stage_of(case, thoracic),
     )
 
 
@@ -134,7 +146,9 @@ def treatments_received(case: Case) -> tuple[str, ...] | None:
     ()
     """
     if case.prior_treatments is not None:
-        return tuple(sorted({t.value for t in (*case.prior_treatments, *(case.progressed_on or ()))}))
+        return tuple(
+            sorted({t.value for t in (*case.prior_treatments, *(case.progressed_on or ()))})
+        )
     if case.disease_status is DiseaseStatus.NEWLY_DIAGNOSED:
         return ()
     return None
@@ -154,11 +168,11 @@ def treatments_failed(case: Case) -> tuple[str, ...] | None:
 
 
 def pregnancy_status(case: Case, age_limit: float = 55) -> str | None:
-    """'pregnant', 'not_pregnant' or None (unknown: a woman under ``age_limit``, pregnancy unstated).
+    """'pregnant', 'not_pregnant', or None when a woman under ``age_limit`` does not say.
 
-    A stated ``pregnant`` always wins; men, and women aged ``age_limit`` or over (the KB's
-    ``classification.yaml``), are taken as not pregnant when the case is silent (the Lutathera label asks for pregnancy to be
-    excluded in women of reproductive potential).
+    A stated ``pregnant`` always wins. Men, and women at or above ``age_limit`` (set in the
+    KB's ``classification.yaml``), count as not pregnant when the case is silent: the
+    Lutathera label asks for pregnancy to be excluded in women of reproductive potential.
 
     >>> pregnancy_status(Case(sex=Sex.FEMALE, age_years=34)) is None
     True

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from netboard.case import field_paths
-from netboard.conditions import All, AnyOf, Compare, Condition, EligibilityIs, Fact, Not, Planned
+from netboard.conditions import All, Compare, Condition, EligibilityIs, Fact, Not, Planned
 from netboard.kb.schema import KnowledgeBase
 
 _OPS = {"lt": "<", "le": "≤", "gt": ">", "ge": "≥"}
@@ -45,9 +45,11 @@ def describe(node: Condition, kb: KnowledgeBase, nested: bool = False) -> str:
             return f"{name} is {'stated' if node.value else 'not stated'}"
         if node.op == "is":
             return f"{name} is {label_value(kb, node.value)}"
-        values = [label_value(kb, x) for x in node.value] if isinstance(node.value, tuple) else [
-            label_value(kb, node.value)
-        ]
+        values = (
+            [label_value(kb, x) for x in node.value]
+            if isinstance(node.value, tuple)
+            else [label_value(kb, node.value)]
+        )
         joined = " or ".join(values)
         if node.op == "in":
             return f"{name} is {joined}"

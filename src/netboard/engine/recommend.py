@@ -26,7 +26,7 @@ from netboard.answer import (
 from netboard.case import Case
 from netboard.conditions import All, AnyOf, Condition, Not
 from netboard.engine.classify import classify
-from netboard.engine.evaluate import Context, Result, evaluate
+from netboard.engine.evaluate import FALSE, Context, Result, evaluate
 from netboard.engine.explain import describe, missing_information, order_fields
 from netboard.engine.summary import summarize
 from netboard.kb import load_kb
@@ -98,17 +98,21 @@ def recommend(case: Case, *, kb: KnowledgeBase | None = None) -> Answer:
             criteria.append(Criterion(name=c.name, met=met, detail=c.detail, evidence=c.evidence))
         mets = [c.met for c in criteria]
         status = (
-            EligibilityStatus.NOT_ELIGIBLE if False in mets
-            else EligibilityStatus.UNDETERMINED if None in mets
+            EligibilityStatus.NOT_ELIGIBLE
+            if False in mets
+            else EligibilityStatus.UNDETERMINED
+            if None in mets
             else EligibilityStatus.ELIGIBLE
         )
-        eligibility.append(Eligibility(name=es.name, title=es.title, status=status,
-                                       criteria=tuple(criteria), note=es.note))
+        eligibility.append(
+            Eligibility(
+                name=es.name, title=es.title, status=status, criteria=tuple(criteria), note=es.note
+            )
+        )
     ctx.eligibility = {e.name.value: e.status.value for e in eligibility}
     ctx.eligibility_unknown = {
-        e.name.value: frozenset().union(*(
-            evaluate(c.when, ctx).unknown for c in es.criteria
-        )) for e, es in zip(eligibility, kb.eligibility, strict=True)
+        e.name.value: frozenset().union(*(evaluate(c.when, ctx).unknown for c in es.criteria))
+        for e, es in zip(eligibility, kb.eligibility, strict=True)
     }
 
     # 2. Rules. A negative rule (not_recommended/contraindicated) guards its code: while it
@@ -123,11 +127,21 @@ def recommend(case: Case, *, kb: KnowledgeBase | None = None) -> Answer:
     for rule in kb.rules:
         for code in rule.codes:
             cond: Condition = rule.when
+            hard_stop = False
             if rule.status.positive and not rule.overrides_guards:
                 blocking = guards[(code, rule.phase.value)] + guards[(code, None)]
-                if blocking:
-                    cond = All((rule.when, Not(AnyOf(tuple(g.when for g in blocking)))))
-            r = evaluate(cond, ctx)
+                # A guard whose data is missing keeps the option open as a branch, unless it is
+                # a pre-treatment check (unknown_blocks: false): then only a guard that holds
+                # takes the option off the plan.
+                strict = tuple(g.when for g in blocking if g.unknown_blocks)
+                if strict:
+                    cond = All((rule.when, Not(AnyOf(strict))))
+                hard_stop = any(
+                    evaluate(g.when, ctx).truth is Truth.TRUE
+                    for g in blocking
+                    if not g.unknown_blocks
+                )
+            r = FALSE if hard_stop else evaluate(cond, ctx)
             if r.truth is Truth.TRUE or (r.truth is Truth.UNKNOWN and rule.on_unknown == "branch"):
                 candidates.append(_Candidate(rule, code, r))
             if r.truth is Truth.UNKNOWN:
@@ -144,45 +158,63 @@ def recommend(case: Case, *, kb: KnowledgeBase | None = None) -> Answer:
     ctx.planned = frozenset(c.code for c in chosen if c.rule.status.positive)
 
     recommendations: list[Recommendation] = []
-    for c in chosen:
+    for cand in chosen:
         dosing: tuple[Dose, ...] = ()
-        if c.rule.status.positive:
+        if cand.rule.status.positive:
             dosing = tuple(
                 Dose(text=d.text, evidence=d.evidence)
                 for d in kb.dosing
-                if d.code.value == c.code and (d.when is None or evaluate(d.when, ctx).truth is Truth.TRUE)
+                if d.code.value == cand.code
+                and (d.when is None or evaluate(d.when, ctx).truth is Truth.TRUE)
             )
         applies_if = None
-        if c.result.truth is Truth.UNKNOWN:
+        if cand.result.truth is Truth.UNKNOWN:
             applies_if = AppliesIf(
-                fields=order_fields(c.result.unknown),
-                condition=describe(c.result.residual, kb) if c.result.residual else "",
+                fields=order_fields(cand.result.unknown),
+                condition=describe(cand.result.residual, kb) if cand.result.residual else "",
             )
-        recommendations.append(Recommendation(
-            code=Intervention(c.code), status=c.rule.status, phase=c.rule.phase,
-            order=order_of(c.rule.step), rationale=c.rule.rationale, evidence=c.rule.evidence,
-            rule_id=c.rule.id, dosing=dosing, applies_if=applies_if,
-        ))
-    recommendations.sort(key=lambda r: (PHASE_ORDER[r.phase], r.order, STATUS_RANK[r.status], r.code.value))
+        recommendations.append(
+            Recommendation(
+                code=Intervention(cand.code),
+                status=cand.rule.status,
+                phase=cand.rule.phase,
+                order=order_of(cand.rule.step),
+                rationale=cand.rule.rationale,
+                evidence=cand.rule.evidence,
+                rule_id=cand.rule.id,
+                dosing=dosing,
+                applies_if=applies_if,
+            )
+        )
+    recommendations.sort(
+        key=lambda r: (PHASE_ORDER[r.phase], r.order, STATUS_RANK[r.status], r.code.value)
+    )
 
     # 3. Alerts: one per code, the most severe rule that holds.
     alerts: dict[str, Alert] = {}
     for a in sorted(kb.alerts, key=lambda a: _SEVERITY_ORDER[a.severity]):
         r = evaluate(a.when, ctx)
         if r.truth is Truth.TRUE and a.code.value not in alerts:
-            alerts[a.code.value] = Alert(code=a.code, severity=a.severity, message=a.message,
-                                         evidence=a.evidence, rule_id=a.id)
+            alerts[a.code.value] = Alert(
+                code=a.code,
+                severity=a.severity,
+                message=a.message,
+                evidence=a.evidence,
+                rule_id=a.id,
+            )
         elif r.truth is Truth.UNKNOWN and a.severity is Severity.CRITICAL:
             note_unknown(r, f"alert {a.code.value}")
     alert_list = sorted(alerts.values(), key=lambda a: (_SEVERITY_ORDER[a.severity], a.code.value))
 
     monitoring = [
         Monitoring(what=m.what, interval=m.interval, reason=m.reason, evidence=m.evidence)
-        for m in kb.monitoring if evaluate(m.when, ctx).truth is Truth.TRUE
+        for m in kb.monitoring
+        if evaluate(m.when, ctx).truth is Truth.TRUE
     ]
     disagreements = [
         Disagreement(topic=d.topic, text=d.text, evidence=d.evidence)
-        for d in kb.disagreements if evaluate(d.when, ctx).truth is Truth.TRUE
+        for d in kb.disagreements
+        if evaluate(d.when, ctx).truth is Truth.TRUE
     ]
     missing = [MissingInfo(field=f, why=w) for f, w in missing_information(kb, decides)]
 
@@ -204,8 +236,10 @@ def recommend(case: Case, *, kb: KnowledgeBase | None = None) -> Answer:
     ref_index = {rid: i for i, rid in enumerate(kb.references)}
     references = [
         Reference(id=x.id, citation=x.citation, year=x.year, kind=x.kind, url=x.url, note=x.note)
-        for x in sorted((kb.references[rid] for rid in cited),
-                        key=lambda x: (_KIND_ORDER[x.kind], ref_index[x.id]))
+        for x in sorted(
+            (kb.references[rid] for rid in cited),
+            key=lambda x: (_KIND_ORDER[x.kind], ref_index[x.id]),
+        )
     ]
 
     grade = cls.computed["grade"]
@@ -219,14 +253,21 @@ def recommend(case: Case, *, kb: KnowledgeBase | None = None) -> Answer:
         notes=cls.notes,
     )
     answer = Answer(
-        contract_version=CONTRACT_VERSION, kb_version=kb.version, kb_released=kb.released,
-        case_id=case.id, summary="", classification=classification,
-        recommendations=tuple(recommendations), alerts=tuple(alert_list),
-        eligibility=tuple(eligibility), monitoring=tuple(monitoring),
-        missing_information=tuple(missing), references=tuple(references),
+        contract_version=CONTRACT_VERSION,
+        kb_version=kb.version,
+        kb_released=kb.released,
+        case_id=case.id,
+        summary="",
+        classification=classification,
+        recommendations=tuple(recommendations),
+        alerts=tuple(alert_list),
+        eligibility=tuple(eligibility),
+        monitoring=tuple(monitoring),
+        missing_information=tuple(missing),
+        references=tuple(references),
         disagreements=tuple(disagreements),
     )
-    return replace(answer, summary=summarize(answer, kb))
+    return replace(answer, summary=summarize(answer, kb, case))
 
 
 def _choose(candidates: list[_Candidate]) -> list[_Candidate]:
@@ -237,15 +278,19 @@ def _choose(candidates: list[_Candidate]) -> list[_Candidate]:
         groups[(c.code, c.rule.phase.value)].append(c)
     chosen: list[_Candidate] = []
     for key in sorted(groups):
-        ranked = sorted(groups[key], key=lambda c: (STATUS_RANK[c.rule.status], c.rule.step, c.rule.id))
+        ranked = sorted(
+            groups[key], key=lambda c: (STATUS_RANK[c.rule.status], c.rule.step, c.rule.id)
+        )
         decided = [c for c in ranked if c.result.truth is Truth.TRUE]
         if decided:
             chosen.append(decided[0])
         bar = STATUS_RANK[decided[0].rule.status] if decided else len(STATUS_RANK)
         for positive in (True, False):
             open_ = [
-                c for c in ranked
-                if c.result.truth is Truth.UNKNOWN and c.rule.status.positive is positive
+                c
+                for c in ranked
+                if c.result.truth is Truth.UNKNOWN
+                and c.rule.status.positive is positive
                 and STATUS_RANK[c.rule.status] < bar
             ]
             if open_:

@@ -2,55 +2,64 @@
 
 from __future__ import annotations
 
-from netboard.answer import Answer
+from collections.abc import Callable
+
+from netboard.answer import Answer, Recommendation
+from netboard.case import Case
 from netboard.kb.schema import KnowledgeBase
-from netboard.vocab import Severity
+from netboard.vocab import Severity, Status
 
 
 def _code(kb: KnowledgeBase, code: str) -> str:
     return kb.labels.get("interventions", {}).get(code, code.replace("_", " "))
 
 
-def describe_tumor(answer: Answer, kb: KnowledgeBase) -> str:
-    """'Well-differentiated NET G2 of the sigmoid colon, stage IV (...)'."""
+def _labels(kb: KnowledgeBase, answer: Answer, keep: Callable[[Recommendation], bool]) -> str:
+    names = sorted({_code(kb, r.code.value) for r in answer.recommendations if keep(r)})
+    return ", ".join(names[:8]) + (" and others" if len(names) > 8 else "")
+
+
+def describe_tumor(answer: Answer, kb: KnowledgeBase, case: Case) -> str:
+    """'Well-differentiated NET G2 (Ki-67 8%) of the sigmoid colon, stage IV (...)'."""
     c = answer.classification
     who = kb.labels.get("who_2019", {}).get(c.who_2019, "Neuroendocrine neoplasm (type not stated)")
-    site = kb.labels.get("site_groups", {}).get(c.site_group, c.site_group.replace("_", " "))
-    parts = [f"{who} ({site})", f"stage {c.stage}"]
+    if case.ki67_percent is not None:
+        who += f" (Ki-67 {case.ki67_percent:g}%)"
+    if case.primary_site is None:
+        site = "primary site not stated"
+    else:
+        site = "of the " + kb.sites[case.primary_site].label
+        if case.pancreas_region is not None:
+            site = f"of the pancreatic {case.pancreas_region.value}"
+    parts = [f"{who} {site}", f"stage {c.stage}"]
     if c.functional not in ("none", "unknown"):
         parts.append(kb.labels.get("values", {}).get(c.functional, c.functional.replace("_", " ")))
     return ", ".join(parts) + "."
 
 
-def summarize(answer: Answer, kb: KnowledgeBase) -> str:
+def summarize(answer: Answer, kb: KnowledgeBase, case: Case) -> str:
     """Compose the summary from the sequenced plan, the critical alerts and what is missing."""
-    sentences = [describe_tumor(answer, kb)]
+    sentences = [describe_tumor(answer, kb, case)]
     steps: dict[int, list[str]] = {}
     for r in answer.recommendations:
-        if r.status.positive and r.applies_if is None:
-            steps.setdefault(r.order, [])
+        if r.status is Status.RECOMMENDED and r.applies_if is None:
             label = _code(kb, r.code.value)
-            if label not in steps[r.order]:
+            if label not in steps.setdefault(r.order, []):
                 steps[r.order].append(label)
     if steps:
-        plan = "; ".join(
-            f"({n}) " + " or ".join(steps[n]) for n in sorted(steps)[:6]
-        )
+        plan = "; ".join(f"({n}) " + " or ".join(steps[n]) for n in sorted(steps)[:6])
         sentences.append(f"Plan in sequence: {plan}.")
-    branches = sorted({
-        _code(kb, r.code.value) for r in answer.recommendations if r.status.positive and r.applies_if
-    })
+    options = _labels(kb, answer, lambda r: r.status is Status.CONSIDER and r.applies_if is None)
+    if options:
+        sentences.append("Also to consider: " + options + ".")
+    branches = _labels(kb, answer, lambda r: r.status.positive and r.applies_if is not None)
     if branches:
-        sentences.append(
-            "Depending on data not yet given, also: " + ", ".join(branches[:8])
-            + (" and more" if len(branches) > 8 else "") + "."
-        )
-    blocked = sorted({
-        _code(kb, r.code.value) for r in answer.recommendations
-        if not r.status.positive and r.applies_if is None
-    })
+        sentences.append("Depending on data not yet given: " + branches + ".")
+    blocked = _labels(
+        kb, answer, lambda r: r.status is Status.CONTRAINDICATED and r.applies_if is None
+    )
     if blocked:
-        sentences.append("Not for this patient: " + ", ".join(blocked) + ".")
+        sentences.append("Contraindicated: " + blocked + ".")
     critical = [a for a in answer.alerts if a.severity is Severity.CRITICAL]
     if critical:
         sentences.append("Critical: " + " ".join(a.message for a in critical[:2]))

@@ -17,7 +17,7 @@ def check_kb_dir(path: str | Path | None = None) -> tuple[KnowledgeBase | None, 
     root = files("netboard.kb") if path is None else Path(path)
     try:
         docs = read_kb_files(root)
-    except Exception as exc:  # noqa: BLE001 - any YAML/IO failure is reported as a problem
+    except Exception as exc:
         return None, [Problem(str(path or "netboard.kb"), f"cannot read: {exc}")]
     return parse_kb(docs)
 

@@ -55,6 +55,7 @@ class Rule:
     on_unknown: str = "branch"
     scope: str = "phase"
     overrides_guards: bool = False
+    unknown_blocks: bool = True
     dossier: tuple[str, ...] = ()
 
 
@@ -222,14 +223,18 @@ class _Reader:
     def fail(self, where: str, message: str) -> None:
         self.problems.append(Problem(f"{self.file}:{where}", message))
 
-    def mapping(self, data: Any, where: str, allowed: Iterable[str], required: Iterable[str]) -> bool:
+    def mapping(
+        self, data: Any, where: str, allowed: Iterable[str], required: Iterable[str]
+    ) -> bool:
         if not isinstance(data, Mapping):
             self.fail(where, f"expected a mapping, got {type(data).__name__}")
             return False
         allowed_set = set(allowed)
         for key in data:
             if key not in allowed_set:
-                self.fail(f"{where}.{key}", f"unknown key; allowed: {', '.join(sorted(allowed_set))}")
+                self.fail(
+                    f"{where}.{key}", f"unknown key; allowed: {', '.join(sorted(allowed_set))}"
+                )
         ok = True
         for key in required:
             if key not in data:
@@ -285,7 +290,9 @@ def parse_kb(files: Mapping[str, Any]) -> tuple[KnowledgeBase | None, list[Probl
     # manifest
     r = reader("manifest.yaml")
     man = files.get("manifest.yaml") or {}
-    r.mapping(man, "(top)", ["version", "released", "covers", "contract_version"], ["version", "released"])
+    r.mapping(
+        man, "(top)", ["version", "released", "covers", "contract_version"], ["version", "released"]
+    )
     version = str(man.get("version", ""))
     released = man.get("released", "")
     if isinstance(released, dt.date):
@@ -299,7 +306,9 @@ def parse_kb(files: Mapping[str, Any]) -> tuple[KnowledgeBase | None, list[Probl
     references: dict[str, ReferenceDef] = {}
     for i, e in enumerate(_entries(files.get("references.yaml"), r)):
         w = f"[{i}]"
-        if not r.mapping(e, w, ["id", "citation", "year", "kind", "url", "note"], ["id", "citation", "kind"]):
+        if not r.mapping(
+            e, w, ["id", "citation", "year", "kind", "url", "note"], ["id", "citation", "kind"]
+        ):
             continue
         rid = str(e["id"])
         if rid in references:
@@ -324,20 +333,30 @@ def parse_kb(files: Mapping[str, Any]) -> tuple[KnowledgeBase | None, list[Probl
     cls = files.get("classification.yaml") or {}
     r.mapping(cls, "(top)", ["sites", "grading", "pregnancy"], ["sites", "grading", "pregnancy"])
     preg = cls.get("pregnancy") or {}
-    r.mapping(preg, "pregnancy", ["childbearing_age_limit", "evidence"], ["childbearing_age_limit", "evidence"])
+    r.mapping(
+        preg,
+        "pregnancy",
+        ["childbearing_age_limit", "evidence"],
+        ["childbearing_age_limit", "evidence"],
+    )
     childbearing_age_limit = float(preg.get("childbearing_age_limit", 55))
     preg_evidence = r.ids(preg.get("evidence", []), "pregnancy.evidence")
     sites: dict[v.Site, SiteInfo] = {}
     for key, e in (cls.get("sites") or {}).items():
         site = r.enum(v.Site, key, f"sites.{key}")
         if site is None or not r.mapping(
-            e, f"sites.{key}", ["group", "label", "region", "portal_drained", "thoracic"],
+            e,
+            f"sites.{key}",
+            ["group", "label", "region", "portal_drained", "thoracic"],
             ["group", "label", "region", "portal_drained", "thoracic"],
         ):
             continue
         sites[site] = SiteInfo(
-            group=str(e["group"]), label=str(e["label"]), region=str(e["region"]),
-            portal_drained=bool(e["portal_drained"]), thoracic=bool(e["thoracic"]),
+            group=str(e["group"]),
+            label=str(e["label"]),
+            region=str(e["region"]),
+            portal_drained=bool(e["portal_drained"]),
+            thoracic=bool(e["thoracic"]),
         )
     for site in v.Site:
         if site not in sites:
@@ -345,10 +364,14 @@ def parse_kb(files: Mapping[str, Any]) -> tuple[KnowledgeBase | None, list[Probl
     grading: dict[str, Grading] = {}
     for key, e in (cls.get("grading") or {}).items():
         keys = ["ki67_g1_below", "ki67_g2_upto", "mitoses_g1_below", "mitoses_g2_upto", "evidence"]
-        if r.mapping(e, f"grading.{key}", keys, ["mitoses_g1_below", "mitoses_g2_upto", "evidence"]):
+        if r.mapping(
+            e, f"grading.{key}", keys, ["mitoses_g1_below", "mitoses_g2_upto", "evidence"]
+        ):
             grading[str(key)] = Grading(
-                ki67_g1_below=e.get("ki67_g1_below"), ki67_g2_upto=e.get("ki67_g2_upto"),
-                mitoses_g1_below=e["mitoses_g1_below"], mitoses_g2_upto=e["mitoses_g2_upto"],
+                ki67_g1_below=e.get("ki67_g1_below"),
+                ki67_g2_upto=e.get("ki67_g2_upto"),
+                mitoses_g1_below=e["mitoses_g1_below"],
+                mitoses_g2_upto=e["mitoses_g2_upto"],
                 evidence=r.ids(e["evidence"], f"grading.{key}.evidence"),
             )
     for needed in ("digestive", "thoracic"):
@@ -363,8 +386,10 @@ def parse_kb(files: Mapping[str, Any]) -> tuple[KnowledgeBase | None, list[Probl
     r.mapping(fdoc, "(top)", ["fields", "labels"], ["fields", "labels"])
     for key, e in (fdoc.get("fields") or {}).items():
         if r.mapping(e, f"fields.{key}", ["label", "why"], ["label", "why"]):
-            fields_info[str(key)] = FieldInfo(label=r.text(e["label"], f"fields.{key}.label"),
-                                              why=r.text(e["why"], f"fields.{key}.why"))
+            fields_info[str(key)] = FieldInfo(
+                label=r.text(e["label"], f"fields.{key}.label"),
+                why=r.text(e["why"], f"fields.{key}.why"),
+            )
     for path in [*FIELDS, *(f"labs.{k}" for k in LAB_FIELDS)]:
         if path not in fields_info:
             r.fail("fields", f"case field {path!r} has no label")
@@ -380,23 +405,45 @@ def parse_kb(files: Mapping[str, Any]) -> tuple[KnowledgeBase | None, list[Probl
             continue
         if e["name"] in facts:
             r.fail(w, f"duplicate fact {e['name']!r}")
-        facts[str(e["name"])] = FactDef(name=str(e["name"]), label=r.text(e["label"], f"{w}.label"),
-                                        when=r.condition(e["when"], f"{w}.when"))
+        facts[str(e["name"])] = FactDef(
+            name=str(e["name"]),
+            label=r.text(e["label"], f"{w}.label"),
+            when=r.condition(e["when"], f"{w}.when"),
+        )
 
     # rules
     rules: list[Rule] = []
-    rule_keys = ["id", "code", "phase", "status", "step", "when", "rationale", "evidence",
-                 "on_unknown", "scope", "overrides_guards", "dossier"]
+    rule_keys = [
+        "id",
+        "code",
+        "phase",
+        "status",
+        "step",
+        "when",
+        "rationale",
+        "evidence",
+        "on_unknown",
+        "scope",
+        "overrides_guards",
+        "unknown_blocks",
+        "dossier",
+    ]
     for name in sorted(k for k in files if k.startswith("rules/")):
         r = reader(name)
         for i, e in enumerate(_entries(files[name], r)):
             w = f"[{i}]"
-            if not r.mapping(e, w, rule_keys, ["id", "code", "phase", "status", "step", "when",
-                                               "rationale", "evidence"]):
+            if not r.mapping(
+                e,
+                w,
+                rule_keys,
+                ["id", "code", "phase", "status", "step", "when", "rationale", "evidence"],
+            ):
                 continue
             w = str(e["id"])
             raw_codes = e["code"] if isinstance(e["code"], list) else [e["code"]]
-            codes = tuple(c for c in (r.enum(v.Intervention, x, f"{w}.code") for x in raw_codes) if c)
+            codes = tuple(
+                c for c in (r.enum(v.Intervention, x, f"{w}.code") for x in raw_codes) if c
+            )
             phase = r.enum(v.Phase, e["phase"], f"{w}.phase")
             status = r.enum(v.Status, e["status"], f"{w}.status")
             if not isinstance(e["step"], int) or e["step"] < 1:
@@ -408,54 +455,85 @@ def parse_kb(files: Mapping[str, Any]) -> tuple[KnowledgeBase | None, list[Probl
             if scope not in ("phase", "all"):
                 r.fail(f"{w}.scope", "expected phase or all")
             if phase and status and codes:
-                rules.append(Rule(
-                    id=w, codes=codes, phase=phase, status=status, step=int(e["step"]),
-                    when=r.condition(e["when"], f"{w}.when"),
-                    rationale=r.text(e["rationale"], f"{w}.rationale"),
-                    evidence=r.ids(e["evidence"], f"{w}.evidence"),
-                    on_unknown=on_unknown, scope=scope,
-                    overrides_guards=bool(e.get("overrides_guards", False)),
-                    dossier=tuple(str(x) for x in e.get("dossier", []) or []),
-                ))
+                rules.append(
+                    Rule(
+                        id=w,
+                        codes=codes,
+                        phase=phase,
+                        status=status,
+                        step=int(e["step"]),
+                        when=r.condition(e["when"], f"{w}.when"),
+                        rationale=r.text(e["rationale"], f"{w}.rationale"),
+                        evidence=r.ids(e["evidence"], f"{w}.evidence"),
+                        on_unknown=on_unknown,
+                        scope=scope,
+                        overrides_guards=bool(e.get("overrides_guards", False)),
+                        unknown_blocks=bool(e.get("unknown_blocks", True)),
+                        dossier=tuple(str(x) for x in e.get("dossier", []) or []),
+                    )
+                )
 
     # alerts
     r = reader("alerts.yaml")
     alerts: list[AlertRule] = []
     for i, e in enumerate(_entries(files.get("alerts.yaml"), r)):
         w = f"[{i}]"
-        if not r.mapping(e, w, ["id", "code", "severity", "when", "message", "evidence", "dossier"],
-                         ["id", "code", "severity", "when", "message", "evidence"]):
+        if not r.mapping(
+            e,
+            w,
+            ["id", "code", "severity", "when", "message", "evidence", "dossier"],
+            ["id", "code", "severity", "when", "message", "evidence"],
+        ):
             continue
         w = str(e["id"])
         code = r.enum(v.AlertCode, e["code"], f"{w}.code")
         sev = r.enum(v.Severity, e["severity"], f"{w}.severity")
         if code and sev:
-            alerts.append(AlertRule(
-                id=w, code=code, severity=sev, when=r.condition(e["when"], f"{w}.when"),
-                message=r.text(e["message"], f"{w}.message"), evidence=r.ids(e["evidence"], f"{w}.evidence"),
-                dossier=tuple(str(x) for x in e.get("dossier", []) or []),
-            ))
+            alerts.append(
+                AlertRule(
+                    id=w,
+                    code=code,
+                    severity=sev,
+                    when=r.condition(e["when"], f"{w}.when"),
+                    message=r.text(e["message"], f"{w}.message"),
+                    evidence=r.ids(e["evidence"], f"{w}.evidence"),
+                    dossier=tuple(str(x) for x in e.get("dossier", []) or []),
+                )
+            )
 
     # eligibility
     eligibility: list[EligibilitySet] = []
     for name in sorted(k for k in files if k.startswith("eligibility/")):
         r = reader(name)
         e = files[name]
-        if not r.mapping(e, "(top)", ["name", "title", "note", "criteria"], ["name", "title", "criteria"]):
+        if not r.mapping(
+            e, "(top)", ["name", "title", "note", "criteria"], ["name", "title", "criteria"]
+        ):
             continue
         ename = r.enum(v.EligibilityName, e["name"], "name")
         crits: list[CriterionDef] = []
         for i, c in enumerate(e.get("criteria") or []):
             w = f"criteria[{i}]"
-            if r.mapping(c, w, ["name", "when", "detail", "evidence"], ["name", "when", "detail", "evidence"]):
-                crits.append(CriterionDef(
-                    name=r.text(c["name"], f"{w}.name"), when=r.condition(c["when"], f"{w}.when"),
-                    detail=r.text(c["detail"], f"{w}.detail"), evidence=r.ids(c["evidence"], f"{w}.evidence"),
-                ))
+            if r.mapping(
+                c, w, ["name", "when", "detail", "evidence"], ["name", "when", "detail", "evidence"]
+            ):
+                crits.append(
+                    CriterionDef(
+                        name=r.text(c["name"], f"{w}.name"),
+                        when=r.condition(c["when"], f"{w}.when"),
+                        detail=r.text(c["detail"], f"{w}.detail"),
+                        evidence=r.ids(c["evidence"], f"{w}.evidence"),
+                    )
+                )
         if ename:
-            eligibility.append(EligibilitySet(name=ename, title=r.text(e["title"], "title"),
-                                              note=" ".join(str(e.get("note", "")).split()),
-                                              criteria=tuple(crits)))
+            eligibility.append(
+                EligibilitySet(
+                    name=ename,
+                    title=r.text(e["title"], "title"),
+                    note=" ".join(str(e.get("note", "")).split()),
+                    criteria=tuple(crits),
+                )
+            )
     found = {x.name for x in eligibility}
     for en in v.EligibilityName:
         if en not in found:
@@ -469,15 +547,21 @@ def parse_kb(files: Mapping[str, Any]) -> tuple[KnowledgeBase | None, list[Probl
         w = f"[{i}]"
         if not r.mapping(e, w, ["code", "text", "evidence", "when"], ["code", "text", "evidence"]):
             continue
-        code = r.enum(v.Intervention, e["code"], f"{w}.code")
-        if code:
-            dosing.append(DoseDef(
-                code=code, text=r.text(e["text"], f"{w}.text"), evidence=r.ids(e["evidence"], f"{w}.evidence"),
-                when=r.condition(e["when"], f"{w}.when") if "when" in e else None,
-            ))
+        dose_code = r.enum(v.Intervention, e["code"], f"{w}.code")
+        if dose_code:
+            dosing.append(
+                DoseDef(
+                    code=dose_code,
+                    text=r.text(e["text"], f"{w}.text"),
+                    evidence=r.ids(e["evidence"], f"{w}.evidence"),
+                    when=r.condition(e["when"], f"{w}.when") if "when" in e else None,
+                )
+            )
 
     # monitoring and disagreements share a shape
-    def notes(file: str, keys: list[str], build: Callable[[_Reader, str, Mapping[str, Any]], Any]) -> list[Any]:
+    def notes(
+        file: str, keys: list[str], build: Callable[[_Reader, str, Mapping[str, Any]], Any]
+    ) -> list[Any]:
         rr = reader(file)
         out: list[Any] = []
         for i, e in enumerate(_entries(files.get(file), rr)):
@@ -485,33 +569,57 @@ def parse_kb(files: Mapping[str, Any]) -> tuple[KnowledgeBase | None, list[Probl
                 out.append(build(rr, str(e["id"]), e))
         return out
 
-    monitoring = notes("monitoring.yaml", ["id", "what", "interval", "reason", "evidence", "when"],
-                       lambda rr, w, e: MonitoringDef(
-                           id=w, what=rr.text(e["what"], f"{w}.what"),
-                           interval=rr.text(e["interval"], f"{w}.interval"),
-                           reason=rr.text(e["reason"], f"{w}.reason"),
-                           evidence=rr.ids(e["evidence"], f"{w}.evidence"),
-                           when=rr.condition(e["when"], f"{w}.when")))
-    disagreements = notes("disagreements.yaml", ["id", "topic", "text", "evidence", "when"],
-                          lambda rr, w, e: DisagreementDef(
-                              id=w, topic=rr.text(e["topic"], f"{w}.topic"),
-                              text=rr.text(e["text"], f"{w}.text"),
-                              evidence=rr.ids(e["evidence"], f"{w}.evidence"),
-                              when=rr.condition(e["when"], f"{w}.when")))
+    monitoring = notes(
+        "monitoring.yaml",
+        ["id", "what", "interval", "reason", "evidence", "when"],
+        lambda rr, w, e: MonitoringDef(
+            id=w,
+            what=rr.text(e["what"], f"{w}.what"),
+            interval=rr.text(e["interval"], f"{w}.interval"),
+            reason=rr.text(e["reason"], f"{w}.reason"),
+            evidence=rr.ids(e["evidence"], f"{w}.evidence"),
+            when=rr.condition(e["when"], f"{w}.when"),
+        ),
+    )
+    disagreements = notes(
+        "disagreements.yaml",
+        ["id", "topic", "text", "evidence", "when"],
+        lambda rr, w, e: DisagreementDef(
+            id=w,
+            topic=rr.text(e["topic"], f"{w}.topic"),
+            text=rr.text(e["text"], f"{w}.text"),
+            evidence=rr.ids(e["evidence"], f"{w}.evidence"),
+            when=rr.condition(e["when"], f"{w}.when"),
+        ),
+    )
 
     for rd in readers:
         problems.extend(rd.problems)
     kb = KnowledgeBase(
-        version=version, released=str(released), covers=covers, references=references, facts=facts,
-        fields=fields_info, sites=sites, grading=grading,
-        childbearing_age_limit=childbearing_age_limit, rules=tuple(rules), alerts=tuple(alerts),
-        eligibility=tuple(eligibility), dosing=tuple(dosing), monitoring=tuple(monitoring),
-        disagreements=tuple(disagreements), labels=labels,
+        version=version,
+        released=str(released),
+        covers=covers,
+        references=references,
+        facts=facts,
+        fields=fields_info,
+        sites=sites,
+        grading=grading,
+        childbearing_age_limit=childbearing_age_limit,
+        rules=tuple(rules),
+        alerts=tuple(alerts),
+        eligibility=tuple(eligibility),
+        dosing=tuple(dosing),
+        monitoring=tuple(monitoring),
+        disagreements=tuple(disagreements),
+        labels=labels,
     )
     problems.extend(check_kb(kb))
     problems.extend(
-        Problem("classification.yaml:pregnancy.evidence", f"evidence id {x!r} resolves to no reference")
-        for x in preg_evidence if x not in references
+        Problem(
+            "classification.yaml:pregnancy.evidence", f"evidence id {x!r} resolves to no reference"
+        )
+        for x in preg_evidence
+        if x not in references
     )
     return kb, problems
 
@@ -526,12 +634,16 @@ def _check_compare(node: Compare, specs: Mapping[str, Spec | Words], where: str)
     out: list[Problem] = []
     values = node.value if isinstance(node.value, tuple) else (node.value,)
     if node.op in PRESENCE_OPERATORS:
-        return [] if isinstance(node.value, bool) else [Problem(where, "'known' takes true or false")]
+        return (
+            [] if isinstance(node.value, bool) else [Problem(where, "'known' takes true or false")]
+        )
     if node.op in NUMERIC_OPERATORS:
         if not isinstance(spec, Number) or not all(
             isinstance(x, int | float) and not isinstance(x, bool) for x in values
         ):
-            out.append(Problem(where, f"{node.op!r} needs a numeric field and number ({node.field})"))
+            out.append(
+                Problem(where, f"{node.op!r} needs a numeric field and number ({node.field})")
+            )
         return out
     if node.op in LIST_OPERATORS:
         if not isinstance(spec, ChoiceList):
@@ -542,9 +654,8 @@ def _check_compare(node: Compare, specs: Mapping[str, Spec | Words], where: str)
         return out
     # is / in
     for x in values:
-        if isinstance(spec, Choice) and x not in spec.enum._value2member_map_:
-            out.append(Problem(where, f"{x!r} is not a valid value of {node.field}"))
-        elif isinstance(spec, Words) and x not in spec.words:
+        bad_choice = isinstance(spec, Choice) and x not in spec.enum._value2member_map_
+        if bad_choice or (isinstance(spec, Words) and x not in spec.words):
             out.append(Problem(where, f"{x!r} is not a valid value of {node.field}"))
         elif isinstance(spec, Flag) and not isinstance(x, bool):
             out.append(Problem(where, f"{node.field} takes true/false, got {x!r}"))
@@ -584,14 +695,21 @@ def check_kb(kb: KnowledgeBase) -> list[Problem]:
                         problems.append(Problem(where, f"unknown intervention {code!r}"))
 
     seen: dict[str, str] = {}
-    for kind, items in (("rule", kb.rules), ("alert", kb.alerts), ("monitoring", kb.monitoring),
-                        ("disagreement", kb.disagreements)):
+    for kind, items in (
+        ("rule", kb.rules),
+        ("alert", kb.alerts),
+        ("monitoring", kb.monitoring),
+        ("disagreement", kb.disagreements),
+    ):
         for item in items:
             if item.id in seen:
-                problems.append(Problem(f"{kind} {item.id}", f"duplicate id (also a {seen[item.id]})"))
+                problems.append(
+                    Problem(f"{kind} {item.id}", f"duplicate id (also a {seen[item.id]})")
+                )
             seen[item.id] = kind
             cite(f"{kind} {item.id}", item.evidence)
             cond(f"{kind} {item.id}", item.when)
+
     def monotone(where: str, c: Condition) -> None:
         for node in walk(c):
             if isinstance(node, Compare) and node.op in PRESENCE_OPERATORS:
@@ -601,13 +719,17 @@ def check_kb(kb: KnowledgeBase) -> list[Problem]:
         monotone(f"rule {rule.id}", rule.when)
         for node in walk(rule.when):
             if isinstance(node, Planned):
-                problems.append(Problem(f"rule {rule.id}", "rules may not depend on the plan itself"))
+                problems.append(
+                    Problem(f"rule {rule.id}", "rules may not depend on the plan itself")
+                )
     for fact in kb.facts.values():
         cond(f"fact {fact.name}", fact.when)
         monotone(f"fact {fact.name}", fact.when)
         for node in walk(fact.when):
             if isinstance(node, Planned | EligibilityIs):
-                problems.append(Problem(f"fact {fact.name}", "facts may use case fields and facts only"))
+                problems.append(
+                    Problem(f"fact {fact.name}", "facts may use case fields and facts only")
+                )
     for es in kb.eligibility:
         for c in es.criteria:
             cite(f"eligibility {es.name.value}: {c.name}", c.evidence)
@@ -615,7 +737,9 @@ def check_kb(kb: KnowledgeBase) -> list[Problem]:
             monotone(f"eligibility {es.name.value}: {c.name}", c.when)
             for node in walk(c.when):
                 if isinstance(node, Planned | EligibilityIs):
-                    problems.append(Problem(f"eligibility {es.name.value}", "criteria use case data only"))
+                    problems.append(
+                        Problem(f"eligibility {es.name.value}", "criteria use case data only")
+                    )
     for d in kb.dosing:
         cite(f"dosing {d.code.value}", d.evidence)
         if d.when is not None:
@@ -633,7 +757,11 @@ def _check_fact_cycles(kb: KnowledgeBase, problems: list[Problem]) -> None:
         if state.get(name) == 2 or name not in kb.facts:
             return
         if state.get(name) == 1:
-            problems.append(Problem(f"fact {name}", f"facts refer to each other in a cycle: {' -> '.join(trail)}"))
+            problems.append(
+                Problem(
+                    f"fact {name}", f"facts refer to each other in a cycle: {' -> '.join(trail)}"
+                )
+            )
             return
         state[name] = 1
         for node in walk(kb.facts[name].when):
@@ -657,7 +785,7 @@ def read_kb_files(root: Traversable) -> dict[str, Any]:
             if entry.is_dir():
                 walk_dir(entry, f"{prefix}{entry.name}/")
             elif entry.name.endswith(".yaml"):
-                out[f"{prefix}{entry.name}"] = yaml.load(entry.read_text("utf-8"), Loader=loader)  # noqa: S506
+                out[f"{prefix}{entry.name}"] = yaml.load(entry.read_text("utf-8"), Loader=loader)
 
     walk_dir(root, "")
     return out
