@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "path", nargs="?", help="knowledge-base directory (default: the packaged one)"
     )
+    comp = kb_sub.add_parser("compile", help="write compiled.json (the start-up snapshot) for a KB")
+    comp.add_argument("path", help="knowledge-base directory, e.g. src/netboard/kb")
     return parser
 
 
@@ -96,6 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_ask(args)
         if args.command == "kb" and args.kb_command == "check":
             return _kb_check(args.path)
+        if args.command == "kb" and args.kb_command == "compile":
+            return _kb_compile(args.path)
     except CaseError as exc:
         return _problems(exc.problems)
     except KnowledgeBaseError as exc:
@@ -133,6 +137,16 @@ def _kb_check(path: str | None) -> int:
         f"statements, {len(kb.monitoring)} monitoring items, "
         f"{len(kb.disagreements)} disagreements\n"
     )
+    return EXIT_OK
+
+
+def _kb_compile(path: str) -> int:
+    from netboard.kb import check_kb_dir, compile_kb
+
+    kb, problems = check_kb_dir(path)
+    if problems or kb is None:
+        return _problems(problems)
+    sys.stdout.write(f"wrote {compile_kb(path)}\n")
     return EXIT_OK
 
 

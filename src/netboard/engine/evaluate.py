@@ -6,9 +6,8 @@ condition (only the undecided parts) and the case fields that would decide it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import singledispatch
 from typing import Any
 
 from netboard.case import Case
@@ -53,14 +52,27 @@ def sources(name: str, ctx: Context) -> frozenset[str]:
     return frozenset({name})
 
 
-@singledispatch
+#: One evaluator per node type (a plain table: cheaper than singledispatch on the hot path).
+EVALUATORS: dict[type, Callable[[Any, Context], Result]] = {}
+
+
+def _register(
+    kind: type,
+) -> Callable[[Callable[[Any, Context], Result]], Callable[[Any, Context], Result]]:
+    def deco(fn: Callable[[Any, Context], Result]) -> Callable[[Any, Context], Result]:
+        EVALUATORS[kind] = fn
+        return fn
+
+    return deco
+
+
 def evaluate(node: Condition, ctx: Context) -> Result:
     """Evaluate ``node``; see the module docstring."""
-    raise TypeError(f"no evaluator for {type(node).__name__}")  # pragma: no cover
+    return EVALUATORS[type(node)](node, ctx)
 
 
-@evaluate.register
-def _(node: All, ctx: Context) -> Result:
+@_register(All)
+def _all(node: All, ctx: Context) -> Result:
     open_: list[Result] = []
     for item in node.items:
         r = evaluate(item, ctx)
@@ -71,8 +83,8 @@ def _(node: All, ctx: Context) -> Result:
     return _combine(open_, All)
 
 
-@evaluate.register
-def _(node: AnyOf, ctx: Context) -> Result:
+@_register(AnyOf)
+def _any(node: AnyOf, ctx: Context) -> Result:
     open_: list[Result] = []
     for item in node.items:
         r = evaluate(item, ctx)
@@ -94,16 +106,16 @@ def _combine(open_: list[Result], kind: type[All] | type[AnyOf]) -> Result:
     return Result(Truth.UNKNOWN, residual, unknown)
 
 
-@evaluate.register
-def _(node: Not, ctx: Context) -> Result:
+@_register(Not)
+def _not(node: Not, ctx: Context) -> Result:
     r = evaluate(node.item, ctx)
     if r.truth is Truth.UNKNOWN:
         return Result(Truth.UNKNOWN, Not(r.residual) if r.residual else None, r.unknown)
     return FALSE if r.truth is Truth.TRUE else TRUE
 
 
-@evaluate.register
-def _(node: Compare, ctx: Context) -> Result:
+@_register(Compare)
+def _compare(node: Compare, ctx: Context) -> Result:
     value = ctx.value(node.field)
     if node.op == "known":
         return TRUE if (value is not None) == bool(node.value) else FALSE
@@ -137,8 +149,8 @@ def compare(op: str, value: Any, operand: Any) -> bool:
     raise ValueError(f"unknown operator {op!r}")  # pragma: no cover - the KB check rejects it
 
 
-@evaluate.register
-def _(node: Fact, ctx: Context) -> Result:
+@_register(Fact)
+def _fact(node: Fact, ctx: Context) -> Result:
     cached = ctx._memo.get(node.name)
     if cached is None:
         r = evaluate(ctx.facts[node.name].when, ctx)
@@ -148,8 +160,8 @@ def _(node: Fact, ctx: Context) -> Result:
     return cached
 
 
-@evaluate.register
-def _(node: EligibilityIs, ctx: Context) -> Result:
+@_register(EligibilityIs)
+def _eligibility(node: EligibilityIs, ctx: Context) -> Result:
     status = ctx.eligibility.get(node.name)
     if status is None or status == "undetermined":
         if node.status == "undetermined":
@@ -158,6 +170,6 @@ def _(node: EligibilityIs, ctx: Context) -> Result:
     return TRUE if status == node.status else FALSE
 
 
-@evaluate.register
-def _(node: Planned, ctx: Context) -> Result:
+@_register(Planned)
+def _planned(node: Planned, ctx: Context) -> Result:
     return TRUE if any(c in ctx.planned for c in node.codes) else FALSE

@@ -26,11 +26,11 @@ from netboard.answer import (
 from netboard.case import Case
 from netboard.conditions import All, AnyOf, Condition, Not
 from netboard.engine.classify import classify
-from netboard.engine.evaluate import FALSE, Context, Result, evaluate
+from netboard.engine.evaluate import Context, Result, evaluate
 from netboard.engine.explain import describe, missing_information, order_fields
 from netboard.engine.summary import summarize
 from netboard.kb import load_kb
-from netboard.kb.schema import KnowledgeBase, Rule
+from netboard.kb.schema import AlertRule, DoseDef, KnowledgeBase, Rule
 from netboard.logic import Truth
 from netboard.vocab import (
     CONTRACT_VERSION,
@@ -86,6 +86,7 @@ def recommend(case: Case, *, kb: KnowledgeBase | None = None) -> Answer:
 
     # 1. Eligibility, criterion by criterion.
     eligibility: list[Eligibility] = []
+    eligibility_unknown: dict[str, frozenset[str]] = {}
     for es in kb.eligibility:
         criteria: list[Criterion] = []
         unknown: set[str] = set()
@@ -104,48 +105,34 @@ def recommend(case: Case, *, kb: KnowledgeBase | None = None) -> Answer:
             if None in mets
             else EligibilityStatus.ELIGIBLE
         )
+        eligibility_unknown[es.name.value] = frozenset(unknown)
         eligibility.append(
             Eligibility(
                 name=es.name, title=es.title, status=status, criteria=tuple(criteria), note=es.note
             )
         )
     ctx.eligibility = {e.name.value: e.status.value for e in eligibility}
-    ctx.eligibility_unknown = {
-        e.name.value: frozenset().union(*(evaluate(c.when, ctx).unknown for c in es.criteria))
-        for e, es in zip(eligibility, kb.eligibility, strict=True)
-    }
+    ctx.eligibility_unknown = eligibility_unknown
 
-    # 2. Rules. A negative rule (not_recommended/contraindicated) guards its code: while it
-    #    holds, no positive rule for that code can put it on the plan.
-    guards: dict[tuple[str, str | None], list[Rule]] = defaultdict(list)
-    for rule in kb.rules:
-        if not rule.status.positive:
-            for code in rule.codes:
-                guards[(code, rule.phase.value if rule.scope == "phase" else None)].append(rule)
+    # 2. Rules, each positive one combined with the guards of its code (see _compile_plan).
+    guard_truth: dict[str, Truth] = {}
 
+    def holds(rule: Rule) -> bool:
+        if rule.id not in guard_truth:
+            guard_truth[rule.id] = evaluate(rule.when, ctx).truth
+        return guard_truth[rule.id] is Truth.TRUE
+
+    plan = _compile_plan(kb)
     candidates: list[_Candidate] = []
-    for rule in kb.rules:
-        for code in rule.codes:
-            cond: Condition = rule.when
-            hard_stop = False
-            if rule.status.positive and not rule.overrides_guards:
-                blocking = guards[(code, rule.phase.value)] + guards[(code, None)]
-                # A guard whose data is missing keeps the option open as a branch, unless it is
-                # a pre-treatment check (unknown_blocks: false): then only a guard that holds
-                # takes the option off the plan.
-                strict = tuple(g.when for g in blocking if g.unknown_blocks)
-                if strict:
-                    cond = All((rule.when, Not(AnyOf(strict))))
-                hard_stop = any(
-                    evaluate(g.when, ctx).truth is Truth.TRUE
-                    for g in blocking
-                    if not g.unknown_blocks
-                )
-            r = FALSE if hard_stop else evaluate(cond, ctx)
-            if r.truth is Truth.TRUE or (r.truth is Truth.UNKNOWN and rule.on_unknown == "branch"):
-                candidates.append(_Candidate(rule, code, r))
-            if r.truth is Truth.UNKNOWN:
-                note_unknown(r, _label(rule, code))
+    for step in plan.steps:
+        rule, code = step.rule, step.code
+        if any(holds(g) for g in step.soft_guards):
+            continue
+        r = evaluate(step.condition, ctx)
+        if r.truth is Truth.TRUE or (r.truth is Truth.UNKNOWN and rule.on_unknown == "branch"):
+            candidates.append(_Candidate(rule, code, r))
+        if r.truth is Truth.UNKNOWN:
+            note_unknown(r, _label(rule, code))
 
     chosen = _choose(candidates)
     positive_steps = sorted({c.rule.step for c in chosen if c.rule.status.positive})
@@ -163,9 +150,8 @@ def recommend(case: Case, *, kb: KnowledgeBase | None = None) -> Answer:
         if cand.rule.status.positive:
             dosing = tuple(
                 Dose(text=d.text, evidence=d.evidence)
-                for d in kb.dosing
-                if d.code.value == cand.code
-                and (d.when is None or evaluate(d.when, ctx).truth is Truth.TRUE)
+                for d in plan.dosing.get(cand.code, ())
+                if d.when is None or evaluate(d.when, ctx).truth is Truth.TRUE
             )
         applies_if = None
         if cand.result.truth is Truth.UNKNOWN:
@@ -192,7 +178,7 @@ def recommend(case: Case, *, kb: KnowledgeBase | None = None) -> Answer:
 
     # 3. Alerts: one per code, the most severe rule that holds.
     alerts: dict[str, Alert] = {}
-    for a in sorted(kb.alerts, key=lambda a: _SEVERITY_ORDER[a.severity]):
+    for a in plan.alerts:
         r = evaluate(a.when, ctx)
         if r.truth is Truth.TRUE and a.code.value not in alerts:
             alerts[a.code.value] = Alert(
@@ -233,7 +219,7 @@ def recommend(case: Case, *, kb: KnowledgeBase | None = None) -> Answer:
         cited.update(mon.evidence)
     for dis in disagreements:
         cited.update(dis.evidence)
-    ref_index = {rid: i for i, rid in enumerate(kb.references)}
+    ref_index = plan.ref_index
     references = [
         Reference(id=x.id, citation=x.citation, year=x.year, kind=x.kind, url=x.url, note=x.note)
         for x in sorted(
@@ -268,6 +254,71 @@ def recommend(case: Case, *, kb: KnowledgeBase | None = None) -> Answer:
         disagreements=tuple(disagreements),
     )
     return replace(answer, summary=summarize(answer, kb, case))
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """One (rule, code) pair ready to evaluate: its condition with the strict guards folded in."""
+
+    rule: Rule
+    code: str
+    condition: Condition
+    soft_guards: tuple[Rule, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """Per-knowledge-base indexes built once: rule steps, dosing by code, sorted alerts."""
+
+    steps: tuple[_Step, ...]
+    dosing: dict[str, tuple[DoseDef, ...]]
+    alerts: tuple[AlertRule, ...]
+    ref_index: dict[str, int]
+
+
+_PLANS: dict[int, tuple[KnowledgeBase, _Plan]] = {}
+
+
+def _compile_plan(kb: KnowledgeBase) -> _Plan:
+    """Fold each code's guards into its positive rules, once per knowledge base.
+
+    A negative rule (not_recommended/contraindicated) guards its code: while it holds, no
+    positive rule for that code (in its phase, or in every phase with ``scope: all``) can put
+    the code on the plan, unless the positive rule ``overrides_guards``. A guard whose data are
+    missing keeps the option open as a branch, except a pre-treatment check
+    (``unknown_blocks: false``), which removes the option only when it holds.
+    """
+    cached = _PLANS.get(id(kb))
+    if cached is not None and cached[0] is kb:
+        return cached[1]
+    guards: dict[tuple[str, str | None], list[Rule]] = defaultdict(list)
+    for rule in kb.rules:
+        if not rule.status.positive:
+            for code in rule.codes:
+                guards[(code, rule.phase.value if rule.scope == "phase" else None)].append(rule)
+    steps: list[_Step] = []
+    for rule in kb.rules:
+        for code in rule.codes:
+            cond: Condition = rule.when
+            soft: tuple[Rule, ...] = ()
+            if rule.status.positive and not rule.overrides_guards:
+                blocking = guards[(code, rule.phase.value)] + guards[(code, None)]
+                strict = tuple(g.when for g in blocking if g.unknown_blocks)
+                if strict:
+                    cond = All((rule.when, Not(AnyOf(strict))))
+                soft = tuple(g for g in blocking if not g.unknown_blocks)
+            steps.append(_Step(rule, code, cond, soft))
+    dosing: dict[str, list[DoseDef]] = defaultdict(list)
+    for d in kb.dosing:
+        dosing[d.code.value].append(d)
+    plan = _Plan(
+        steps=tuple(steps),
+        dosing={k: tuple(x) for k, x in dosing.items()},
+        alerts=tuple(sorted(kb.alerts, key=lambda a: _SEVERITY_ORDER[a.severity])),
+        ref_index={rid: i for i, rid in enumerate(kb.references)},
+    )
+    _PLANS[id(kb)] = (kb, plan)
+    return plan
 
 
 def _choose(candidates: list[_Candidate]) -> list[_Candidate]:

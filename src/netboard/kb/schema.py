@@ -773,19 +773,39 @@ def _check_fact_cycles(kb: KnowledgeBase, problems: list[Problem]) -> None:
         visit(name, (name,))
 
 
+def yaml_sources(root: Traversable) -> list[tuple[str, Traversable]]:
+    """Every YAML file under ``root`` as (relative path, entry), sorted by path."""
+    out: list[tuple[str, Traversable]] = []
+
+    def walk_dir(d: Traversable, prefix: str) -> None:
+        for entry in d.iterdir():
+            if entry.is_dir():
+                walk_dir(entry, f"{prefix}{entry.name}/")
+            elif entry.name.endswith(".yaml"):
+                out.append((f"{prefix}{entry.name}", entry))
+
+    walk_dir(root, "")
+    return sorted(out, key=lambda x: x[0])
+
+
 def read_kb_files(root: Traversable) -> dict[str, Any]:
-    """Read every YAML file under ``root`` (a package directory) keyed by relative path."""
+    """Parse every YAML file under ``root`` (a package directory) keyed by relative path."""
     import yaml
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     out: dict[str, Any] = {}
-
-    def walk_dir(d: Traversable, prefix: str) -> None:
-        for entry in sorted(d.iterdir(), key=lambda e: e.name):
-            if entry.is_dir():
-                walk_dir(entry, f"{prefix}{entry.name}/")
-            elif entry.name.endswith(".yaml"):
-                out[f"{prefix}{entry.name}"] = yaml.load(entry.read_text("utf-8"), Loader=loader)
-
-    walk_dir(root, "")
+    for rel, entry in yaml_sources(root):
+        doc = yaml.load(entry.read_text("utf-8"), Loader=loader)
+        out[rel] = _plain(doc)
     return out
+
+
+def _plain(value: Any) -> Any:
+    """YAML dates become ISO strings, so YAML and the JSON snapshot give the same documents."""
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _plain(x) for k, x in value.items()}
+    if isinstance(value, list):
+        return [_plain(x) for x in value]
+    return value
