@@ -174,9 +174,12 @@ class Case:
         return out
 
 
-def field_paths() -> list[str]:
+_FIELD_PATHS = (*FIELDS, *(f"labs.{k}" for k in LAB_FIELDS))
+
+
+def field_paths() -> tuple[str, ...]:
     """Every case field path of the contract, labs flattened as ``labs.NAME``."""
-    return [*FIELDS, *(f"labs.{k}" for k in LAB_FIELDS)]
+    return _FIELD_PATHS
 
 
 def _describe(value: Any) -> str:

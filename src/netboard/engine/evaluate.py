@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from netboard.case import Case
+from netboard.case import Case, field_paths
 from netboard.conditions import All, AnyOf, Compare, Condition, EligibilityIs, Fact, Not, Planned
 from netboard.kb.schema import COMPUTED_SOURCES, FactDef
 from netboard.logic import Truth
@@ -38,11 +38,15 @@ class Context:
     eligibility_unknown: Mapping[str, frozenset[str]] = field(default_factory=dict)
     planned: frozenset[str] = frozenset()
     _memo: dict[str, Result] = field(default_factory=dict)
+    _values: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # One flat lookup table (case fields, labs.*, computed fields) for the hot path.
+        self._values = {name: self.case.value(name) for name in field_paths()}
+        self._values.update(self.computed)
 
     def value(self, name: str) -> Any:
-        if name in self.computed:
-            return self.computed[name]
-        return self.case.value(name)
+        return self._values.get(name)
 
 
 def sources(name: str, ctx: Context) -> frozenset[str]:

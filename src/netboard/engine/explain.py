@@ -71,9 +71,16 @@ def describe(node: Condition, kb: KnowledgeBase, nested: bool = False) -> str:
     return f"({text})" if nested and len(parts) > 1 else text
 
 
+_ORDER = {name: i for i, name in enumerate(field_paths())}
+
+
 def order_fields(fields: Iterable[str]) -> tuple[str, ...]:
-    """Case fields in contract order (unknown names last, alphabetically)."""
-    order = {name: i for i, name in enumerate(field_paths())}
+    """Case fields in contract order (unknown names last, alphabetically).
+
+    >>> order_fields(["sstr_imaging", "ki67_percent"])
+    ('ki67_percent', 'sstr_imaging')
+    """
+    order = _ORDER
     return tuple(sorted(set(fields), key=lambda f: (order.get(f, len(order)), f)))
 
 

@@ -53,7 +53,7 @@ def check_kb_dir(path: str | Path | None = None) -> tuple[KnowledgeBase | None, 
     """Read and check a knowledge-base directory (default: the packaged one)."""
     try:
         docs = _documents(_root(path))
-    except Exception as exc:  # noqa: BLE001 - any YAML/IO failure is reported as a problem
+    except Exception as exc:  # any YAML, JSON or I/O failure becomes a reported problem
         return None, [Problem(str(path or "netboard.kb"), f"cannot read: {exc}")]
     return parse_kb(docs)
 
