@@ -14,6 +14,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from enum import StrEnum
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -206,6 +207,14 @@ def _check_number(name: str, spec: Number, raw: Any, problems: list[Problem]) ->
     return raw
 
 
+def _field_name(key: Any) -> str:
+    """A field name fit for a one-line message: plain names as they are, others quoted."""
+    text = str(key)
+    if text.isprintable() and text.strip() == text and 0 < len(text) <= 60:
+        return text
+    return _describe(text)
+
+
 def _words(enum: type[StrEnum]) -> str:
     return ", ".join(m.value for m in enum)
 
@@ -214,10 +223,10 @@ def _check(name: str, spec: Spec, raw: Any, problems: list[Problem]) -> Any:
     if isinstance(spec, Number):
         return _check_number(name, spec, raw, problems)
     if isinstance(spec, Text):
-        if not isinstance(raw, str | int) or isinstance(raw, bool):
-            problems.append(Problem(name, f"expected a string, got {_describe(raw)}"))
+        if not isinstance(raw, str):
+            problems.append(Problem(name, f"expected a string (quote it), got {_describe(raw)}"))
             return None
-        return str(raw)
+        return raw
     if isinstance(spec, Flag):
         if not isinstance(raw, bool):
             problems.append(Problem(name, f"expected true or false, got {_describe(raw)}"))
@@ -275,7 +284,7 @@ def load_case(data: Any) -> Case:
     values: dict[str, Any] = {}
     for key in data:
         if not isinstance(key, str) or (key not in FIELDS and key != "labs"):
-            problems.append(Problem(str(key), "unknown field (not in contract v1)"))
+            problems.append(Problem(_field_name(key), "unknown field (not in contract v1)"))
     for name, spec in FIELDS.items():
         if name in data and data[name] is not None:
             values[name] = _check(name, spec, data[name], problems)
@@ -288,7 +297,7 @@ def load_case(data: Any) -> Case:
             lab_values: dict[str, Any] = {}
             for key in labs_raw:
                 if key not in LAB_FIELDS:
-                    problems.append(Problem(f"labs.{key}", "unknown laboratory field"))
+                    problems.append(Problem(f"labs.{_field_name(key)}", "unknown laboratory field"))
             for name, spec in LAB_FIELDS.items():
                 if labs_raw.get(name) is not None:
                     lab_values[name] = _check_number(f"labs.{name}", spec, labs_raw[name], problems)
@@ -331,8 +340,15 @@ def _check_consistency(data: Mapping[str, Any], problems: list[Problem]) -> None
 # --- reading files -------------------------------------------------------------------------
 
 
-def _yaml_loader() -> type:
-    """A safe YAML loader with YAML 1.2 booleans and duplicate keys refused."""
+@lru_cache(maxsize=1)
+def yaml_loader() -> type:
+    """A safe YAML loader with the YAML 1.2 core schema and duplicate keys refused.
+
+    PyYAML follows YAML 1.1, which silently changes values a clinician types: unquoted
+    ``no`` becomes false, ``021`` an octal 17, ``1:05`` the number 65, and ``2024-01-05`` a
+    date. Here only ``true``/``false`` are booleans, integers are decimal (``0o``/``0x``
+    prefixes allowed), and dates stay text.
+    """
     import re
 
     import yaml
@@ -342,17 +358,39 @@ def _yaml_loader() -> type:
     class Loader(base):  # type: ignore[valid-type,misc]
         pass
 
-    # YAML 1.1 reads unquoted yes/no/on/off as booleans ("liver_resectable: no" would
-    # become false): keep only true/false, as YAML 1.2 does.
+    replaced = {
+        "tag:yaml.org,2002:bool",
+        "tag:yaml.org,2002:int",
+        "tag:yaml.org,2002:float",
+        "tag:yaml.org,2002:timestamp",
+    }
     Loader.yaml_implicit_resolvers = {
-        k: [(tag, rx) for tag, rx in rs if tag != "tag:yaml.org,2002:bool"]
+        k: [(tag, rx) for tag, rx in rs if tag not in replaced]
         for k, rs in base.yaml_implicit_resolvers.items()
     }
-    Loader.add_implicit_resolver(
-        "tag:yaml.org,2002:bool",
-        re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
-        list("tTfF"),
-    )
+    core = {
+        "tag:yaml.org,2002:bool": (r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+        "tag:yaml.org,2002:int": (r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
+        "tag:yaml.org,2002:float": (
+            r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+            r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+            "-+.0123456789",
+        ),
+    }
+    for tag, (pattern, first) in core.items():
+        Loader.add_implicit_resolver(tag, re.compile(pattern), list(first))
+
+    def construct_int(loader: Any, node: Any) -> int:
+        text = loader.construct_scalar(node)
+        if text.startswith(("0o", "0x")):
+            return int(text[2:], 8 if text[1] == "o" else 16)
+        return int(text, 10)
+
+    def construct_float(loader: Any, node: Any) -> float:
+        text = loader.construct_scalar(node).lower()
+        if text.endswith(".inf"):
+            return float("-inf") if text.startswith("-") else float("inf")
+        return float("nan") if text == ".nan" else float(text)
 
     def construct_mapping(loader: Any, node: Any, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
@@ -365,14 +403,22 @@ def _yaml_loader() -> type:
             seen.add(key)
         return dict(loader.construct_pairs(node, deep=deep))
 
+    Loader.add_constructor("tag:yaml.org,2002:int", construct_int)
+    Loader.add_constructor("tag:yaml.org,2002:float", construct_float)
     Loader.add_constructor("tag:yaml.org,2002:map", construct_mapping)
     return Loader
 
 
 def parse_document(text: str, *, source: str = "(case)") -> Any:
-    """Parse JSON or YAML text (JSON first); raise ``CaseError`` when unreadable."""
-    stripped = text.lstrip()
-    if stripped.startswith(("{", "[")):
+    """Parse case text: JSON when it starts with ``{`` or ``[`` (strictly), YAML otherwise.
+
+    JSON-looking text is never re-read as YAML: a JSON typo such as a missing value would
+    otherwise turn into a silent null.
+
+    Raises:
+        CaseError: the text is not valid JSON/YAML.
+    """
+    if text.lstrip().startswith(("{", "[")):
 
         def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             keys = [k for k, _ in pairs]
@@ -384,18 +430,14 @@ def parse_document(text: str, *, source: str = "(case)") -> Any:
         try:
             return json.loads(text, object_pairs_hook=no_duplicates)
         except ValueError as exc:
-            json_error = str(exc)
-        else:  # pragma: no cover
-            json_error = ""
-    else:
-        json_error = ""
+            raise CaseError([Problem(source, f"not valid JSON: {exc}")]) from None
     import yaml
 
     try:
-        return yaml.load(text, Loader=_yaml_loader())
+        return yaml.load(text, Loader=yaml_loader())
     except yaml.YAMLError as exc:
-        detail = json_error or str(exc).replace("\n", " ")
-        raise CaseError([Problem(source, f"not valid JSON or YAML: {detail}")]) from None
+        detail = " ".join(str(exc).split())
+        raise CaseError([Problem(source, f"not valid YAML: {detail}")]) from None
 
 
 def read_case(path: str) -> Case:

@@ -106,7 +106,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _problems(exc.problems)
     except KeyboardInterrupt:  # pragma: no cover
         return 130
-    parser.print_help(sys.stderr)
+    needed = (
+        "a knowledge-base command (check, compile)"
+        if args.command == "kb"
+        else ("a command (recommend, ask, kb)")
+    )
+    sys.stderr.write(f"netboard: {needed} is needed (see 'netboard --help')\n")
     return EXIT_INPUT
 
 

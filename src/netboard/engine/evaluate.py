@@ -50,7 +50,12 @@ class Context:
 
 
 def sources(name: str, ctx: Context) -> frozenset[str]:
-    """The case fields behind a field name that are themselves unknown."""
+    """The case fields behind a field name that are themselves unknown.
+
+    Once the grade is known, only the stated differentiation can still decide NET versus NEC.
+    """
+    if name in ("who_2019", "differentiation_inferred") and ctx.value("grade") is not None:
+        return frozenset({"differentiation"}) if ctx.case.differentiation is None else frozenset()
     if name in COMPUTED_SOURCES:
         return frozenset(s for s in COMPUTED_SOURCES[name] if ctx.case.value(s) is None)
     return frozenset({name})

@@ -61,7 +61,10 @@ def describe(node: Condition, kb: KnowledgeBase, nested: bool = False) -> str:
     if isinstance(node, EligibilityIs):
         return f"{node.name.replace('_', ' ')} eligibility is {node.status.replace('_', ' ')}"
     if isinstance(node, Planned):
-        return "the plan includes " + " or ".join(c.replace("_", " ") for c in node.codes)
+        names = kb.labels.get("interventions", {})
+        return "the plan includes " + " or ".join(
+            names.get(c, c.replace("_", " ")) for c in node.codes
+        )
     if isinstance(node, Not):
         return f"not ({describe(node.item, kb, True)})"
     parts = [describe(x, kb, True) for x in node.items]

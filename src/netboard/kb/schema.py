@@ -315,7 +315,7 @@ def parse_kb(files: Mapping[str, Any]) -> tuple[KnowledgeBase | None, list[Probl
             r.fail(w, f"duplicate reference id {rid!r}")
         kind = r.enum(v.ReferenceKind, e["kind"], f"{w}.kind")
         year = e.get("year")
-        if year is not None and not isinstance(year, int):
+        if year is not None and (not isinstance(year, int) or isinstance(year, bool)):
             r.fail(f"{w}.year", "expected a year")
             year = None
         if kind is not None:
@@ -446,7 +446,7 @@ def parse_kb(files: Mapping[str, Any]) -> tuple[KnowledgeBase | None, list[Probl
             )
             phase = r.enum(v.Phase, e["phase"], f"{w}.phase")
             status = r.enum(v.Status, e["status"], f"{w}.status")
-            if not isinstance(e["step"], int) or e["step"] < 1:
+            if not isinstance(e["step"], int) or isinstance(e["step"], bool) or e["step"] < 1:
                 r.fail(f"{w}.step", "expected a positive integer")
             on_unknown = e.get("on_unknown", "branch")
             if on_unknown not in ("branch", "omit"):
@@ -535,6 +535,9 @@ def parse_kb(files: Mapping[str, Any]) -> tuple[KnowledgeBase | None, list[Probl
                 )
             )
     found = {x.name for x in eligibility}
+    for en in sorted(found, key=list(v.EligibilityName).index):
+        if sum(x.name is en for x in eligibility) > 1:
+            problems.append(Problem("eligibility/", f"criteria set {en.value!r} is defined twice"))
     for en in v.EligibilityName:
         if en not in found:
             problems.append(Problem("eligibility/", f"no criteria set for {en.value!r}"))
@@ -792,10 +795,15 @@ def read_kb_files(root: Traversable) -> dict[str, Any]:
     """Parse every YAML file under ``root`` (a package directory) keyed by relative path."""
     import yaml
 
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    from netboard.case import yaml_loader
+
+    loader = yaml_loader()
     out: dict[str, Any] = {}
     for rel, entry in yaml_sources(root):
-        doc = yaml.load(entry.read_text("utf-8"), Loader=loader)
+        try:
+            doc = yaml.load(entry.read_text("utf-8"), Loader=loader)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{rel}: {' '.join(str(exc).split())}") from None
         out[rel] = _plain(doc)
     return out
 
