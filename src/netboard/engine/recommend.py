@@ -142,7 +142,10 @@ def recommend(case: Case, *, kb: KnowledgeBase | None = None) -> Answer:
         later = [s for s in positive_steps if s >= step]
         return dense[later[0]] if later else len(positive_steps) + 1
 
-    ctx.planned = frozenset(c.code for c in chosen if c.rule.status.positive)
+    # Alerts and monitoring follow the decided plan, not hypothetical branches.
+    ctx.planned = frozenset(
+        c.code for c in chosen if c.rule.status.positive and c.result.truth is Truth.TRUE
+    )
 
     recommendations: list[Recommendation] = []
     for cand in chosen:
@@ -329,8 +332,16 @@ def _choose(candidates: list[_Candidate]) -> list[_Candidate]:
         groups[(c.code, c.rule.phase.value)].append(c)
     chosen: list[_Candidate] = []
     for key in sorted(groups):
+        # Best status first; among open branches, the one closest to decided (fewest missing
+        # fields) speaks for the group.
         ranked = sorted(
-            groups[key], key=lambda c: (STATUS_RANK[c.rule.status], c.rule.step, c.rule.id)
+            groups[key],
+            key=lambda c: (
+                STATUS_RANK[c.rule.status],
+                len(c.result.unknown),
+                c.rule.step,
+                c.rule.id,
+            ),
         )
         decided = [c for c in ranked if c.result.truth is Truth.TRUE]
         if decided:

@@ -29,6 +29,8 @@ def describe_tumor(answer: Answer, kb: KnowledgeBase, case: Case) -> str:
         site = "primary site not stated"
     else:
         site = "of the " + kb.sites[case.primary_site].label
+        if case.primary_site.value == "unknown_primary":
+            site = "of unknown primary"
         if case.pancreas_region is not None:
             site = f"of the pancreatic {case.pancreas_region.value}"
     parts = [f"{who} {site}", f"stage {c.stage}"]
