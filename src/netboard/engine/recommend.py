@@ -53,8 +53,11 @@ class _Candidate:
     result: Result
 
 
-def _label(rule: Rule, code: str) -> str:
-    return f"{code.replace('_', ' ')} ({rule.phase.value.replace('_', ' ')})"
+def _label(kb: KnowledgeBase, rule: Rule, code: str) -> str:
+    """How a rule is named in missing_information: the intervention and the phase, in words."""
+    code_label = kb.labels.get("interventions", {}).get(code, code.replace("_", " "))
+    phase_label = kb.labels.get("phases", {}).get(rule.phase.value, rule.phase.value)
+    return f"{code_label} [{phase_label}]"
 
 
 def recommend(case: Case, *, kb: KnowledgeBase | None = None) -> Answer:
@@ -132,7 +135,7 @@ def recommend(case: Case, *, kb: KnowledgeBase | None = None) -> Answer:
         if r.truth is Truth.TRUE or (r.truth is Truth.UNKNOWN and rule.on_unknown == "branch"):
             candidates.append(_Candidate(rule, code, r))
         if r.truth is Truth.UNKNOWN:
-            note_unknown(r, _label(rule, code))
+            note_unknown(r, _label(kb, rule, code))
 
     chosen = _choose(candidates)
     positive_steps = sorted({c.rule.step for c in chosen if c.rule.status.positive})
@@ -192,7 +195,7 @@ def recommend(case: Case, *, kb: KnowledgeBase | None = None) -> Answer:
                 rule_id=a.id,
             )
         elif r.truth is Truth.UNKNOWN and a.severity is Severity.CRITICAL:
-            note_unknown(r, f"alert {a.code.value}")
+            note_unknown(r, f"the {a.code.value.replace('_', ' ')} alert")
     alert_list = sorted(alerts.values(), key=lambda a: (_SEVERITY_ORDER[a.severity], a.code.value))
 
     monitoring = [

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from netboard.answer import Answer, Recommendation
 from netboard.case import Case
+from netboard.engine.explain import label_field
 from netboard.kb.schema import KnowledgeBase
 from netboard.vocab import Severity, Status
 
@@ -66,6 +67,6 @@ def summarize(answer: Answer, kb: KnowledgeBase, case: Case) -> str:
     if critical:
         sentences.append("Critical: " + " ".join(a.message for a in critical[:2]))
     if answer.missing_information:
-        fields = [m.field for m in answer.missing_information[:5]]
+        fields = [label_field(kb, m.field) for m in answer.missing_information[:5]]
         sentences.append("Would change or firm up the answer: " + ", ".join(fields) + ".")
     return " ".join(sentences)

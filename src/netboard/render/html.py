@@ -16,7 +16,12 @@ references carry stable classes and ``data-*`` attributes for browser tests:
 from __future__ import annotations
 
 from netboard.answer import Answer
-from netboard.render.markdown import Labels, build_report, template_environment
+from netboard.render.markdown import (
+    Labels,
+    build_report,
+    default_labels,
+    template_environment,
+)
 
 __all__ = ["render_html"]
 
@@ -31,10 +36,6 @@ def render_html(answer: Answer, *, labels: Labels | None = None) -> str:
     Returns:
         The page, ending with exactly one newline; the same answer gives the same bytes.
     """
-    if labels is None:
-        from netboard.kb import load_kb
-
-        labels = load_kb().labels
-    report = build_report(answer, labels)
+    report = build_report(answer, default_labels() if labels is None else labels)
     text = template_environment(True).get_template("report.html.j2").render(report=report)
     return text.rstrip("\n") + "\n"

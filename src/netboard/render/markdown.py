@@ -26,6 +26,7 @@ __all__ = [
     "DISCLAIMER",
     "Report",
     "build_report",
+    "default_labels",
     "escape_cell",
     "escape_inline",
     "escape_markdown",
@@ -78,6 +79,8 @@ class Cite:
 
 @dataclass(frozen=True, slots=True)
 class ClassificationRow:
+    """One classification field: contract key, row heading, reader value and contract code."""
+
     key: str
     label: str
     value: str
@@ -86,6 +89,8 @@ class ClassificationRow:
 
 @dataclass(frozen=True, slots=True)
 class DoseView:
+    """One dosing line with its own citation markers."""
+
     text: str
     cites: tuple[Cite, ...]
 
@@ -110,6 +115,8 @@ class RecommendationView:
 
 @dataclass(frozen=True, slots=True)
 class PhaseView:
+    """A phase section: its code, its reader label and its recommendations in answer order."""
+
     code: str
     label: str
     recommendations: tuple[RecommendationView, ...]
@@ -126,12 +133,16 @@ class StepOption:
 
 @dataclass(frozen=True, slots=True)
 class StepView:
+    """One step of the sequencing algorithm: the positive options that share an ``order``."""
+
     order: int
     options: tuple[StepOption, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class AlertView:
+    """One alert with its severity word and citation markers."""
+
     code: str
     severity: str
     severity_label: str
@@ -142,9 +153,10 @@ class AlertView:
 
 @dataclass(frozen=True, slots=True)
 class CriterionView:
+    """One eligibility criterion; ``met`` is ``yes``, ``no`` or ``unknown`` (a CSS/data word)."""
+
     name: str
     met: str
-    """``yes``, ``no`` or ``unknown`` (for CSS classes and data attributes)."""
     met_label: str
     detail: str
     cites: tuple[Cite, ...]
@@ -152,6 +164,8 @@ class CriterionView:
 
 @dataclass(frozen=True, slots=True)
 class EligibilityView:
+    """One eligibility check (hepatic resection, transplant, PRRT, embolization)."""
+
     name: str
     title: str
     status: str
@@ -162,6 +176,8 @@ class EligibilityView:
 
 @dataclass(frozen=True, slots=True)
 class DisagreementView:
+    """A point where the sources disagree, with its citation markers."""
+
     topic: str
     text: str
     cites: tuple[Cite, ...]
@@ -169,6 +185,8 @@ class DisagreementView:
 
 @dataclass(frozen=True, slots=True)
 class MonitoringView:
+    """One monitoring item, with its citation markers."""
+
     what: str
     interval: str
     reason: str
@@ -177,6 +195,8 @@ class MonitoringView:
 
 @dataclass(frozen=True, slots=True)
 class ReferenceView:
+    """One reference; ``number`` is its 1-based position in ``answer.references``."""
+
     number: int
     id: str
     kind: str
@@ -188,6 +208,8 @@ class ReferenceView:
 
 @dataclass(frozen=True, slots=True)
 class ReferenceGroup:
+    """A run of references of one group (Guidelines, Drug labels, Trials, Reviews and other)."""
+
     heading: str
     slug: str
     references: tuple[ReferenceView, ...]
@@ -245,8 +267,14 @@ def build_report(answer: Answer, labels: Labels) -> Report:
     numbers = {ref.id: n for n, ref in enumerate(answer.references, start=1)}
 
     def cites(ids: Iterable[str]) -> tuple[Cite, ...]:
-        # The same source cited twice in one list gets one marker; the order is the answer's.
-        return tuple(Cite(numbers.get(i), i) for i in dict.fromkeys(ids))
+        # The same source cited twice gets one marker; markers read in reference-list order
+        # (an id missing from the list, which the engine never produces, sorts last).
+        unique = dict.fromkeys(ids)
+        return tuple(
+            sorted(
+                (Cite(numbers.get(i), i) for i in unique), key=lambda c: (c.number is None, c.number or 0)
+            )
+        )
 
     def alert_view(a: Alert) -> AlertView:
         severity = str(a.severity)
@@ -480,7 +508,8 @@ def template_environment(html: bool) -> jinja2.Environment:
     return env
 
 
-def _default_labels() -> Labels:
+def default_labels() -> Labels:
+    """The reader labels of the packaged knowledge base (loaded once, then cached)."""
     from netboard.kb import load_kb
 
     return load_kb().labels
@@ -496,7 +525,7 @@ def render_markdown(answer: Answer, *, labels: Labels | None = None) -> str:
     Returns:
         The report, ending with exactly one newline; the same answer gives the same bytes.
     """
-    report = build_report(answer, _default_labels() if labels is None else labels)
+    report = build_report(answer, default_labels() if labels is None else labels)
     text = template_environment(False).get_template("report.md.j2").render(report=report)
     # Conditional blocks can leave blank-line runs; Markdown treats them as one blank line.
     text = re.sub(r"\n{3,}", "\n\n", text)

@@ -1,0 +1,378 @@
+"""Report renderers: golden files over the public vignettes, and properties of every report.
+
+The Markdown and HTML reports show what the JSON answer carries and nothing else, so the
+checks here are structural: every citation marker resolves, every recommendation appears, the
+HTML is well formed, and the same answer always gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import SHARED, Golden
+from netboard.answer import (
+    Answer,
+    AppliesIf,
+    Classification,
+    Criterion,
+    Disagreement,
+    Dose,
+    Eligibility,
+    Monitoring,
+    Reference,
+)
+from netboard.case import load_case
+from netboard.engine.recommend import recommend
+from netboard.kb import KnowledgeBase
+from netboard.render import RENDERERS, render_json
+from netboard.render.html import render_html
+from netboard.render.markdown import render_markdown
+from netboard.vocab import EligibilityName, EligibilityStatus, ReferenceKind
+
+CASES_DIR = SHARED / "cases"
+
+
+def _vignettes() -> list[Path]:
+    if not CASES_DIR.is_dir():
+        return []
+    return [
+        p
+        for p in sorted(CASES_DIR.glob("*.yaml"))
+        if isinstance(doc := yaml.safe_load(p.read_text(encoding="utf-8")), dict) and "case" in doc
+    ]
+
+
+VIGNETTES = _vignettes()
+VIGNETTE_PARAMS = [pytest.param(p, id=p.stem) for p in VIGNETTES] or [
+    pytest.param(None, id="no-vignettes", marks=pytest.mark.skip(reason=f"{CASES_DIR} is absent"))
+]
+
+
+def _answer(path: Path, kb: KnowledgeBase) -> Answer:
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return recommend(load_case(doc["case"]), kb=kb)
+
+
+@pytest.fixture(scope="module")
+def answers(kb: KnowledgeBase) -> dict[str, Answer]:
+    return {p.stem: _answer(p, kb) for p in VIGNETTES}
+
+
+# --- golden files ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", VIGNETTE_PARAMS)
+def test_reports_match_their_golden_files(
+    path: Path, answers: dict[str, Answer], golden: Golden
+) -> None:
+    answer = answers[path.stem]
+    golden.check(f"{path.stem}.json", render_json(answer))
+    golden.check(f"{path.stem}.md", render_markdown(answer))
+    golden.check(f"{path.stem}.html", render_html(answer))
+
+
+# --- properties of every vignette's report -----------------------------------------------
+
+MD_MARKER = re.compile(r"\[\[(\d+)\]\]")
+MD_DEFINITION = re.compile(r"^\[(\d+)\]: #references$", re.MULTILINE)
+HTML_MARKER = re.compile(r'<a class="cite" href="#ref-(\d+)">\[(\d+)\]</a>')
+HTML_REF = re.compile(r'<li id="ref-(\d+)" value="(\d+)" data-ref-id="([^"]+)"')
+
+
+def _cited_numbers(answer: Answer) -> set[int]:
+    """The reference numbers of every evidence id the answer carries."""
+    number = {r.id: n for n, r in enumerate(answer.references, start=1)}
+    ids: list[str] = []
+    for rec in answer.recommendations:
+        ids += rec.evidence
+        for dose in rec.dosing:
+            ids += dose.evidence
+    for alert in answer.alerts:
+        ids += alert.evidence
+    for check in answer.eligibility:
+        for criterion in check.criteria:
+            ids += criterion.evidence
+    for item in answer.monitoring:
+        ids += item.evidence
+    for d in answer.disagreements:
+        ids += d.evidence
+    return {number[i] for i in ids}
+
+
+@pytest.mark.parametrize("path", VIGNETTE_PARAMS)
+def test_every_markdown_marker_resolves_to_a_reference(
+    path: Path, answers: dict[str, Answer]
+) -> None:
+    answer = answers[path.stem]
+    text = render_markdown(answer)
+    markers = {int(n) for n in MD_MARKER.findall(text)}
+    n_refs = len(answer.references)
+    assert markers <= set(range(1, n_refs + 1)), f"{path.name}: marker beyond the reference list"
+    assert markers == _cited_numbers(answer), f"{path.name}: markers differ from the evidence"
+    defined = [int(n) for n in MD_DEFINITION.findall(text)]
+    assert defined == list(range(1, n_refs + 1)), f"{path.name}: link definitions incomplete"
+    listed = [int(n) for n in re.findall(r"^(\d+)\. ", text.split("\n## References\n")[1], re.M)]
+    assert listed == list(range(1, n_refs + 1)), f"{path.name}: reference list is not 1..N"
+    assert "[?" not in text, f"{path.name}: unresolved citation"
+
+
+@pytest.mark.parametrize("path", VIGNETTE_PARAMS)
+def test_every_html_marker_resolves_to_a_reference(path: Path, answers: dict[str, Answer]) -> None:
+    answer = answers[path.stem]
+    text = render_html(answer)
+    pairs = HTML_MARKER.findall(text)
+    assert all(a == b for a, b in pairs), f"{path.name}: marker text and link disagree"
+    markers = {int(a) for a, _ in pairs}
+    assert markers == _cited_numbers(answer), f"{path.name}: markers differ from the evidence"
+    refs = HTML_REF.findall(text)
+    assert [(int(a), int(b), c) for a, b, c in refs] == [
+        (n, n, r.id) for n, r in enumerate(answer.references, start=1)
+    ], f"{path.name}: reference list does not follow answer.references"
+    assert "unresolved" not in text.split("<style>")[0] + text.split("</style>")[1]
+
+
+@pytest.mark.parametrize("path", VIGNETTE_PARAMS)
+def test_every_recommendation_appears_in_both_reports(
+    path: Path, answers: dict[str, Answer]
+) -> None:
+    answer = answers[path.stem]
+    markdown, html = render_markdown(answer), render_html(answer)
+    for rec in answer.recommendations:
+        assert f"`{rec.code}`" in markdown, f"{path.name}: {rec.code} missing from Markdown"
+        assert f'data-code="{rec.code}"' in html, f"{path.name}: {rec.code} missing from HTML"
+    shown = re.findall(
+        r'<article class="recommendation" id="rec-(\d+)" data-code="([a-z_]+)" '
+        r'data-status="([a-z_]+)"',
+        html,
+    )
+    # Phases are grouped in contract order; the answer is already sorted that way.
+    assert [(c, s) for _, c, s in shown] == [
+        (str(r.code), str(r.status)) for r in answer.recommendations
+    ], f"{path.name}: HTML recommendations not in answer order"
+    assert sorted(int(i) for i, _, _ in shown) == list(range(1, len(answer.recommendations) + 1))
+
+
+class _TagBalance(HTMLParser):
+    """Check that every opened element is closed in order (void elements excepted)."""
+
+    VOID = frozenset({"meta", "link", "br", "hr", "img", "input", "col", "wbr", "source"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+        self.problems: list[str] = []
+        self.ids: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.ids += [v for k, v in attrs if k == "id" and v is not None]
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if not self.stack or self.stack[-1] != tag:
+            self.problems.append(f"</{tag}> closes {self.stack[-1:] or 'nothing'}")
+            return
+        self.stack.pop()
+
+
+@pytest.mark.parametrize("path", VIGNETTE_PARAMS)
+def test_html_report_is_well_formed(path: Path, answers: dict[str, Answer]) -> None:
+    answer = answers[path.stem]
+    text = render_html(answer)
+    parser = _TagBalance()
+    parser.feed(text)
+    parser.close()
+    assert parser.problems == [], f"{path.name}: {parser.problems[:5]}"
+    assert parser.stack == [], f"{path.name}: unclosed {parser.stack}"
+    assert len(parser.ids) == len(set(parser.ids)), f"{path.name}: duplicate element ids"
+    assert text.startswith('<!DOCTYPE html>\n<html lang="en">')
+    assert '<meta charset="utf-8">' in text
+    assert f"<title>netboard tumour board report: {answer.case_id}</title>" in text
+    for leftover in ("{{", "}}", "{%", "%}", "{#"):
+        assert leftover not in text, f"{path.name}: template leftover {leftover!r}"
+    assert "<script" not in text
+    assert "http" not in text.split("<body>")[0], f"{path.name}: external asset in <head>"
+
+
+@pytest.mark.parametrize("path", VIGNETTE_PARAMS)
+def test_markdown_report_has_no_raw_html_or_template_leftovers(
+    path: Path, answers: dict[str, Answer]
+) -> None:
+    text = render_markdown(answers[path.stem])
+    assert re.search(r"<(?!https?://)[A-Za-z/!?]", text) is None, f"{path.name}: raw HTML"
+    for leftover in ("{{", "}}", "{%", "%}", "{#"):
+        assert leftover not in text, f"{path.name}: template leftover {leftover!r}"
+
+
+SECTIONS = [
+    "## Bottom line",
+    "## Classification",
+    "## Sequencing algorithm",
+    "## Critical pitfalls and alerts",
+    "## Eligibility",
+    "## Monitoring",
+    "## Missing information",
+    "## References",
+]
+
+
+@pytest.mark.parametrize("path", VIGNETTE_PARAMS)
+def test_markdown_sections_follow_the_report_order(
+    path: Path, answers: dict[str, Answer], kb: KnowledgeBase
+) -> None:
+    answer = answers[path.stem]
+    text = render_markdown(answer)
+    headings = [line for line in text.splitlines() if line.startswith("## ")]
+    phase_labels = kb.labels["phases"]
+    phases = [f"## {phase_labels[str(r.phase)]}" for r in answer.recommendations]
+    expected = SECTIONS[:2]
+    if any(a.severity == "critical" for a in answer.alerts):
+        expected.append("## Critical alerts")
+    expected += list(dict.fromkeys(phases)) + SECTIONS[2:5]
+    if answer.disagreements:
+        expected.append("## Where sources disagree")
+    expected += SECTIONS[5:]
+    assert headings == expected, f"{path.name}: sections out of order"
+
+
+@pytest.mark.parametrize("path", VIGNETTE_PARAMS)
+def test_rendering_twice_gives_identical_bytes(path: Path, answers: dict[str, Answer]) -> None:
+    answer = answers[path.stem]
+    for fmt, render in RENDERERS.items():
+        first, second = render(answer), render(answer)
+        assert first.encode() == second.encode(), f"{path.name}: {fmt} output varies"
+        assert first.endswith("\n"), f"{path.name}: {fmt} lacks a final newline"
+        assert not first.endswith("\n\n"), f"{path.name}: {fmt} ends with a blank line"
+
+
+# --- edge cases on a hand-made answer ----------------------------------------------------
+
+
+@pytest.fixture
+def tricky() -> Answer:
+    """A small answer whose text would break naive Markdown or HTML output."""
+    refs = (
+        Reference(
+            id="g1", citation="Guideline | with a pipe", year=2020, kind=ReferenceKind.GUIDELINE
+        ),
+        Reference(
+            id="t1",
+            citation="Trial *stars* and <b>tags</b>",
+            year=None,
+            kind=ReferenceKind.TRIAL,
+            url="https://example.org/t1?a=1&b=2",
+            note="check me",
+        ),
+    )
+    return Answer(
+        contract_version="1",
+        kb_version="9.9.9",
+        kb_released="2099-01-01",
+        case_id=None,
+        summary="1. Not a list <script>alert(1)</script>",
+        classification=Classification(
+            who_2019="net_g1",
+            grade=None,
+            stage="IV",
+            site_group="small_intestine",
+            functional="carcinoid_syndrome",
+            notes=("Grade derived | from Ki-67",),
+        ),
+        recommendations=(),
+        alerts=(),
+        eligibility=(
+            Eligibility(
+                name=EligibilityName.PRRT,
+                title="PRRT",
+                status=EligibilityStatus.UNDETERMINED,
+                criteria=(
+                    Criterion(name="a | b", met=None, detail="x", evidence=("g1", "nowhere")),
+                ),
+            ),
+        ),
+        monitoring=(
+            Monitoring(what="CT | MRI", interval="3 months", reason="r", evidence=("t1",)),
+        ),
+        missing_information=(),
+        references=refs,
+        disagreements=(Disagreement(topic="Topic", text="Text", evidence=("t1", "g1")),),
+    )
+
+
+def test_markdown_escapes_table_pipes_and_markup(tricky: Answer, kb: KnowledgeBase) -> None:
+    text = render_markdown(tricky, labels=kb.labels)
+    assert "| a \\| b | Unknown |" in text
+    assert "| CT \\| MRI | 3 months |" in text
+    assert "Guideline \\| with a pipe" not in text  # references are not a table: kept verbatim
+    assert "1. Guideline | with a pipe (2020)" in text
+    assert "2. Trial \\*stars\\* and \\<b>tags\\</b> <https://example.org/t1?a=1&b=2>" in text
+    assert "1\\. Not a list \\<script>" in text
+    assert "# netboard tumour board report: (no case id)" in text
+    assert "| Grade | not stated |" in text
+    assert "| Functional status | carcinoid syndrome |" in text
+    assert "- Grade derived | from Ki-67" in text
+    assert "Nothing is missing that would change the plan." in text
+    assert "No treatment step is on the plan for this case." in text
+    assert "\\[? nowhere\\]" in text  # an id missing from the references stays visible
+    assert "## Where sources disagree\n\n- **Topic:** Text [[2]][[1]]" in text
+
+
+def test_html_escapes_text_and_marks_unresolved_citations(
+    tricky: Answer, kb: KnowledgeBase
+) -> None:
+    text = render_html(tricky, labels=kb.labels)
+    assert "<script>" not in text
+    assert "1. Not a list &lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert 'href="https://example.org/t1?a=1&amp;b=2"' in text
+    assert '<span class="cite unresolved" data-ref-id="nowhere">[? nowhere]</span>' in text
+    assert "<title>netboard tumour board report: (no case id)</title>" in text
+    assert 'data-met="unknown"' in text
+    assert "@media print" in text
+    assert "size: A4" in text
+
+
+def test_branch_options_are_marked_in_the_sequence(tricky: Answer, kb: KnowledgeBase) -> None:
+    from netboard.answer import Recommendation
+    from netboard.vocab import Intervention, Phase, Status
+
+    def rec(code: Intervention, status: Status, order: int, branch: str | None) -> Recommendation:
+        return Recommendation(
+            code=code,
+            status=status,
+            phase=Phase.LIVER_DIRECTED,
+            order=order,
+            rationale="because",
+            evidence=("g1",),
+            rule_id=f"test.{code}",
+            dosing=(Dose(text="dose", evidence=("t1",)),) if code is Intervention.TAE else (),
+            applies_if=AppliesIf(fields=("comorbidities",), condition=branch) if branch else None,
+        )
+
+    answer = dataclasses.replace(
+        tricky,
+        recommendations=(
+            rec(Intervention.TACE, Status.RECOMMENDED, 4, "no cirrhosis"),
+            rec(Intervention.TAE, Status.CONSIDER, 4, None),
+            rec(Intervention.TARE, Status.CONTRAINDICATED, 4, None),
+            rec(Intervention.LIVER_ABLATION, Status.RECOMMENDED, 2, None),
+        ),
+    )
+    markdown = render_markdown(answer, labels=kb.labels)
+    assert (
+        "- **Step 2:** Thermal ablation of liver metastases\n"
+        "- **Step 4:** Transarterial chemoembolization (TACE) (if no cirrhosis) "
+        "or bland transarterial embolization (TAE)\n"
+    ) in markdown
+    assert "*Applies if:* no cirrhosis — missing: `comorbidities`" in markdown
+    assert "**Contraindicated** · step 4 · `tare`" in markdown
+    assert "- dose [[2]]" in markdown
+    html = render_html(answer, labels=kb.labels)
+    assert '<li value="4" data-order="4">' in html
+    assert '<span class="branch">(if no cirrhosis)</span>' in html
+    assert 'data-code="tare" data-status="contraindicated"' in html
