@@ -320,7 +320,7 @@ def test_markdown_escapes_table_pipes_and_markup(tricky: Answer, kb: KnowledgeBa
     assert "Nothing is missing that would change the plan." in text
     assert "No treatment step is on the plan for this case." in text
     assert "\\[? nowhere\\]" in text  # an id missing from the references stays visible
-    assert "## Where sources disagree\n\n- **Topic:** Text [[2]][[1]]" in text
+    assert "## Where sources disagree\n\n- **Topic:** Text [[1]][[2]]" in text
 
 
 def test_html_escapes_text_and_marks_unresolved_citations(
