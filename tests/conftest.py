@@ -19,7 +19,9 @@ SHARED = Path(os.environ.get("NETBOARD_SHARED", ROOT.parent / "shared"))
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
-        "--update-golden", action="store_true", default=False,
+        "--update-golden",
+        action="store_true",
+        default=False,
         help="rewrite golden files instead of comparing against them",
     )
 
@@ -48,11 +50,19 @@ class Golden:
             return
         expected = path.read_text(encoding="utf-8")
         if text != expected:
-            diff = "".join(difflib.unified_diff(
-                expected.splitlines(True), text.splitlines(True), f"golden/{name}", "actual", n=2,
-            ))
-            pytest.fail(f"{name} differs from its golden file (pytest --update-golden rewrites it):\n"
-                        + diff[:4000])
+            diff = "".join(
+                difflib.unified_diff(
+                    expected.splitlines(True),
+                    text.splitlines(True),
+                    f"golden/{name}",
+                    "actual",
+                    n=2,
+                )
+            )
+            pytest.fail(
+                f"{name} differs from its golden file (pytest --update-golden rewrites it):\n"
+                + diff[:4000]
+            )
 
 
 @pytest.fixture

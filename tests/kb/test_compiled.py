@@ -27,7 +27,9 @@ def test_stale_snapshot_is_ignored_and_yaml_wins(tmp_path: Path) -> None:
     manifest.write_text(manifest.read_text().replace("version: ", "version: 9999.", 1))
     kb, problems = check_kb_dir(kb_dir)
     assert not problems
-    assert kb is not None and kb.version.startswith("9999.")
+    assert kb is not None
+    assert kb.version.startswith("9999.")
     compile_kb(kb_dir)
     kb2, _ = check_kb_dir(kb_dir)
-    assert kb2 is not None and kb2.version == kb.version
+    assert kb2 is not None
+    assert kb2.version == kb.version

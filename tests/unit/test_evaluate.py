@@ -461,7 +461,11 @@ def test_planned_is_false_not_unknown_on_an_empty_plan(kb: KnowledgeBase) -> Non
             EligibilityIs("liver_transplant", "not_eligible"),
             "liver transplant eligibility is not eligible",
         ),
-        (Planned(("tae", "tace")), "the plan includes bland transarterial embolization (TAE) or transarterial chemoembolization (TACE)"),
+        (
+            Planned(("tae", "tace")),
+            "the plan includes bland transarterial embolization (TAE) or "
+            "transarterial chemoembolization (TACE)",
+        ),
         (All(()), "always"),
     ],
     ids=[

@@ -270,11 +270,8 @@ def build_report(answer: Answer, labels: Labels) -> Report:
         # The same source cited twice gets one marker; markers read in reference-list order
         # (an id missing from the list, which the engine never produces, sorts last).
         unique = dict.fromkeys(ids)
-        return tuple(
-            sorted(
-                (Cite(numbers.get(i), i) for i in unique), key=lambda c: (c.number is None, c.number or 0)
-            )
-        )
+        found = (Cite(numbers.get(i), i) for i in unique)
+        return tuple(sorted(found, key=lambda c: (c.number is None, c.number or 0)))
 
     def alert_view(a: Alert) -> AlertView:
         severity = str(a.severity)
