@@ -1,0 +1,447 @@
+"""The report view shared by the Markdown and HTML renderers.
+
+:func:`build_report` turns an :class:`~netboard.answer.Answer` into plain, typed rows (labels
+looked up in the knowledge base, evidence ids turned into reference numbers, recommendations
+grouped by phase and by step); the Jinja2 templates only lay them out. Nothing here decides
+anything clinical: every row comes from a field of the answer, in the answer's own order.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+from netboard.answer import Alert, Answer, AppliesIf, MissingInfo, Recommendation
+from netboard.vocab import Phase, Severity
+
+if TYPE_CHECKING:
+    import jinja2
+
+__all__ = [
+    "DISCLAIMER",
+    "Labels",
+    "Report",
+    "build_report",
+    "default_labels",
+    "template_environment",
+]
+
+#: Reader labels, grouped as in ``kb/fields.yaml`` (``labels:``): group -> code -> label.
+Labels = Mapping[str, Mapping[str, str]]
+
+DISCLAIMER = (
+    "Decision support for a neuroendocrine tumour multidisciplinary team; "
+    "not a substitute for clinical judgement."
+)
+TITLE = "netboard tumour board report"
+
+# Presentation words for contract values. A knowledge base may override any of them with a
+# label group of the same name (``statuses``, ``severities``, ``eligibility_statuses``).
+_STATUS_LABELS = {
+    "recommended": "Recommended",
+    "consider": "Consider",
+    "not_recommended": "Not recommended",
+    "contraindicated": "Contraindicated",
+}
+_SEVERITY_LABELS = {"critical": "Critical", "warning": "Warning", "info": "Info"}
+_ELIGIBILITY_LABELS = {
+    "eligible": "Eligible",
+    "not_eligible": "Not eligible",
+    "undetermined": "Undetermined",
+}
+_REFERENCE_GROUPS = {
+    "guideline": "Guidelines",
+    "drug_label": "Drug labels",
+    "trial": "Trials",
+    "review": "Reviews and other",
+    "other": "Reviews and other",
+}
+
+
+# --- the report view ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Cite:
+    """One citation marker: the reference's 1-based number, or None when it is not listed."""
+
+    number: int | None
+    ref_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClassificationRow:
+    """One classification field: contract key, row heading, reader value and contract code."""
+
+    key: str
+    label: str
+    value: str
+    code: str
+
+
+@dataclass(frozen=True, slots=True)
+class DoseView:
+    """One dosing line with its own citation markers."""
+
+    text: str
+    cites: tuple[Cite, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RecommendationView:
+    """One recommendation; ``index`` is its 1-based position in ``answer.recommendations``."""
+
+    index: int
+    code: str
+    title: str
+    status: str
+    status_label: str
+    phase: str
+    order: int
+    rationale: str
+    cites: tuple[Cite, ...]
+    rule_id: str
+    applies_if: AppliesIf | None
+    dosing: tuple[DoseView, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseView:
+    """A phase section: its code, its reader label and its recommendations in answer order."""
+
+    code: str
+    label: str
+    recommendations: tuple[RecommendationView, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StepOption:
+    """One option of a sequencing step; ``condition`` is set for branch options."""
+
+    code: str
+    label: str
+    condition: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StepView:
+    """One step of the sequencing algorithm: the positive options that share an ``order``."""
+
+    order: int
+    options: tuple[StepOption, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AlertView:
+    """One alert with its severity word and citation markers."""
+
+    code: str
+    severity: str
+    severity_label: str
+    message: str
+    cites: tuple[Cite, ...]
+    rule_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CriterionView:
+    """One eligibility criterion; ``met`` is ``yes``, ``no`` or ``unknown`` (a CSS/data word)."""
+
+    name: str
+    met: str
+    met_label: str
+    detail: str
+    cites: tuple[Cite, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class EligibilityView:
+    """One eligibility check (hepatic resection, transplant, PRRT, embolization)."""
+
+    name: str
+    title: str
+    status: str
+    status_label: str
+    criteria: tuple[CriterionView, ...]
+    note: str
+
+
+@dataclass(frozen=True, slots=True)
+class DisagreementView:
+    """A point where the sources disagree, with its citation markers."""
+
+    topic: str
+    text: str
+    cites: tuple[Cite, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MonitoringView:
+    """One monitoring item, with its citation markers."""
+
+    what: str
+    interval: str
+    reason: str
+    cites: tuple[Cite, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceView:
+    """One reference; ``number`` is its 1-based position in ``answer.references``."""
+
+    number: int
+    id: str
+    kind: str
+    citation: str
+    year: int | None
+    url: str | None
+    note: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceGroup:
+    """A run of references of one group (Guidelines, Drug labels, Trials, Reviews and other)."""
+
+    heading: str
+    slug: str
+    references: tuple[ReferenceView, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """Everything a report template shows, in report order."""
+
+    title: str
+    case_id: str | None
+    case_label: str
+    kb_version: str
+    kb_released: str
+    contract_version: str
+    disclaimer: str
+    summary: str
+    classification: tuple[ClassificationRow, ...]
+    classification_notes: tuple[str, ...]
+    critical_alerts: tuple[AlertView, ...]
+    phases: tuple[PhaseView, ...]
+    steps: tuple[StepView, ...]
+    alerts: tuple[AlertView, ...]
+    eligibility: tuple[EligibilityView, ...]
+    disagreements: tuple[DisagreementView, ...]
+    monitoring: tuple[MonitoringView, ...]
+    missing_information: tuple[MissingInfo, ...]
+    reference_groups: tuple[ReferenceGroup, ...]
+    reference_count: int
+
+
+def _label(labels: Labels, group: str, code: str, default: str | None = None) -> str:
+    """The reader label of ``code`` in ``group``; else ``default``; else the code in words."""
+    found = labels.get(group, {}).get(code)
+    if found is not None:
+        return found
+    return default if default is not None else code.replace("_", " ")
+
+
+def _capfirst(text: str) -> str:
+    """Upper-case the first character only ('177Lu-DOTATATE' and 'NET ...' stay as they are)."""
+    return text[:1].upper() + text[1:]
+
+
+def build_report(answer: Answer, labels: Labels) -> Report:
+    """Lay the answer out as report rows, without adding or dropping anything clinical.
+
+    Args:
+        answer: the engine's answer.
+        labels: reader labels (``KnowledgeBase.labels``).
+
+    Returns:
+        The report view that both the Markdown and the HTML templates render.
+    """
+    numbers = {ref.id: n for n, ref in enumerate(answer.references, start=1)}
+
+    def cites(ids: Iterable[str]) -> tuple[Cite, ...]:
+        # The same source cited twice gets one marker; markers read in reference-list order
+        # (an id missing from the list, which the engine never produces, sorts last).
+        unique = dict.fromkeys(ids)
+        found = (Cite(numbers.get(i), i) for i in unique)
+        return tuple(sorted(found, key=lambda c: (c.number is None, c.number or 0)))
+
+    def alert_view(a: Alert) -> AlertView:
+        severity = str(a.severity)
+        return AlertView(
+            code=str(a.code),
+            severity=severity,
+            severity_label=_label(labels, "severities", severity, _SEVERITY_LABELS.get(severity)),
+            message=a.message,
+            cites=cites(a.evidence),
+            rule_id=a.rule_id,
+        )
+
+    c = answer.classification
+    classification = (
+        ClassificationRow(
+            "who_2019", "WHO 2019", _label(labels, "who_2019", c.who_2019), c.who_2019
+        ),
+        ClassificationRow(
+            "grade",
+            "Grade",
+            "not stated" if c.grade is None else _label(labels, "values", c.grade),
+            c.grade or "",
+        ),
+        ClassificationRow("stage", "Stage", c.stage, c.stage),
+        ClassificationRow(
+            "site_group", "Site group", _label(labels, "site_groups", c.site_group), c.site_group
+        ),
+        ClassificationRow(
+            "functional",
+            "Functional status",
+            _label(labels, "values", c.functional),
+            c.functional,
+        ),
+    )
+
+    def rec_view(index: int, r: Recommendation) -> RecommendationView:
+        status = str(r.status)
+        return RecommendationView(
+            index=index,
+            code=str(r.code),
+            title=_capfirst(_label(labels, "interventions", str(r.code))),
+            status=status,
+            status_label=_label(labels, "statuses", status, _STATUS_LABELS.get(status)),
+            phase=str(r.phase),
+            order=r.order,
+            rationale=r.rationale,
+            cites=cites(r.evidence),
+            rule_id=r.rule_id,
+            applies_if=r.applies_if,
+            dosing=tuple(DoseView(d.text, cites(d.evidence)) for d in r.dosing),
+        )
+
+    recs = [rec_view(i, r) for i, r in enumerate(answer.recommendations, start=1)]
+    phases = tuple(
+        PhaseView(str(p), _label(labels, "phases", str(p)), members)
+        for p in Phase
+        if (members := tuple(r for r in recs if r.phase == str(p)))
+    )
+
+    # Sequencing: the positive options by step (stable sort keeps the answer's order within
+    # a step); an option repeated with the same branch condition is listed once.
+    steps: dict[int, dict[tuple[str, str | None], StepOption]] = {}
+    pairs = zip(recs, answer.recommendations, strict=True)
+    for view, rec in sorted(pairs, key=lambda pair: pair[0].order):
+        if not rec.status.positive:
+            continue
+        condition = rec.applies_if.condition if rec.applies_if else None
+        option = StepOption(view.code, _label(labels, "interventions", view.code), condition)
+        steps.setdefault(view.order, {}).setdefault((view.code, condition), option)
+    step_views = tuple(
+        StepView(order, tuple(options.values())) for order, options in sorted(steps.items())
+    )
+
+    alerts = tuple(alert_view(a) for a in answer.alerts)
+    critical = tuple(a for a in alerts if a.severity == Severity.CRITICAL.value)
+
+    met_words = {True: ("yes", "Yes"), False: ("no", "No"), None: ("unknown", "Unknown")}
+    eligibility = tuple(
+        EligibilityView(
+            name=str(e.name),
+            title=e.title,
+            status=str(e.status),
+            status_label=_label(
+                labels,
+                "eligibility_statuses",
+                str(e.status),
+                _ELIGIBILITY_LABELS.get(str(e.status)),
+            ),
+            criteria=tuple(
+                CriterionView(k.name, *met_words[k.met], k.detail, cites(k.evidence))
+                for k in e.criteria
+            ),
+            note=e.note,
+        )
+        for e in answer.eligibility
+    )
+
+    groups: list[ReferenceGroup] = []
+    for n, ref in enumerate(answer.references, start=1):
+        heading = _REFERENCE_GROUPS.get(str(ref.kind), "Reviews and other")
+        ref_view = ReferenceView(
+            n, ref.id, str(ref.kind), ref.citation, ref.year, ref.url, ref.note
+        )
+        if groups and groups[-1].heading == heading:
+            last = groups.pop()
+            groups.append(ReferenceGroup(heading, last.slug, (*last.references, ref_view)))
+        else:
+            slug = re.sub(r"[^a-z0-9]+", "-", heading.lower()).strip("-")
+            groups.append(ReferenceGroup(heading, slug, (ref_view,)))
+
+    return Report(
+        title=TITLE,
+        case_id=answer.case_id,
+        case_label=answer.case_id if answer.case_id else "(no case id)",
+        kb_version=answer.kb_version,
+        kb_released=answer.kb_released,
+        contract_version=answer.contract_version,
+        disclaimer=DISCLAIMER,
+        summary=answer.summary,
+        classification=classification,
+        classification_notes=c.notes,
+        critical_alerts=critical,
+        phases=phases,
+        steps=step_views,
+        alerts=alerts,
+        eligibility=eligibility,
+        disagreements=tuple(
+            DisagreementView(d.topic, d.text, cites(d.evidence)) for d in answer.disagreements
+        ),
+        monitoring=tuple(
+            MonitoringView(m.what, m.interval, m.reason, cites(m.evidence))
+            for m in answer.monitoring
+        ),
+        missing_information=answer.missing_information,
+        reference_groups=tuple(groups),
+        reference_count=len(answer.references),
+    )
+
+
+# --- templates ---------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=2)
+def template_environment(html: bool) -> jinja2.Environment:
+    """The Jinja2 environment for the packaged report templates.
+
+    Args:
+        html: True for the HTML report (autoescape on), False for Markdown (autoescape off).
+
+    Returns:
+        A strict environment: an undefined name is an error, never an empty string.
+    """
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("netboard.render", "templates"),
+        autoescape=html,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["capfirst"] = _capfirst
+    if not html:
+        from netboard.render.markdown import code_span, escape_cell, escape_inline, escape_markdown
+
+        env.filters["md"] = escape_markdown
+        env.filters["inline"] = escape_inline
+        env.filters["cell"] = escape_cell
+        env.filters["code"] = code_span
+    return env
+
+
+def default_labels() -> Labels:
+    """The reader labels of the packaged knowledge base (loaded once, then cached)."""
+    from netboard.kb import load_kb
+
+    return load_kb().labels
