@@ -123,7 +123,7 @@ def _recommend(args: argparse.Namespace) -> int:
 
     kb = load_kb(args.kb)
     case = read_case(args.case)
-    text = render(recommend(case, kb=kb), args.format)
+    text = render(recommend(case, kb=kb), args.format, labels=kb.labels)
     sys.stdout.write(text)
     return EXIT_OK
 

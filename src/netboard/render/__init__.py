@@ -1,43 +1,48 @@
 """Renderers: pure ``Answer -> str`` functions, no clinical logic.
 
-Markdown and HTML show exactly what the JSON carries, in the same order.
+Markdown and HTML show exactly what the JSON carries, in the same order, with reader labels
+from the knowledge base that produced the answer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from netboard.answer import Answer
 
 FORMATS = ("json", "markdown", "html")
 
+Labels = Mapping[str, Mapping[str, str]]
 
-def render_json(answer: Answer) -> str:
+
+def render_json(answer: Answer, *, labels: Labels | None = None) -> str:
     """The contract JSON: UTF-8, stable key order, two-space indent, trailing newline."""
     import json
 
     return json.dumps(answer.to_dict(), indent=2, ensure_ascii=False) + "\n"
 
 
-def render_markdown(answer: Answer) -> str:
+def render_markdown(answer: Answer, *, labels: Labels | None = None) -> str:
+    """The Markdown report (see :mod:`netboard.render.markdown`)."""
     from netboard.render.markdown import render_markdown as _render
 
-    return _render(answer)
+    return _render(answer, labels=labels)
 
 
-def render_html(answer: Answer) -> str:
+def render_html(answer: Answer, *, labels: Labels | None = None) -> str:
+    """The standalone HTML report (see :mod:`netboard.render.html`)."""
     from netboard.render.html import render_html as _render
 
-    return _render(answer)
+    return _render(answer, labels=labels)
 
 
-RENDERERS: dict[str, Callable[[Answer], str]] = {
+RENDERERS: dict[str, Callable[..., str]] = {
     "json": render_json,
     "markdown": render_markdown,
     "html": render_html,
 }
 
 
-def render(answer: Answer, fmt: str = "markdown") -> str:
-    """Render ``answer`` in one of ``FORMATS``."""
-    return RENDERERS[fmt](answer)
+def render(answer: Answer, fmt: str = "markdown", *, labels: Labels | None = None) -> str:
+    """Render ``answer`` in one of ``FORMATS``; ``labels`` default to the packaged KB's."""
+    return RENDERERS[fmt](answer, labels=labels)
