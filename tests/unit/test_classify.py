@@ -16,7 +16,10 @@ G1, G2, G3 = Grade.G1, Grade.G2, Grade.G3
 
 
 def run(kb: KnowledgeBase, **fields: Any) -> Classified:
-    return classify(load_case(fields), kb)
+    """Classify a case; the primary defaults to the ileum (digestive grading) unless given,
+    and ``primary_site=None`` leaves it unstated."""
+    fields.setdefault("primary_site", "ileum")
+    return classify(load_case({k: v for k, v in fields.items() if v is not None}), kb)
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +106,21 @@ def test_ileal_primary_is_graded_by_ki67(kb: KnowledgeBase) -> None:
     assert run(kb, primary_site="ileum", ki67_percent=40).computed["grade"] is G3
 
 
-def test_unknown_site_uses_the_digestive_cut_offs(kb: KnowledgeBase) -> None:
-    assert run(kb, ki67_percent=12).computed["grade"] is G2
+def test_unknown_primary_uses_the_digestive_cut_offs(kb: KnowledgeBase) -> None:
+    assert run(kb, primary_site="unknown_primary", ki67_percent=12).computed["grade"] is G2
+
+
+def test_unstated_site_grades_only_where_digestive_and_thoracic_schemes_agree(
+    kb: KnowledgeBase,
+) -> None:
+    # Ki-67 does not grade lung/thymic tumours, so without a site Ki-67 alone cannot grade.
+    assert run(kb, primary_site=None, ki67_percent=12).computed["grade"] is None
+    # Mitoses 15 are G2 in the digestive scheme but G3 in the thoracic one.
+    assert run(kb, primary_site=None, mitoses_per_2mm2=15).computed["grade"] is None
+    # Mitoses 1 are G1 in both schemes.
+    assert run(kb, primary_site=None, mitoses_per_2mm2=1).computed["grade"] is G1
+    # A stated grade stands on its own.
+    assert run(kb, primary_site=None, grade="g2").computed["grade"] is G2
 
 
 # --- stated grade versus measured grade -------------------------------------------------------
@@ -239,7 +255,7 @@ def test_site_facts_come_from_the_knowledge_base(kb: KnowledgeBase) -> None:
 
 
 def test_site_facts_are_unknown_without_a_primary_site(kb: KnowledgeBase) -> None:
-    computed = run(kb).computed
+    computed = run(kb, primary_site=None).computed
     for name in ("site_group", "gut_region", "portal_drained", "thoracic_primary"):
         assert computed[name] is None, name
 

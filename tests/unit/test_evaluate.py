@@ -300,7 +300,12 @@ def test_lung_grade_unknown_with_ki67_given_names_only_the_missing_sources(
 
 
 def test_derived_grade_is_known_without_a_stated_grade(kb: KnowledgeBase) -> None:
-    assert truth(Compare("grade", "is", "g1"), ctx_for(kb, {"ki67_percent": 1})) is T
+    assert (
+        truth(
+            Compare("grade", "is", "g1"), ctx_for(kb, {"primary_site": "ileum", "ki67_percent": 1})
+        )
+        is T
+    )
 
 
 def test_unknown_site_group_names_primary_site(kb: KnowledgeBase) -> None:
@@ -387,7 +392,7 @@ def test_facts_are_not_shared_between_contexts(kb: KnowledgeBase) -> None:
 
 
 def test_nested_facts_resolve_through_the_knowledge_base(kb: KnowledgeBase) -> None:
-    ctx = ctx_for(kb, {"ki67_percent": 2})
+    ctx = ctx_for(kb, {"primary_site": "ileum", "ki67_percent": 2})
     assert truth(Fact("low_grade"), ctx) is T
     assert truth(Fact("high_grade"), ctx) is F
 

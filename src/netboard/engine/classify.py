@@ -65,8 +65,17 @@ def classify(case: Case, kb: KnowledgeBase) -> Classified:
     """Compute grade, WHO 2019 category, site facts and stage (None where unknown)."""
     site = kb.sites.get(case.primary_site) if case.primary_site else None
     thoracic = site.thoracic if site else False
-    grading = kb.grading["thoracic" if thoracic else "digestive"]
-    derived = derive_grade(case.ki67_percent, case.mitoses_per_2mm2, grading)
+    if site is None:
+        # Without a primary site the grading scheme is open (digestive WHO 2019 or thoracic):
+        # a grade is derived only where both schemes agree.
+        both = {
+            derive_grade(case.ki67_percent, case.mitoses_per_2mm2, kb.grading[name])
+            for name in ("digestive", "thoracic")
+        }
+        derived = both.pop() if len(both) == 1 else None
+    else:
+        grading = kb.grading["thoracic" if thoracic else "digestive"]
+        derived = derive_grade(case.ki67_percent, case.mitoses_per_2mm2, grading)
     stated = case.grade
     notes: list[str] = []
     final: Grade | None

@@ -180,9 +180,15 @@ class KnowledgeBase:
 
 #: Computed fields and the case fields each is derived from (for missing_information).
 COMPUTED_SOURCES: dict[str, tuple[str, ...]] = {
-    "grade": ("ki67_percent", "mitoses_per_2mm2", "grade"),
-    "who_2019": ("differentiation", "ki67_percent", "mitoses_per_2mm2", "grade"),
-    "differentiation_inferred": ("differentiation", "ki67_percent", "mitoses_per_2mm2", "grade"),
+    "grade": ("ki67_percent", "mitoses_per_2mm2", "grade", "primary_site"),
+    "who_2019": ("differentiation", "ki67_percent", "mitoses_per_2mm2", "grade", "primary_site"),
+    "differentiation_inferred": (
+        "differentiation",
+        "ki67_percent",
+        "mitoses_per_2mm2",
+        "grade",
+        "primary_site",
+    ),
     "site_group": ("primary_site",),
     "gut_region": ("primary_site",),
     "portal_drained": ("primary_site",),
