@@ -10,9 +10,7 @@ import pytest
 
 import netboard
 
-MODULES = sorted(
-    m.name for m in pkgutil.walk_packages(netboard.__path__, "netboard.")
-)
+MODULES = sorted(m.name for m in pkgutil.walk_packages(netboard.__path__, "netboard."))
 
 
 @pytest.mark.parametrize("name", MODULES)

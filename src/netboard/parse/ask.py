@@ -1,0 +1,377 @@
+"""``netboard ask``: free text becomes a partial case, then the answer ``recommend`` gives.
+
+``parse_text`` reads the text (``extract``), decides what is stated (``negation``), keeps
+one value per single-valued field (a conflict keeps none), validates the result with
+``load_case`` and reports what it could not use. ``run_ask`` is the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from netboard.case import FIELDS, LAB_FIELDS, ChoiceList, load_case
+from netboard.errors import CaseError
+from netboard.parse.extract import (
+    Doc,
+    Intervals,
+    Mention,
+    Span,
+    extract,
+    lexicon,
+    recognised_spans,
+)
+from netboard.parse.negation import AFFIRMED, NEGATED, assert_mentions
+
+MAX_TEXT_BYTES = 100_000
+_ALNUM = re.compile(r"[^\W_]")
+EXIT_OK = 0
+EXIT_INPUT = 2
+
+#: A general site and the sites that refine it ("small bowel ... terminal ileum": ileum).
+_REFINES: dict[str, frozenset[str]] = {
+    "small_intestine": frozenset({"ileum", "jejunum"}),
+    "colon": frozenset(
+        {"ascending_colon", "transverse_colon", "descending_colon", "sigmoid_colon"}
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Used:
+    """One field value taken from the text, with the words it was read from."""
+
+    field: str
+    value: Any
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedText:
+    """What ``parse_text`` read.
+
+    Attributes:
+        case_dict: contract case fields only, exactly what ``load_case`` accepts (lists as
+            lists, labs nested), in contract order.
+        spans_used: the field values taken, each with the words it came from.
+        unparsed: text it could not use, in text order: fragments with no known word, and
+            mentions that were uncertain, historical, conflicting or not a usable value.
+    """
+
+    case_dict: dict[str, Any]
+    spans_used: tuple[Used, ...]
+    unparsed: tuple[str, ...]
+
+
+def _is_list(field: str) -> bool:
+    return isinstance(FIELDS.get(field), ChoiceList)
+
+
+def _list_order(field: str, values: list[Any]) -> list[Any]:
+    spec = FIELDS[field]
+    assert isinstance(spec, ChoiceList)
+    order = {m.value: i for i, m in enumerate(spec.enum)}
+    return sorted(set(values), key=lambda v: order.get(v, len(order)))
+
+
+def _resolve(
+    field: str, mentions: list[Mention], doc: Doc, current: Any
+) -> tuple[Any, list[Mention]] | None:
+    """One value for a single-valued field, or None when the text disagrees with itself."""
+    top = max(m.strength for m in mentions)
+    strongest = [m for m in mentions if m.strength == top]
+    values = {m.value for m in strongest}
+    if len(values) > 1 and field == "primary_site":
+        for general, specific in _REFINES.items():
+            rest = values - {general}
+            if general in values and len(rest) == 1 and rest <= specific:
+                values = rest
+    if len(values) > 1 and field == "disease_status":
+        # "stable for two years, now progressing": the current statement wins.
+        now = {
+            m.value
+            for m in strongest
+            if current.search(doc.text, *doc.segment(m.start)) is not None
+        }
+        if len(now) == 1:
+            values = now
+    if len(values) != 1:
+        return None
+    value = next(iter(values))
+    return value, [m for m in strongest if m.value == value]
+
+
+def _merge(spans: list[Span]) -> list[Span]:
+    merged: list[Span] = []
+    for s, e in sorted(spans):
+        if merged and s <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], e))
+        else:
+            merged.append((s, e))
+    return merged
+
+
+def _trim(text: str) -> str:
+    return " ".join(text.split()).strip(" ,;:").rstrip(".").rstrip(" ,;:")
+
+
+def parse_text(text: str) -> ParsedText:
+    """Read free text (a question or a note) into a partial case.
+
+    Only what the text states becomes a field: negated, uncertain, hypothetical and
+    historical mentions do not, nor bounds ("Ki-67 <2%"), ranges or conflicting values;
+    those are listed in ``unparsed``.
+
+    Args:
+        text: the question or note.
+
+    Returns:
+        The parsed case (validated by ``load_case``), the words each value came from, and
+        the text that could not be used.
+
+    Example:
+        >>> p = parse_text("62M sigmoid NET G2, bilobar liver mets, no bone mets. ECOG 1")
+        >>> p.case_dict["primary_site"], p.case_dict["metastatic_sites"], p.case_dict["ecog"]
+        ('sigmoid_colon', ['liver'], 1)
+        >>> parse_text("Possible bone mets? Ki-67 <2%").unparsed
+        ('Possible bone mets', 'Ki-67 <2%')
+    """
+    lex = lexicon()
+    doc = Doc(text, lex.abbreviations)
+    mentions = extract(doc, lex)
+    assertions = assert_mentions(doc, lex, mentions)
+
+    unusable: list[Span] = []
+    context: list[Span] = []
+    candidates: dict[str, list[Mention]] = {}
+    for m, a in zip(mentions, assertions, strict=True):
+        if a.status == NEGATED:
+            continue
+        if a.status != AFFIRMED:
+            unusable.append((a.start, a.end))
+        elif m.value is None:
+            unusable.append((m.start, m.end))
+        elif m.kind == "context":
+            context.append((m.start, m.end))
+        else:
+            candidates.setdefault(m.field, []).append(m)
+
+    values: dict[str, Any] = {}
+    used: dict[str, list[Mention]] = {}
+    for field, found in candidates.items():
+        if _is_list(field):
+            values[field] = _list_order(field, [m.value for m in found])
+            used[field] = found
+            continue
+        resolved = _resolve(field, found, doc, lex.current)
+        if resolved is None:
+            unusable.extend((m.start, m.end) for m in found)
+        else:
+            values[field], used[field] = resolved
+    if "months_stable" in values and values.get("disease_status") != "stable":
+        # "Stable for 18 months, now progressing": the stable time is history.
+        del values["months_stable"]
+        unusable.extend((m.start, m.end) for m in used.pop("months_stable"))
+    if values.get("primary_site") != "pancreas" and "pancreas_region" in values:
+        del values["pancreas_region"]
+        unusable.extend((m.start, m.end) for m in used.pop("pancreas_region"))
+
+    case_dict = _validated(values, used, unusable)
+    if "metastatic_sites" not in case_dict:
+        # "Stage IV" or "metastatic" with no site named: no site is invented.
+        unusable.extend(context)
+
+    known = Intervals(recognised_spans(doc, lex) + [(m.start, m.end) for m in mentions])
+    for s, e in doc.segments:
+        if _ALNUM.search(doc.text, s, e) and not known.overlaps((s, e)):
+            unusable.append((s, e))
+
+    unparsed: list[str] = []
+    seen: set[str] = set()
+    for s, e in _merge(unusable):
+        piece = _trim(text[s:e])
+        if piece and piece not in seen:
+            seen.add(piece)
+            unparsed.append(piece)
+    spans_used = tuple(
+        Used(field, m.value, _trim(text[m.start : m.end]))
+        for field in _field_order(case_dict)
+        for m in used.get(field, [])
+    )
+    return ParsedText(case_dict, spans_used, tuple(unparsed))
+
+
+def _field_order(case_dict: dict[str, Any]) -> list[str]:
+    out = [f for f in FIELDS if f in case_dict]
+    out += [f"labs.{k}" for k in LAB_FIELDS if k in case_dict.get("labs", {})]
+    return out
+
+
+def _build(values: dict[str, Any]) -> dict[str, Any]:
+    case: dict[str, Any] = {f: values[f] for f in FIELDS if f in values}
+    labs = {k: values[f"labs.{k}"] for k in LAB_FIELDS if f"labs.{k}" in values}
+    if labs:
+        case["labs"] = labs
+    return case
+
+
+def _validated(
+    values: dict[str, Any], used: dict[str, list[Mention]], unusable: list[Span]
+) -> dict[str, Any]:
+    """Drop whatever ``load_case`` refuses (a contradiction between stated values)."""
+    for _ in range(len(values) + 1):
+        case = _build(values)
+        try:
+            load_case(case)
+        except CaseError as exc:
+            drop: set[str] = set()
+            for problem in exc.problems:
+                name = problem.field.split("[", 1)[0]
+                drop.add(name)
+                if name == "pregnant":
+                    drop.add("sex")
+                if name == "progressed_on":
+                    drop.add("disease_status")
+            drop &= set(values)
+            if not drop:  # pragma: no cover - every problem names a field we set
+                return {}
+            for name in drop:
+                del values[name]
+                unusable.extend((m.start, m.end) for m in used.pop(name, []))
+            continue
+        return case
+    return {}  # pragma: no cover
+
+
+# --- the command ---------------------------------------------------------------------------
+
+
+def _read_text(arg: str) -> tuple[str, str]:
+    """The text, or an error message naming the problem."""
+    if arg == "-":
+        try:
+            stream = getattr(sys.stdin, "buffer", None)
+            if stream is not None:
+                raw: bytes = stream.read(MAX_TEXT_BYTES + 1)
+            else:
+                raw = sys.stdin.read(MAX_TEXT_BYTES + 1).encode("utf-8", "surrogatepass")
+        except (OSError, ValueError, AttributeError):
+            return "", "text: cannot read standard input"
+        if len(raw) > MAX_TEXT_BYTES:
+            return "", f"text: larger than {MAX_TEXT_BYTES} bytes"
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            return "", "text: not UTF-8"
+    else:
+        text = arg
+        try:
+            size = len(text.encode("utf-8"))
+        except UnicodeEncodeError:
+            return "", "text: not valid UTF-8"
+        if size > MAX_TEXT_BYTES:
+            return "", f"text: larger than {MAX_TEXT_BYTES} bytes"
+    if not text.strip():
+        return "", "text: empty"
+    return text, ""
+
+
+def _cell(text: str) -> str:
+    return " ".join(text.split()).replace("|", "\\|").replace("`", "'")
+
+
+def understood_markdown(parsed: ParsedText) -> str:
+    """The "What I understood" table (field | value | from the words) and what was not used."""
+    lines = ["## What I understood", ""]
+    if parsed.spans_used:
+        lines += ["| field | value | from the words |", "|---|---|---|"]
+        rows: dict[str, tuple[Any, list[str]]] = {}
+        for u in parsed.spans_used:
+            shown = _shown_value(parsed.case_dict, u.field)
+            words = rows.setdefault(u.field, (shown, []))[1]
+            if u.text not in words:
+                words.append(u.text)
+        for field, (value, words) in rows.items():
+            # "DOTATATE avid" inside "Ga-68 DOTATATE avid" says nothing more.
+            words = [w for w in words if not any(w != o and w in o for o in words)]
+            quoted = "; ".join(f'"{_cell(w)}"' for w in words)
+            lines.append(f"| {field} | {_cell(str(value))} | {quoted} |")
+    else:
+        lines.append("Nothing in the text matched a case field.")
+    if parsed.unparsed:
+        lines += ["", "Not used: " + "; ".join(f'"{_cell(u)}"' for u in parsed.unparsed)]
+    return "\n".join(lines) + "\n"
+
+
+def _shown_value(case_dict: dict[str, Any], field: str) -> Any:
+    if field.startswith("labs."):
+        return case_dict["labs"][field[5:]]
+    value = case_dict[field]
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
+def run_ask(args: argparse.Namespace) -> int:
+    """Run ``netboard ask``: print the answer for the case read from the text.
+
+    Args:
+        args: ``text`` (or "-" for standard input), ``format`` (json or markdown),
+            ``case_out`` (optional YAML file for the parsed case), ``kb`` (optional).
+
+    Returns:
+        0 when an answer was printed; 2 when the text is unusable (empty, over 100 kB,
+        not UTF-8) or the case file cannot be written, with one line on standard error.
+    """
+    from netboard.engine.recommend import recommend
+    from netboard.kb import load_kb
+    from netboard.render import render_json
+
+    text, problem = _read_text(args.text)
+    if problem:
+        sys.stderr.write(problem + "\n")
+        return EXIT_INPUT
+    parsed = parse_text(text)
+    case = load_case(parsed.case_dict)
+    answer = recommend(case, kb=load_kb(getattr(args, "kb", None)))
+    fmt = getattr(args, "format", "markdown") or "markdown"
+    if fmt == "json":
+        data = json.loads(render_json(answer))
+        data["parsed_case"] = parsed.case_dict
+        data["unparsed"] = list(parsed.unparsed)
+        out = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    else:
+        out = understood_markdown(parsed) + "\n" + _report_markdown(answer)
+    case_out = getattr(args, "case_out", None)
+    if case_out:
+        import yaml
+
+        try:
+            with open(case_out, "w", encoding="utf-8") as fh:
+                yaml.safe_dump(parsed.case_dict, fh, sort_keys=False, allow_unicode=True)
+        except OSError as exc:
+            sys.stderr.write(f"case-out: cannot write {case_out}: {exc.strerror or exc}\n")
+            return EXIT_INPUT
+    try:
+        sys.stdout.write(out)
+    except UnicodeEncodeError:
+        # A terminal that is not UTF-8 still gets the answer (the words read are user text).
+        sys.stdout.flush()
+        sys.stdout.buffer.write(out.encode("utf-8"))
+    return EXIT_OK
+
+
+def _report_markdown(answer: Any) -> str:
+    from netboard.render import render, render_json
+
+    try:
+        return render(answer, "markdown")
+    except (ImportError, AttributeError):
+        # The markdown renderer is not there yet: show the JSON answer.
+        return "```json\n" + render_json(answer) + "```\n"
