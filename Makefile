@@ -19,6 +19,7 @@ kb-check:
 
 bench:
 	$(PY) bench/run.py
+	$(PY) bench/ask_accuracy.py
 
 format:
 	.venv/bin/ruff format src tests bench

@@ -25,7 +25,11 @@ def _tool(name: str) -> str:
 
 @pytest.mark.parametrize(
     "argv",
-    [["ruff", "check", "src", "tests"], ["ruff", "format", "--check", "src", "tests"], ["mypy"]],
+    [
+        ["ruff", "check", "src", "tests", "bench"],
+        ["ruff", "format", "--check", "src", "tests", "bench"],
+        ["mypy"],
+    ],
     ids=["ruff-check", "ruff-format", "mypy-strict"],
 )
 def test_source_is_clean(argv: list[str]) -> None:

@@ -3,6 +3,11 @@
 ``parse_text`` reads the text (``extract``), decides what is stated (``negation``), keeps
 one value per single-valued field (a conflict keeps none), validates the result with
 ``load_case`` and reports what it could not use. ``run_ask`` is the command.
+
+A general question that describes no patient ("lanreotide dose for GEP-NET?") is answered
+from the knowledge base's own statements (:mod:`netboard.parse.knowledge`): the JSON answer
+gains a ``knowledge`` object and the Markdown shows "From the knowledge base" instead of the
+patient report. See :func:`is_general_question`.
 """
 
 from __future__ import annotations
@@ -247,6 +252,101 @@ def _validated(
     return {}  # pragma: no cover
 
 
+# --- general questions ---------------------------------------------------------------------
+
+#: Fields that only a particular patient has: a text stating one describes a patient.
+PATIENT_FIELDS = frozenset(
+    {
+        "id",
+        "age_years",
+        "sex",
+        "pregnant",
+        "ecog",
+        "labs",
+        "ki67_percent",
+        "mitoses_per_2mm2",
+        "metastatic_sites",
+        "liver_tumor_burden_percent",
+        "liver_resectable",
+        "liver_resectable_fraction_percent",
+        "liver_distribution",
+        "disease_status",
+        "months_stable",
+        "progressed_on",
+        "primary_complications",
+        "sstr_imaging",
+        "fdg_pet",
+    }
+)
+_QUESTION_WORD = re.compile(
+    r"^\W*(?:what|which|when|how|why|is|are|can|could|should|does|do|will|may)\b", re.I
+)
+
+
+def describes_patient(case_dict: dict[str, Any]) -> bool:
+    """Whether the parsed case states something only a particular patient has.
+
+    A site, grade, syndrome, treatment or comorbidity alone names a topic ("SSA in
+    insulinoma"); an age, a lab value, a Ki-67 or the metastatic sites describe a patient.
+
+    Example:
+        >>> describes_patient({"functional_syndrome": "insulinoma"})
+        False
+        >>> describes_patient({"primary_site": "pancreas", "metastatic_sites": ["liver"]})
+        True
+    """
+    return any(f in PATIENT_FIELDS for f in case_dict)
+
+
+def is_question(text: str) -> bool:
+    """Whether the text asks something: a question mark, a question word first, or a request
+    for a dose, side effects, criteria, a washout or monitoring.
+
+    Example:
+        >>> is_question("Can SSA be used in insulinoma"), is_question("insulinoma, liver mets")
+        (True, False)
+    """
+    from netboard.parse.knowledge import asks_for_knowledge
+
+    return (
+        text.rstrip().endswith("?")
+        or _QUESTION_WORD.match(text) is not None
+        or asks_for_knowledge(text)
+    )
+
+
+def is_general_question(case_dict: dict[str, Any], text: str) -> bool:
+    """Whether the text is a general question rather than a patient to answer.
+
+    It is when nothing in it became a case field, or when it asks something and states only
+    topic fields (site, grade, syndrome, treatment, comorbidity; see :func:`describes_patient`).
+
+    Example:
+        >>> is_general_question({}, "side effects of Lutathera")
+        True
+        >>> is_general_question({"grade": "g2"}, "follow-up imaging interval for NET G2?")
+        True
+        >>> is_general_question({"grade": "g2", "ki67_percent": 5}, "NET G2 Ki-67 5%: dose?")
+        False
+    """
+    if not case_dict:
+        return True
+    return not describes_patient(case_dict) and is_question(text)
+
+
+def question_part(text: str, parsed: ParsedText) -> str:
+    """The text without the words that became case fields: what is asked about the patient.
+
+    Example:
+        >>> t = "pNET G2, liver mets: lanreotide dose?"
+        >>> " ".join(question_part(t, parse_text(t)).split())
+        ', : lanreotide dose?'
+    """
+    for used in sorted(parsed.spans_used, key=lambda u: -len(u.text)):
+        text = text.replace(used.text, " ")
+    return text
+
+
 # --- the command ---------------------------------------------------------------------------
 
 
@@ -331,6 +431,7 @@ def run_ask(args: argparse.Namespace) -> int:
     """
     from netboard.engine.recommend import recommend
     from netboard.kb import load_kb
+    from netboard.parse.knowledge import answer_question, asks_for_knowledge, knowledge_markdown
     from netboard.render import render_json
 
     text, problem = _read_text(args.text)
@@ -339,15 +440,31 @@ def run_ask(args: argparse.Namespace) -> int:
         return EXIT_INPUT
     parsed = parse_text(text)
     case = load_case(parsed.case_dict)
-    answer = recommend(case, kb=load_kb(getattr(args, "kb", None)))
+    kb = load_kb(getattr(args, "kb", None))
     fmt = getattr(args, "format", "markdown") or "markdown"
+    # A general question is answered from the knowledge base; a patient keeps the patient
+    # answer, with the matching statements too when the text asks for a dose, criteria...
+    general = is_general_question(parsed.case_dict, text)
+    knowledge = None
+    if general:
+        knowledge = answer_question(text, kb)
+    elif asks_for_knowledge(text):
+        knowledge = answer_question(question_part(text, parsed), kb)
+    if knowledge is not None and not knowledge.answered and parsed.case_dict:
+        general, knowledge = False, None
     if fmt == "json":
-        data = json.loads(render_json(answer))
+        data = json.loads(render_json(recommend(case, kb=kb)))
         data["parsed_case"] = parsed.case_dict
         data["unparsed"] = list(parsed.unparsed)
+        if knowledge is not None:
+            data["knowledge"] = knowledge.to_dict()
         out = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    elif general and knowledge is not None:
+        out = knowledge_markdown(knowledge)
     else:
-        out = understood_markdown(parsed) + "\n" + _report_markdown(answer)
+        out = understood_markdown(parsed) + "\n" + _report_markdown(recommend(case, kb=kb))
+        if knowledge is not None:
+            out += "\n" + knowledge_markdown(knowledge)
     case_out = getattr(args, "case_out", None)
     if case_out:
         import yaml

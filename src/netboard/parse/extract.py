@@ -481,7 +481,8 @@ class Lexicon:
             r"(?:the\s+|to\s+(?:the\s+)?|in\s+(?:the\s+)?)?"
         )
         # At most eight sites in one list: bounded, so a long run of commas stays linear.
-        site_list = rf"(?P<list>{site}(?:{sep}{site}){{0,7}})"
+        paren = r"(?:\s*\([^()]{0,40}\))?"
+        site_list = rf"(?P<list>{site}(?:{paren}{sep}{site}){{0,7}})"
         self.met_site_regex = re.compile(site, FLAGS)
         self.met_patterns = (
             re.compile(
@@ -504,9 +505,21 @@ class Lexicon:
             r"(?:(?!(?:no|not|non|un[a-z]*|without|and|or|but|with|partially|partly|potentially"
             r"|borderline)\b)[A-Za-z][A-Za-z/'-]*\s+)"
         )
+        not_c = (
+            r"(?!(?:no|not|non|un[a-z]*|without|and|or|but|with|partially|partly|potentially"
+            r"|borderline)\b)"
+        )
+        word_c = rf"{not_c}[A-Za-z0-9][A-Za-z0-9/'.-]*"
+        fill_c = rf"(?:{word_c}\s+)"
         self.resectable_patterns = (
             re.compile(rf"{res}\s+{fill_r}{{0,3}}?{liver}", FLAGS),
             re.compile(rf"{liver}\s+{fill_r}{{0,4}}?{res}", FLAGS),
+            # "liver mets bilobar, unresectable.", "liver met 3 cm, resectable." (the word
+            # closes its clause)
+            re.compile(
+                rf"{liver}(?:\s+{fill_c}{{0,3}}?{word_c})?\s*,\s*{res}(?=\s*(?:[,.;:)]|\Z))",
+                FLAGS,
+            ),
         )
         conn = alternation(_strs(d["connectors"]))
         bound = alternation(_strs(d["bounds"]))
@@ -522,7 +535,11 @@ class Lexicon:
         self.burden = re.compile(burden, FLAGS)
 
         # Grade, Ki-67, mitoses, ECOG.
-        follow = alternation(_strs(d["grade_followers"]))
+        # "grade 2 NET", and "grade 2 pancreatic NET" (a site word, then a tumour word).
+        follow = (
+            f"(?:{alternation(_strs(d['grade_followers']))}"
+            rf"|{self.site_words.source}[\s-]+{after_site})"
+        )
         adverse = alternation(_strs(d["grade_not_before"]))
         self.grade_patterns = (
             re.compile(
@@ -626,6 +643,11 @@ class Lexicon:
         self.negation_word = re.compile(
             r"(?<![A-Za-z])(?:no|not|without|never|neither|nor|absent|non)(?![A-Za-z])", FLAGS
         )
+        negators = alternation(_strs(d["imaging_negators"]))
+        fillers = alternation(_strs(d["imaging_negator_fillers"]))
+        # "no <positive result>" after the modality; "no <modality> <positive result>".
+        self.no_result = re.compile(rf"[\s:=,-]*{negators}\s+(?:{fillers}\s+)?", FLAGS)
+        self.no_modality = re.compile(rf"{negators}\s+(?:{fillers}\s+)?\Z", FLAGS)
 
         # Age and sex.
         self.age_patterns = (
@@ -638,7 +660,7 @@ class Lexicon:
                 FLAGS,
             ),
             re.compile(
-                r"(?<![A-Za-z0-9])(?P<sex>(?-i:M|F))\s?/?\s?(?P<age>[1-9][0-9]{1,2})(?![0-9.,%])"
+                r"(?<![A-Za-z0-9])(?P<sex>(?-i:M|F))\s?[/,]?\s?(?P<age>[1-9][0-9]{1,2})(?![0-9.,%])"
                 r"(?![\s-]*(?:%|mm|cm|kg|mg|ml|mci|gbq|FDG|DOPA|fluor|PSMA|PET))",
                 FLAGS,
             ),
@@ -655,8 +677,14 @@ class Lexicon:
             re.compile(
                 r"(?<![A-Za-z0-9.])(?P<age>[0-9]{1,3})\s*years?\s+of\s+age(?![A-Za-z])", FLAGS
             ),
+            # "Female, 52, with ...": the number closes its clause (not "female, 52 kg").
             re.compile(
-                r"(?<![A-Za-z])aged?\s*:?\s*(?P<age>[0-9]{1,3})(?![0-9.,])"
+                r"(?<![A-Za-z])(?P<sexw>male|female|man|woman)\s*,\s*(?P<age>[1-9][0-9]{1,2})"
+                r"(?=\s*(?:[,.;:)]|\Z))",
+                FLAGS,
+            ),
+            re.compile(
+                r"(?<![A-Za-z])aged?\s*:?\s*(?P<age>[0-9]{1,3})(?![0-9]|[.,][0-9])"
                 r"(?!\s*(?:%|months?|mos?\b|weeks?|days?|wks?))",
                 FLAGS,
             ),
@@ -725,8 +753,9 @@ class Lexicon:
             )
             for kind in ("progressed", "prior", "prior_weak")
         }
+        on_mods = alternation(_strs(cues["on_modifiers"]))
         self.cue_before["prior_on"] = re.compile(
-            rf"(?P<cue>{alternation(_strs(cues['prior_on']))})\s+\Z", FLAGS
+            rf"(?P<cue>{alternation(_strs(cues['prior_on']))})\s+(?:{on_mods}\s+){{0,2}}\Z", FLAGS
         )
         self.on_not_after = frozenset(x.lower() for x in _strs(cues["on_not_after"]))
         self.cue_after_progressed = re.compile(
@@ -796,6 +825,9 @@ def _phrase_mentions(doc: Doc, field: str, table: ValueTable) -> Iterator[Mentio
         yield Mention(field, entry.value, m.start(), m.end(), entry.strength, note=note)
 
 
+_PAREN = re.compile(r"\([^()]*\)")
+
+
 def _metastatic_sites(doc: Doc, lex: Lexicon) -> list[Mention]:
     out: list[Mention] = []
     for i, pattern in enumerate(lex.met_patterns):
@@ -803,7 +835,11 @@ def _metastatic_sites(doc: Doc, lex: Lexicon) -> list[Mention]:
             disease_only = i == 0 and m.group("dnoun") is not None
             list_text = m.group("list")
             hedged = re.search(r"(?<![A-Za-z])or(?![A-Za-z])", list_text, FLAGS) is not None
+            # A site word inside a parenthesis of the list ("bone (not liver)") is not read.
+            aside = Intervals((p.start(), p.end()) for p in _PAREN.finditer(list_text))
             for s in lex.met_site_regex.finditer(list_text):
+                if aside.overlaps((s.start(), s.end())):
+                    continue
                 entry = lex.met_sites.lookup(s.group(0))
                 if entry is None:
                     continue
@@ -1021,6 +1057,22 @@ def _modalities(doc: Doc, lex: Lexicon) -> list[tuple[str, int, int]]:
     return sorted(spans, key=lambda s: (s[1], -s[2]))
 
 
+_ALNUM_RE = re.compile(r"[A-Za-z0-9]")
+_CLAUSE_END = re.compile(r"\s*(?:[,.;:)\]]|\Z)")
+
+
+def _symbol_result(text: str, between: str, found: re.Match[str], end: int) -> bool:
+    """Whether a "+" or "-ve" after a modality is its result: right after the name, or
+    after a space when it ends the clause ("dotatate pet +") or is "+ve"/"-ve" (a "+"
+    between two names joins them: "DOTATATE PET + FDG PET")."""
+    if not between:
+        return True
+    if between.strip():
+        return False
+    word = found.group(0).lower()
+    return word.endswith("ve") or _CLAUSE_END.match(text, end + found.end()) is not None
+
+
 def _imaging(doc: Doc, lex: Lexicon, modalities: Sequence[tuple[str, int, int]]) -> list[Mention]:
     text = doc.text
     out: list[Mention] = []
@@ -1040,13 +1092,23 @@ def _imaging(doc: Doc, lex: Lexicon, modalities: Sequence[tuple[str, int, int]])
             between = window[: found.start()]
             entry = lex.imaging_result.lookup(found.group(0))
             symbolic = not found.group(0)[:1].isalpha()
-            if entry is None or (symbolic and found.start() != 0):
+            if entry is None or (symbolic and not _symbol_result(text, between, found, end)):
                 continue
             if lex.negation_word.search(between):
+                if entry.value == "positive" and lex.no_result.fullmatch(between):
+                    # "FDG-PET/CT: no avid disease"
+                    out.append(Mention(field, "negative", start, end + found.end()))
+                    continue
                 out.append(
                     Mention(field, None, start, end + found.end(), note="result not clearly stated")
                 )
                 continue
+            if entry.value == "positive" and not _ALNUM_RE.search(between):
+                # "No FDG uptake", "without DOTATATE-avid disease": the finding is absent.
+                no = lex.no_modality.search(text, max(seg_start, prev, start - 40), start)
+                if no:
+                    out.append(Mention(field, "negative", no.start(), end + found.end()))
+                    continue
             note = "" if entry.value is not None else "uptake not classifiable as positive/negative"
             out.append(Mention(field, entry.value, start, end + found.end(), note=note))
             continue

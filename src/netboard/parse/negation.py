@@ -98,6 +98,8 @@ class ContextRules:
         q = _map(lex.data["question"])
         self.yes_no = frozenset(w.lower() for w in _strs(q["yes_no_openers"]))
         self.object_verbs = frozenset(w.lower() for w in _strs(q["object_verbs"]))
+        self.object_nouns = frozenset(w.lower() for w in _strs(q["object_nouns"]))
+        self.wh = frozenset(w.lower() for w in _strs(q["wh_openers"]))
         self.asserting = frozenset(w.lower() for w in _strs(q["asserting_words"]))
 
 
@@ -253,25 +255,34 @@ class _QuestionReader:
     def __init__(self, doc: Doc, rules: ContextRules) -> None:
         self.doc = doc
         self.rules = rules
-        self._sentences: dict[Span, tuple[bool, list[int], list[tuple[int, str]]]] = {}
+        self._sentences: dict[Span, tuple[str, list[int], list[tuple[int, str]]]] = {}
 
-    def _words(self, sentence: Span) -> tuple[bool, list[int], list[tuple[int, str]]]:
-        """(yes/no question, word starts, (position, word) of the last asserting word or
-        verb up to and including each word; (-1, "") when there is none)."""
+    def _words(self, sentence: Span) -> tuple[str, list[int], list[tuple[int, str]]]:
+        """(kind of question: "yes_no", "wh" or "", word starts, (position, word) of the
+        last asserting word or verb up to and including each word; (-1, "") when there is
+        none)."""
         if sentence not in self._sentences:
+            rules = self.rules
             words = [
                 (m.start(), m.group(0).lower()) for m in _WORD.finditer(self.doc.text, *sentence)
             ]
-            yes_no = bool(words) and words[0][1] in self.rules.yes_no
-            relevant = self.rules.asserting | self.rules.object_verbs
+            opener = words[0][1] if words else ""
+            kind = "yes_no" if opener in rules.yes_no else "wh" if opener in rules.wh else ""
+            relevant = rules.asserting | rules.object_verbs
             last: list[tuple[int, str]] = []
             current = (-1, "")
             for i, (pos, w) in enumerate(words):
                 # The opening verb itself does not count: "Have the liver mets grown?".
-                if w in relevant and not (yes_no and i == 0):
+                if kind == "yes_no" and i == 0:
+                    pass
+                elif kind == "yes_no" and w in rules.object_nouns:
+                    current = (pos, "there")
+                elif w in relevant and not (
+                    kind == "yes_no" and i > 0 and words[i - 1][1] in rules.object_nouns
+                ):
                     current = (pos, w)
                 last.append(current)
-            self._sentences[sentence] = (yes_no, [p for p, _ in words], last)
+            self._sentences[sentence] = (kind, [p for p, _ in words], last)
         return self._sentences[sentence]
 
     def asked(self, m: Mention) -> bool:
@@ -280,14 +291,18 @@ class _QuestionReader:
         sentence = doc.sentence(m.start)
         if not doc.is_question(sentence):
             return False
-        yes_no, starts, last = self._words(sentence)
+        kind, starts, last = self._words(sentence)
         i = bisect_left(starts, m.start) - 1
         pos, word = last[i] if i >= 0 else (-1, "")
         at_end = _AT_END.fullmatch(doc.text, m.end, sentence[1]) is not None
-        if yes_no:
+        if kind == "yes_no":
             if word in self.rules.object_verbs:
                 return True
             return not word and at_end
-        # Not a yes/no question: only a bare phrase before the "?" is asked
-        # ("62M sigmoid NET, bone mets?").
-        return at_end and pos < doc.segment(m.start)[0]
+        segment = doc.segment(m.start)
+        if kind == "wh" and segment[0] > sentence[0]:
+            # "How should I manage a 60F with a duodenal NET, G1?": a clause of its own
+            # after the question is a stated fact.
+            return False
+        # Otherwise only a bare phrase before the "?" is asked ("62M sigmoid NET, bone mets?").
+        return at_end and pos < segment[0]
