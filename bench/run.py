@@ -199,6 +199,12 @@ def main() -> int:
         f"min {wall['min_s']:.3f} s) | <= {TARGET_WALL_S:g} s "
         f"| {verdict(wall['median_s'], TARGET_WALL_S)} |",
         "",
+        "The generated cases leave each field out with probability 0.3, so a typical one keeps",
+        "about 19 of its 27 recommendations as open branches, each with its `applies_if` text and",
+        "its share of `missing_information`: that is what puts them above the vignettes. Hot-path",
+        "work so far: conditions compiled once into closures, guards folded into each code's rules",
+        "once per knowledge base and evaluated once per case, `applies_if` texts memoised.",
+        "",
         "Start-up is kept light by importing Jinja2, YAML and the renderers only when needed and",
         "by reading the knowledge base from `compiled.json` (a hash-checked snapshot of the YAML)",
         "instead of parsing YAML at every start.",

@@ -84,7 +84,19 @@ class Planned:
     codes: tuple[str, ...]
 
 
-Condition = All | AnyOf | Not | Compare | Fact | EligibilityIs | Planned
+@dataclass(frozen=True, slots=True)
+class Shared:
+    """A sub-condition the engine evaluates once per case however often it appears.
+
+    Never written in YAML: the engine wraps guard conditions in it when it folds them into
+    the positive rules of their code.
+    """
+
+    key: str
+    item: Condition
+
+
+Condition = All | AnyOf | Not | Compare | Fact | EligibilityIs | Planned | Shared
 
 TRUE_CONDITION: Condition = All(())
 
@@ -162,5 +174,5 @@ def walk(node: Condition) -> Iterator[Condition]:
     if isinstance(node, All | AnyOf):
         for item in node.items:
             yield from walk(item)
-    elif isinstance(node, Not):
+    elif isinstance(node, Not | Shared):
         yield from walk(node.item)

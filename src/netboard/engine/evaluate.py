@@ -2,6 +2,9 @@
 
 ``evaluate`` returns the truth value and, when it is UNKNOWN, the residual
 condition (only the undecided parts) and the case fields that would decide it.
+
+Each condition node is compiled once into a closure (one builder per node type, kept in
+``BUILDERS``); evaluating a knowledge base's conditions then costs plain function calls.
 """
 
 from __future__ import annotations
@@ -11,7 +14,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netboard.case import Case, field_paths
-from netboard.conditions import All, AnyOf, Compare, Condition, EligibilityIs, Fact, Not, Planned
+from netboard.conditions import (
+    All,
+    AnyOf,
+    Compare,
+    Condition,
+    EligibilityIs,
+    Fact,
+    Not,
+    Planned,
+    Shared,
+)
 from netboard.kb.schema import COMPUTED_SOURCES, FactDef
 from netboard.logic import Truth
 
@@ -39,6 +52,9 @@ class Context:
     planned: frozenset[str] = frozenset()
     _memo: dict[str, Result] = field(default_factory=dict)
     _values: dict[str, Any] = field(default_factory=dict)
+    #: > 0 while evaluating inside a fact, whose residual is the fact's own name: the inner
+    #: residual would be thrown away, so it is not built.
+    _in_fact: int = 0
 
     def __post_init__(self) -> None:
         # One flat lookup table (case fields, labs.*, computed fields) for the hot path.
@@ -61,76 +77,133 @@ def sources(name: str, ctx: Context) -> frozenset[str]:
     return frozenset({name})
 
 
-#: One evaluator per node type (a plain table: cheaper than singledispatch on the hot path).
-EVALUATORS: dict[type, Callable[[Any, Context], Result]] = {}
+Evaluator = Callable[[Context], Result]
+
+#: One builder per node type: node -> closure evaluating it against a context.
+BUILDERS: dict[type, Callable[[Any], Evaluator]] = {}
+
+_COMPILED: dict[int, tuple[Condition, Evaluator]] = {}
 
 
-def _register(
-    kind: type,
-) -> Callable[[Callable[[Any, Context], Result]], Callable[[Any, Context], Result]]:
-    def deco(fn: Callable[[Any, Context], Result]) -> Callable[[Any, Context], Result]:
-        EVALUATORS[kind] = fn
+def _builder(kind: type) -> Callable[[Callable[[Any], Evaluator]], Callable[[Any], Evaluator]]:
+    def deco(fn: Callable[[Any], Evaluator]) -> Callable[[Any], Evaluator]:
+        BUILDERS[kind] = fn
         return fn
 
     return deco
 
 
+def compiled(node: Condition) -> Evaluator:
+    """The closure for ``node``, built on first use (keyed by the node object itself)."""
+    hit = _COMPILED.get(id(node))
+    if hit is not None and hit[0] is node:
+        return hit[1]
+    fn = BUILDERS[type(node)](node)
+    _COMPILED[id(node)] = (node, fn)
+    return fn
+
+
 def evaluate(node: Condition, ctx: Context) -> Result:
-    """Evaluate ``node``; see the module docstring."""
-    return EVALUATORS[type(node)](node, ctx)
+    """Evaluate ``node`` against ``ctx``; see the module docstring.
+
+    >>> from netboard.case import load_case
+    >>> ctx = Context(case=load_case({"ki67_percent": 8}), computed={}, facts={})
+    >>> evaluate(Compare("ki67_percent", "lt", 10), ctx).truth
+    <Truth.TRUE: 2>
+    >>> evaluate(Compare("sstr_imaging", "is", "positive"), ctx).unknown
+    frozenset({'sstr_imaging'})
+    """
+    return compiled(node)(ctx)
 
 
-@_register(All)
-def _all(node: All, ctx: Context) -> Result:
-    open_: list[Result] = []
-    for item in node.items:
-        r = evaluate(item, ctx)
-        if r.truth is Truth.FALSE:
+_UNKNOWN = Truth.UNKNOWN
+_FALSE_T = Truth.FALSE
+_TRUE_T = Truth.TRUE
+
+
+@_builder(All)
+def _all(node: All) -> Evaluator:
+    fns = tuple(compiled(item) for item in node.items)
+
+    def run(ctx: Context) -> Result:
+        open_: list[Result] = []
+        for fn in fns:
+            r = fn(ctx)
+            t = r.truth
+            if t is _FALSE_T:
+                return FALSE
+            if t is _UNKNOWN:
+                open_.append(r)
+        return _combine(open_, All, ctx)
+
+    return run
+
+
+@_builder(AnyOf)
+def _any(node: AnyOf) -> Evaluator:
+    fns = tuple(compiled(item) for item in node.items)
+
+    def run(ctx: Context) -> Result:
+        open_: list[Result] = []
+        for fn in fns:
+            r = fn(ctx)
+            t = r.truth
+            if t is _TRUE_T:
+                return TRUE
+            if t is _UNKNOWN:
+                open_.append(r)
+        if not open_:
             return FALSE
-        if r.truth is Truth.UNKNOWN:
-            open_.append(r)
-    return _combine(open_, All)
+        return _combine(open_, AnyOf, ctx)
+
+    return run
 
 
-@_register(AnyOf)
-def _any(node: AnyOf, ctx: Context) -> Result:
-    open_: list[Result] = []
-    for item in node.items:
-        r = evaluate(item, ctx)
-        if r.truth is Truth.TRUE:
-            return TRUE
-        if r.truth is Truth.UNKNOWN:
-            open_.append(r)
-    if not open_:
-        return FALSE
-    return _combine(open_, AnyOf)
-
-
-def _combine(open_: list[Result], kind: type[All] | type[AnyOf]) -> Result:
+def _combine(open_: list[Result], kind: type[All] | type[AnyOf], ctx: Context) -> Result:
     if not open_:
         return TRUE
+    if len(open_) == 1:
+        return open_[0]
     unknown = frozenset().union(*(r.unknown for r in open_))
+    if ctx._in_fact:
+        return Result(_UNKNOWN, None, unknown)
     residuals = tuple(r.residual for r in open_ if r.residual is not None)
     residual = residuals[0] if len(residuals) == 1 else kind(residuals)
-    return Result(Truth.UNKNOWN, residual, unknown)
+    return Result(_UNKNOWN, residual, unknown)
 
 
-@_register(Not)
-def _not(node: Not, ctx: Context) -> Result:
-    r = evaluate(node.item, ctx)
-    if r.truth is Truth.UNKNOWN:
-        return Result(Truth.UNKNOWN, Not(r.residual) if r.residual else None, r.unknown)
-    return FALSE if r.truth is Truth.TRUE else TRUE
+@_builder(Not)
+def _not(node: Not) -> Evaluator:
+    inner = compiled(node.item)
+
+    def run(ctx: Context) -> Result:
+        r = inner(ctx)
+        if r.truth is _UNKNOWN:
+            return Result(_UNKNOWN, Not(r.residual) if r.residual else None, r.unknown)
+        return FALSE if r.truth is _TRUE_T else TRUE
+
+    return run
 
 
-@_register(Compare)
-def _compare(node: Compare, ctx: Context) -> Result:
-    value = ctx.value(node.field)
-    if node.op == "known":
-        return TRUE if (value is not None) == bool(node.value) else FALSE
-    if value is None:
-        return Result(Truth.UNKNOWN, node, sources(node.field, ctx))
-    return TRUE if compare(node.op, value, node.value) else FALSE
+def _test(op: str, operand: Any) -> Callable[[Any], bool]:
+    """The comparison of ``op`` against a fixed operand, for a known value."""
+    if op == "is":
+        return lambda v: bool(v == operand)
+    if op == "in":
+        return lambda v: v in operand
+    if op == "lt":
+        return lambda v: bool(v < operand)
+    if op == "le":
+        return lambda v: bool(v <= operand)
+    if op == "gt":
+        return lambda v: bool(v > operand)
+    if op == "ge":
+        return lambda v: bool(v >= operand)
+    if op == "has":
+        return lambda v: operand in v
+    if op == "has_any":
+        return lambda v: any(x in v for x in operand)
+    raise ValueError(f"unknown operator {op!r}")  # pragma: no cover - the KB check rejects it
 
 
 def compare(op: str, value: Any, operand: Any) -> bool:
@@ -139,46 +212,84 @@ def compare(op: str, value: Any, operand: Any) -> bool:
     >>> compare("has_any", ("liver", "bone"), ("bone", "lung"))
     True
     """
-    if op == "is":
-        return bool(value == operand)
-    if op == "in":
-        return value in operand
-    if op == "lt":
-        return bool(value < operand)
-    if op == "le":
-        return bool(value <= operand)
-    if op == "gt":
-        return bool(value > operand)
-    if op == "ge":
-        return bool(value >= operand)
-    if op == "has":
-        return operand in value
-    if op == "has_any":
-        return any(x in value for x in operand)
-    raise ValueError(f"unknown operator {op!r}")  # pragma: no cover - the KB check rejects it
+    return _test(op, operand)(value)
 
 
-@_register(Fact)
-def _fact(node: Fact, ctx: Context) -> Result:
-    cached = ctx._memo.get(node.name)
-    if cached is None:
-        r = evaluate(ctx.facts[node.name].when, ctx)
-        # Keep the fact's name as the residual: its label reads better than its expansion.
-        cached = Result(r.truth, node, r.unknown) if r.truth is Truth.UNKNOWN else r
-        ctx._memo[node.name] = cached
-    return cached
+@_builder(Compare)
+def _compare(node: Compare) -> Evaluator:
+    name = node.field
+    if node.op == "known":
+        wanted = bool(node.value)
+
+        def run_known(ctx: Context) -> Result:
+            return TRUE if (ctx._values.get(name) is not None) == wanted else FALSE
+
+        return run_known
+    test = _test(node.op, node.value)
+    computed = name in COMPUTED_SOURCES
+    plain_unknown = frozenset({name})
+
+    def run(ctx: Context) -> Result:
+        value = ctx._values.get(name)
+        if value is None:
+            return Result(_UNKNOWN, node, sources(name, ctx) if computed else plain_unknown)
+        return TRUE if test(value) else FALSE
+
+    return run
 
 
-@_register(EligibilityIs)
-def _eligibility(node: EligibilityIs, ctx: Context) -> Result:
-    status = ctx.eligibility.get(node.name)
-    if status is None or status == "undetermined":
-        if node.status == "undetermined":
-            return TRUE if status == "undetermined" else FALSE
-        return Result(Truth.UNKNOWN, node, ctx.eligibility_unknown.get(node.name, frozenset()))
-    return TRUE if status == node.status else FALSE
+@_builder(Fact)
+def _fact(node: Fact) -> Evaluator:
+    name = node.name
+
+    def run(ctx: Context) -> Result:
+        cached = ctx._memo.get(name)
+        if cached is None:
+            ctx._in_fact += 1
+            try:
+                r = evaluate(ctx.facts[name].when, ctx)
+            finally:
+                ctx._in_fact -= 1
+            # Keep the fact's name as the residual: its label reads better than its expansion.
+            cached = Result(r.truth, node, r.unknown) if r.truth is _UNKNOWN else r
+            ctx._memo[name] = cached
+        return cached
+
+    return run
 
 
-@_register(Planned)
-def _planned(node: Planned, ctx: Context) -> Result:
-    return TRUE if any(c in ctx.planned for c in node.codes) else FALSE
+@_builder(EligibilityIs)
+def _eligibility(node: EligibilityIs) -> Evaluator:
+    def run(ctx: Context) -> Result:
+        status = ctx.eligibility.get(node.name)
+        if status is None or status == "undetermined":
+            if node.status == "undetermined":
+                return TRUE if status == "undetermined" else FALSE
+            return Result(_UNKNOWN, node, ctx.eligibility_unknown.get(node.name, frozenset()))
+        return TRUE if status == node.status else FALSE
+
+    return run
+
+
+@_builder(Planned)
+def _planned(node: Planned) -> Evaluator:
+    codes = node.codes
+
+    def run(ctx: Context) -> Result:
+        return TRUE if any(c in ctx.planned for c in codes) else FALSE
+
+    return run
+
+
+@_builder(Shared)
+def _shared(node: Shared) -> Evaluator:
+    key = f"shared:{node.key}"
+    inner = compiled(node.item)
+
+    def run(ctx: Context) -> Result:
+        cached = ctx._memo.get(key)
+        if cached is None:
+            cached = ctx._memo[key] = inner(ctx)
+        return cached
+
+    return run

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from netboard.case import field_paths
-from netboard.conditions import All, Compare, Condition, EligibilityIs, Fact, Not, Planned
+from netboard.conditions import All, Compare, Condition, EligibilityIs, Fact, Not, Planned, Shared
 from netboard.kb.schema import KnowledgeBase
 
 _OPS = {"lt": "<", "le": "≤", "gt": ">", "ge": "≥"}
@@ -36,6 +36,21 @@ def describe(node: Condition, kb: KnowledgeBase, nested: bool = False) -> str:
     >>> describe(Compare("ki67_percent", "lt", 10), load_kb())
     'Ki-67 index < 10%'
     """
+    key = (node, nested)
+    cache = _DESCRIBED.setdefault(id(kb), (kb, {}))
+    if cache[0] is not kb:
+        cache = _DESCRIBED[id(kb)] = (kb, {})
+    text = cache[1].get(key)
+    if text is None:
+        text = cache[1][key] = _describe(node, kb, nested)
+    return text
+
+
+#: Descriptions per knowledge base: the same residual recurs across cases.
+_DESCRIBED: dict[int, tuple[KnowledgeBase, dict[tuple[Condition, bool], str]]] = {}
+
+
+def _describe(node: Condition, kb: KnowledgeBase, nested: bool) -> str:
     if isinstance(node, Compare):
         name = label_field(kb, node.field)
         if node.op in _OPS:
@@ -67,6 +82,8 @@ def describe(node: Condition, kb: KnowledgeBase, nested: bool = False) -> str:
         )
     if isinstance(node, Not):
         return f"not ({describe(node.item, kb, True)})"
+    if isinstance(node, Shared):
+        return describe(node.item, kb, nested)
     parts = [describe(x, kb, True) for x in node.items]
     if not parts:
         return "always"

@@ -24,7 +24,7 @@ from netboard.answer import (
     Reference,
 )
 from netboard.case import Case
-from netboard.conditions import All, AnyOf, Condition, Not
+from netboard.conditions import All, AnyOf, Condition, Not, Shared
 from netboard.engine.classify import classify
 from netboard.engine.evaluate import Context, Result, evaluate
 from netboard.engine.explain import describe, missing_information, order_fields
@@ -118,24 +118,21 @@ def recommend(case: Case, *, kb: KnowledgeBase | None = None) -> Answer:
     ctx.eligibility_unknown = eligibility_unknown
 
     # 2. Rules, each positive one combined with the guards of its code (see _compile_plan).
-    guard_truth: dict[str, Truth] = {}
-
-    def holds(rule: Rule) -> bool:
-        if rule.id not in guard_truth:
-            guard_truth[rule.id] = evaluate(rule.when, ctx).truth
-        return guard_truth[rule.id] is Truth.TRUE
-
     plan = _compile_plan(kb)
+    # Pre-treatment checks (unknown_blocks: false) hold or not once per case.
+    holding = frozenset(g.id for g in plan.soft_guards if evaluate(g.when, ctx).truth is Truth.TRUE)
     candidates: list[_Candidate] = []
     for step in plan.steps:
-        rule, code = step.rule, step.code
-        if any(holds(g) for g in step.soft_guards):
+        if step.soft_ids and not holding.isdisjoint(step.soft_ids):
             continue
         r = evaluate(step.condition, ctx)
-        if r.truth is Truth.TRUE or (r.truth is Truth.UNKNOWN and rule.on_unknown == "branch"):
-            candidates.append(_Candidate(rule, code, r))
-        if r.truth is Truth.UNKNOWN:
-            note_unknown(r, _label(kb, rule, code))
+        if r.truth is Truth.TRUE:
+            candidates.append(_Candidate(step.rule, step.code, r))
+        elif r.truth is Truth.UNKNOWN:
+            if step.rule.on_unknown == "branch":
+                candidates.append(_Candidate(step.rule, step.code, r))
+            for f in r.unknown:
+                decides[f].add(step.label)
 
     chosen = _choose(candidates)
     positive_steps = sorted({c.rule.step for c in chosen if c.rule.status.positive})
@@ -269,7 +266,9 @@ class _Step:
     rule: Rule
     code: str
     condition: Condition
-    soft_guards: tuple[Rule, ...]
+    soft_ids: frozenset[str]
+    label: str
+    positive: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +276,7 @@ class _Plan:
     """Per-knowledge-base indexes built once: rule steps, dosing by code, sorted alerts."""
 
     steps: tuple[_Step, ...]
+    soft_guards: tuple[Rule, ...]
     dosing: dict[str, tuple[DoseDef, ...]]
     alerts: tuple[AlertRule, ...]
     ref_index: dict[str, int]
@@ -309,16 +309,26 @@ def _compile_plan(kb: KnowledgeBase) -> _Plan:
             soft: tuple[Rule, ...] = ()
             if rule.status.positive and not rule.overrides_guards:
                 blocking = guards[(code, rule.phase.value)] + guards[(code, None)]
-                strict = tuple(g.when for g in blocking if g.unknown_blocks)
+                strict = tuple(Shared(g.id, g.when) for g in blocking if g.unknown_blocks)
                 if strict:
                     cond = All((rule.when, Not(AnyOf(strict))))
                 soft = tuple(g for g in blocking if not g.unknown_blocks)
-            steps.append(_Step(rule, code, cond, soft))
+            steps.append(
+                _Step(
+                    rule,
+                    code,
+                    cond,
+                    frozenset(g.id for g in soft),
+                    _label(kb, rule, code),
+                    rule.status.positive,
+                )
+            )
     dosing: dict[str, list[DoseDef]] = defaultdict(list)
     for d in kb.dosing:
         dosing[d.code.value].append(d)
     plan = _Plan(
         steps=tuple(steps),
+        soft_guards=tuple(r for r in kb.rules if not r.status.positive and not r.unknown_blocks),
         dosing={k: tuple(x) for k, x in dosing.items()},
         alerts=tuple(sorted(kb.alerts, key=lambda a: _SEVERITY_ORDER[a.severity])),
         ref_index={rid: i for i, rid in enumerate(kb.references)},
@@ -335,10 +345,14 @@ def _choose(candidates: list[_Candidate]) -> list[_Candidate]:
         groups[(c.code, c.rule.phase.value)].append(c)
     chosen: list[_Candidate] = []
     for key in sorted(groups):
+        group = groups[key]
+        if len(group) == 1:
+            chosen.append(group[0])
+            continue
         # Best status first; among open branches, the one closest to decided (fewest missing
         # fields) speaks for the group.
         ranked = sorted(
-            groups[key],
+            group,
             key=lambda c: (
                 STATUS_RANK[c.rule.status],
                 len(c.result.unknown),
