@@ -268,7 +268,6 @@ class _Step:
     condition: Condition
     soft_ids: frozenset[str]
     label: str
-    positive: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,7 +319,6 @@ def _compile_plan(kb: KnowledgeBase) -> _Plan:
                     cond,
                     frozenset(g.id for g in soft),
                     _label(kb, rule, code),
-                    rule.status.positive,
                 )
             )
     dosing: dict[str, list[DoseDef]] = defaultdict(list)
