@@ -17,6 +17,24 @@ GOLDEN = Path(__file__).resolve().parent / "golden"
 SHARED = Path(os.environ.get("NETBOARD_SHARED", ROOT.parent / "shared"))
 
 
+#: The top-level keys of a contract v1 answer.
+ANSWER_KEYS = frozenset(
+    {
+        "contract_version",
+        "knowledge_base",
+        "case_id",
+        "summary",
+        "classification",
+        "recommendations",
+        "alerts",
+        "eligibility",
+        "monitoring",
+        "missing_information",
+        "references",
+    }
+)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--update-golden",

@@ -16,22 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from conftest import ANSWER_KEYS
+
 NETBOARD = Path(sys.executable).parent / "netboard"
 KB_DIR = Path(__file__).resolve().parent.parent / "src" / "netboard" / "kb"
 
-ANSWER_KEYS = {
-    "contract_version",
-    "knowledge_base",
-    "case_id",
-    "summary",
-    "classification",
-    "recommendations",
-    "alerts",
-    "eligibility",
-    "monitoring",
-    "missing_information",
-    "references",
-}
 ELIGIBILITY_NAMES = {"hepatic_resection", "liver_transplant", "prrt", "embolization"}
 
 MIDGUT_CASE = {

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import ANSWER_KEYS
 from netboard.cli import main
 from netboard.kb import KnowledgeBase
 from netboard.parse.ask import is_general_question, parse_text
@@ -24,20 +25,6 @@ from netboard.parse.knowledge import (
     parse_aliases,
     search,
 )
-
-CONTRACT_KEYS = {
-    "contract_version",
-    "knowledge_base",
-    "case_id",
-    "summary",
-    "classification",
-    "recommendations",
-    "alerts",
-    "eligibility",
-    "monitoring",
-    "missing_information",
-    "references",
-}
 
 
 def _top(question: str, kb: KnowledgeBase) -> list[Statement]:
@@ -276,7 +263,7 @@ def test_ask_json_carries_knowledge_for_a_general_question(
 ) -> None:
     assert main(["ask", "side effects of Lutathera", "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert set(data) >= CONTRACT_KEYS
+    assert set(data) >= ANSWER_KEYS
     assert data["parsed_case"] == {}
     knowledge = data["knowledge"]
     assert knowledge["question"] == "side effects of Lutathera"
@@ -352,7 +339,7 @@ def test_installed_script_answers_general_questions(question: str, answered: boo
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
     data = json.loads(proc.stdout)
-    assert set(data) >= CONTRACT_KEYS
+    assert set(data) >= ANSWER_KEYS
     assert data["knowledge"]["answered"] is answered
     assert bool(data["knowledge"]["statements"]) is answered
     if not answered:

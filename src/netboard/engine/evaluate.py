@@ -121,47 +121,42 @@ _FALSE_T = Truth.FALSE
 _TRUE_T = Truth.TRUE
 
 
-@_builder(All)
-def _all(node: All) -> Evaluator:
-    fns = tuple(compiled(item) for item in node.items)
+def _junction(items: tuple[Condition, ...], kind: type[All] | type[AnyOf]) -> Evaluator:
+    """All and AnyOf differ only in the truth that decides them at once (FALSE for All,
+    TRUE for AnyOf) and in their value when every item takes the other one."""
+    fns = tuple(compiled(item) for item in items)
+    decisive = _FALSE_T if kind is All else _TRUE_T
+    decided = FALSE if kind is All else TRUE
+    otherwise = TRUE if kind is All else FALSE
 
     def run(ctx: Context) -> Result:
         open_: list[Result] = []
         for fn in fns:
             r = fn(ctx)
             t = r.truth
-            if t is _FALSE_T:
-                return FALSE
+            if t is decisive:
+                return decided
             if t is _UNKNOWN:
                 open_.append(r)
-        return _combine(open_, All, ctx)
+        if not open_:
+            return otherwise
+        return _combine(open_, kind, ctx)
 
     return run
+
+
+@_builder(All)
+def _all(node: All) -> Evaluator:
+    return _junction(node.items, All)
 
 
 @_builder(AnyOf)
 def _any(node: AnyOf) -> Evaluator:
-    fns = tuple(compiled(item) for item in node.items)
-
-    def run(ctx: Context) -> Result:
-        open_: list[Result] = []
-        for fn in fns:
-            r = fn(ctx)
-            t = r.truth
-            if t is _TRUE_T:
-                return TRUE
-            if t is _UNKNOWN:
-                open_.append(r)
-        if not open_:
-            return FALSE
-        return _combine(open_, AnyOf, ctx)
-
-    return run
+    return _junction(node.items, AnyOf)
 
 
 def _combine(open_: list[Result], kind: type[All] | type[AnyOf], ctx: Context) -> Result:
-    if not open_:
-        return TRUE
+    """Merge the undecided items of a junction: their unknown fields and residuals."""
     if len(open_) == 1:
         return open_[0]
     unknown = frozenset().union(*(r.unknown for r in open_))

@@ -131,8 +131,7 @@ def recommend(case: Case, *, kb: KnowledgeBase | None = None) -> Answer:
         elif r.truth is Truth.UNKNOWN:
             if step.rule.on_unknown == "branch":
                 candidates.append(_Candidate(step.rule, step.code, r))
-            for f in r.unknown:
-                decides[f].add(step.label)
+            note_unknown(r, step.label)
 
     chosen = _choose(candidates)
     positive_steps = sorted({c.rule.step for c in chosen if c.rule.status.positive})

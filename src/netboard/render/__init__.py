@@ -6,13 +6,15 @@ from the knowledge base that produced the answer.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from netboard.answer import Answer
 
-FORMATS = ("json", "markdown", "html")
+if TYPE_CHECKING:  # the report view is imported only when a report is rendered
+    from netboard.render.report import Labels
 
-Labels = Mapping[str, Mapping[str, str]]
+FORMATS = ("json", "markdown", "html")
 
 
 def render_json(answer: Answer, *, labels: Labels | None = None) -> str:
