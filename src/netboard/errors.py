@@ -21,17 +21,21 @@ class NetboardError(Exception):
     """Base of every error netboard raises on purpose."""
 
 
-class CaseError(NetboardError):
-    """The case is unusable; ``problems`` lists every problem found, not only the first."""
+class ProblemsError(NetboardError):
+    """An input is unusable; ``problems`` lists every problem found, not only the first."""
 
     def __init__(self, problems: Sequence[Problem]) -> None:
         super().__init__("; ".join(str(p) for p in problems))
         self.problems = tuple(problems)
 
 
-class KnowledgeBaseError(NetboardError):
+class CaseError(ProblemsError):
+    """The case (or another request body) is unusable, one ``Problem`` per field at fault."""
+
+
+class KnowledgeBaseError(ProblemsError):
     """The knowledge base is malformed; ``problems`` names each file and key at fault."""
 
-    def __init__(self, problems: Sequence[Problem]) -> None:
-        super().__init__("; ".join(str(p) for p in problems))
-        self.problems = tuple(problems)
+
+class ConfigError(ProblemsError):
+    """A configuration file (such as the trust file) is invalid; ``problems`` lists each fault."""

@@ -2,7 +2,8 @@
 
 ``parse_text`` reads the text (``extract``), decides what is stated (``negation``), keeps
 one value per single-valued field (a conflict keeps none), validates the result with
-``load_case`` and reports what it could not use. ``run_ask`` is the command.
+``load_case`` and reports what it could not use. ``ask`` answers a text (the CLI and the
+service share it); ``run_ask`` is the command.
 
 A general question that describes no patient ("lanreotide dose for GEP-NET?") is answered
 from the knowledge base's own statements (:mod:`netboard.parse.knowledge`): the JSON answer
@@ -17,7 +18,7 @@ import json
 import re
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from netboard.case import FIELDS, LAB_FIELDS, ChoiceList, load_case
 from netboard.errors import CaseError
@@ -31,6 +32,11 @@ from netboard.parse.extract import (
     recognised_spans,
 )
 from netboard.parse.negation import AFFIRMED, NEGATED, assert_mentions
+
+if TYPE_CHECKING:
+    from netboard.answer import Answer
+    from netboard.kb import KnowledgeBase
+    from netboard.parse.knowledge import KnowledgeAnswer
 
 MAX_TEXT_BYTES = 100_000
 _ALNUM = re.compile(r"[^\W_]")
@@ -418,6 +424,56 @@ def _shown_value(case_dict: dict[str, Any], field: str) -> Any:
     return value
 
 
+@dataclass(frozen=True, slots=True)
+class AskResult:
+    """What ``netboard ask`` found in a text and answered: shared by the CLI and the service."""
+
+    parsed: ParsedText
+    answer: Answer
+    knowledge: KnowledgeAnswer | None
+    general: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """The contract answer JSON plus ``parsed_case``, ``unparsed`` and ``knowledge``."""
+        data = self.answer.to_dict()
+        data["parsed_case"] = self.parsed.case_dict
+        data["unparsed"] = list(self.parsed.unparsed)
+        if self.knowledge is not None:
+            data["knowledge"] = self.knowledge.to_dict()
+        return data
+
+    def markdown(self) -> str:
+        """What was understood, then the report (or only the knowledge answer)."""
+        from netboard.parse.knowledge import knowledge_markdown
+
+        if self.general and self.knowledge is not None:
+            return knowledge_markdown(self.knowledge)
+        out = understood_markdown(self.parsed) + "\n" + _report_markdown(self.answer)
+        if self.knowledge is not None:
+            out += "\n" + knowledge_markdown(self.knowledge)
+        return out
+
+
+def ask(text: str, kb: KnowledgeBase) -> AskResult:
+    """Read ``text`` into a case and answer it (or answer the general question it asks)."""
+    from netboard.engine.recommend import recommend
+    from netboard.parse.knowledge import answer_question, asks_for_knowledge
+
+    parsed = parse_text(text)
+    case = load_case(parsed.case_dict)
+    # A general question is answered from the knowledge base; a patient keeps the patient
+    # answer, with the matching statements too when the text asks for a dose, criteria...
+    general = is_general_question(parsed.case_dict, text)
+    knowledge = None
+    if general:
+        knowledge = answer_question(text, kb)
+    elif asks_for_knowledge(text):
+        knowledge = answer_question(question_part(text, parsed), kb)
+    if knowledge is not None and not knowledge.answered and parsed.case_dict:
+        general, knowledge = False, None
+    return AskResult(parsed, recommend(case, kb=kb), knowledge, general)
+
+
 def run_ask(args: argparse.Namespace) -> int:
     """Run ``netboard ask``: print the answer for the case read from the text.
 
@@ -429,49 +485,25 @@ def run_ask(args: argparse.Namespace) -> int:
         0 when an answer was printed; 2 when the text is unusable (empty, over 100 kB,
         not UTF-8) or the case file cannot be written, with one line on standard error.
     """
-    from netboard.engine.recommend import recommend
     from netboard.kb import load_kb
-    from netboard.parse.knowledge import answer_question, asks_for_knowledge, knowledge_markdown
-    from netboard.render import render_json
 
     text, problem = _read_text(args.text)
     if problem:
         sys.stderr.write(problem + "\n")
         return EXIT_INPUT
-    parsed = parse_text(text)
-    case = load_case(parsed.case_dict)
-    kb = load_kb(getattr(args, "kb", None))
+    result = ask(text, load_kb(getattr(args, "kb", None)))
     fmt = getattr(args, "format", "markdown") or "markdown"
-    # A general question is answered from the knowledge base; a patient keeps the patient
-    # answer, with the matching statements too when the text asks for a dose, criteria...
-    general = is_general_question(parsed.case_dict, text)
-    knowledge = None
-    if general:
-        knowledge = answer_question(text, kb)
-    elif asks_for_knowledge(text):
-        knowledge = answer_question(question_part(text, parsed), kb)
-    if knowledge is not None and not knowledge.answered and parsed.case_dict:
-        general, knowledge = False, None
     if fmt == "json":
-        data = json.loads(render_json(recommend(case, kb=kb)))
-        data["parsed_case"] = parsed.case_dict
-        data["unparsed"] = list(parsed.unparsed)
-        if knowledge is not None:
-            data["knowledge"] = knowledge.to_dict()
-        out = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-    elif general and knowledge is not None:
-        out = knowledge_markdown(knowledge)
+        out = json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n"
     else:
-        out = understood_markdown(parsed) + "\n" + _report_markdown(recommend(case, kb=kb))
-        if knowledge is not None:
-            out += "\n" + knowledge_markdown(knowledge)
+        out = result.markdown()
     case_out = getattr(args, "case_out", None)
     if case_out:
         import yaml
 
         try:
             with open(case_out, "w", encoding="utf-8") as fh:
-                yaml.safe_dump(parsed.case_dict, fh, sort_keys=False, allow_unicode=True)
+                yaml.safe_dump(result.parsed.case_dict, fh, sort_keys=False, allow_unicode=True)
         except OSError as exc:
             sys.stderr.write(f"case-out: cannot write {case_out}: {exc.strerror or exc}\n")
             return EXIT_INPUT
