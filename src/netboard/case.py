@@ -183,6 +183,55 @@ def field_paths() -> tuple[str, ...]:
     return _FIELD_PATHS
 
 
+def _spec_schema(spec: Spec) -> dict[str, Any]:
+    if isinstance(spec, Number):
+        out: dict[str, Any] = {"type": "integer" if spec.integer else "number", "minimum": spec.lo}
+        if spec.hi is not None:
+            out["maximum"] = spec.hi
+        return out
+    if isinstance(spec, Choice):
+        return {"type": "string", "enum": [m.value for m in spec.enum]}
+    if isinstance(spec, ChoiceList):
+        return {"type": "array", "items": {"type": "string", "enum": [m.value for m in spec.enum]}}
+    if isinstance(spec, Flag):
+        return {"type": "boolean"}
+    return {"type": "string"}
+
+
+def case_json_schema() -> dict[str, Any]:
+    """JSON Schema of a contract v1 case (for the OpenAPI document and form builders).
+
+    ``load_case`` stays the judge: it also checks what a schema cannot say (cross-field
+    contradictions), and null counts as absent.
+
+    Example:
+        >>> case_json_schema()["properties"]["ecog"]
+        {'type': ['integer', 'null'], 'minimum': 0, 'maximum': 4}
+    """
+
+    def nullable(schema: dict[str, Any]) -> dict[str, Any]:
+        out = {**schema, "type": [schema["type"], "null"]}
+        if "enum" in out:
+            out["enum"] = [*out["enum"], None]
+        return out
+
+    labs = {
+        "type": ["object", "null"],
+        "additionalProperties": False,
+        "properties": {name: nullable(_spec_schema(s)) for name, s in LAB_FIELDS.items()},
+    }
+    return {
+        "title": "Case",
+        "description": "A patient case (contract v1); every field is optional.",
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            **{name: nullable(_spec_schema(s)) for name, s in FIELDS.items()},
+            "labs": labs,
+        },
+    }
+
+
 def _describe(value: Any) -> str:
     text = json.dumps(value, default=str, ensure_ascii=False)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -191,6 +240,10 @@ def _describe(value: Any) -> str:
 def _check_number(name: str, spec: Number, raw: Any, problems: list[Problem]) -> float | None:
     if isinstance(raw, bool) or not isinstance(raw, int | float):
         problems.append(Problem(name, f"expected a number, got {_describe(raw)}"))
+        return None
+    if isinstance(raw, int) and abs(raw) > 10**15:
+        # Beyond any field's range, and too large for a float: say so without converting it.
+        problems.append(Problem(name, f"{str(raw)[:20]}... is outside the possible range"))
         return None
     if not math.isfinite(raw):
         problems.append(Problem(name, f"expected a finite number, got {_describe(raw)}"))
@@ -409,6 +462,30 @@ def yaml_loader() -> type:
     return Loader
 
 
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        dup = sorted({k for k in keys if keys.count(k) > 1})
+        raise ValueError(f"duplicate key {dup[0]!r}")
+    return dict(pairs)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def parse_json(text: str, *, source: str = "(case)") -> Any:
+    """Parse strict JSON: duplicate keys and NaN/Infinity are refused.
+
+    Raises:
+        CaseError: the text is not valid JSON.
+    """
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:
+        raise CaseError([Problem(source, f"not valid JSON: {exc}")]) from None
+
+
 def parse_document(text: str, *, source: str = "(case)") -> Any:
     """Parse case text: JSON when it starts with ``{`` or ``[`` (strictly), YAML otherwise.
 
@@ -419,18 +496,7 @@ def parse_document(text: str, *, source: str = "(case)") -> Any:
         CaseError: the text is not valid JSON/YAML.
     """
     if text.lstrip().startswith(("{", "[")):
-
-        def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-            keys = [k for k, _ in pairs]
-            dup = sorted({k for k in keys if keys.count(k) > 1})
-            if dup:
-                raise ValueError(f"duplicate key {dup[0]!r}")
-            return dict(pairs)
-
-        try:
-            return json.loads(text, object_pairs_hook=no_duplicates)
-        except ValueError as exc:
-            raise CaseError([Problem(source, f"not valid JSON: {exc}")]) from None
+        return parse_json(text, source=source)
     import yaml
 
     try:

@@ -884,3 +884,21 @@ def test_trust_file_unsafe_inline_keys_refused(rsa_key: Any) -> None:
 
 def test_trust_file_not_a_mapping_refused() -> None:
     assert problems_of(["issuers"]) == ["(trust file): must be a mapping with an issuers list"]
+
+
+def test_sqlite_replay_cache_is_shared_between_verifiers(tmp_path: Path) -> None:
+    """Two worker processes (two verifiers on one file) refuse each other's replays."""
+    from netboard.service.security import SqliteReplayCache
+
+    db = str(tmp_path / "replay.sqlite3")
+    first, second = SqliteReplayCache(db, 10), SqliteReplayCache(db, 10)
+    assert first.add("iss", "jti-1", until=200.0, now=100.0) is None
+    assert second.add("iss", "jti-1", until=200.0, now=100.0) == Reason.REPLAY
+    assert second.add("iss", "jti-2", until=150.0, now=100.0) is None
+    assert len(first) == 2
+    # Expired entries go; a full cache fails closed.
+    assert first.add("iss", "jti-3", until=400.0, now=300.0) is None
+    assert len(second) == 1
+    small = SqliteReplayCache(str(tmp_path / "small.sqlite3"), 1)
+    assert small.add("iss", "a", until=200.0, now=100.0) is None
+    assert small.add("iss", "b", until=200.0, now=100.0) == Reason.REPLAY_CACHE_FULL

@@ -387,3 +387,10 @@ def test_yaml_numbers_and_dates_follow_yaml_1_2_core(text: str, expected: dict[s
     # YAML 1.1 (PyYAML's default resolvers) reads 021 as octal 17, 1:05 as 65 and an
     # unquoted date as a date; YAML 1.2 core reads 21, the text "1:05" and the text.
     assert parse_document(text) == expected
+
+
+@pytest.mark.parametrize("value", [10**400, -(10**30), 10**16])
+def test_huge_integers_are_a_problem_not_a_crash(value: int) -> None:
+    with pytest.raises(CaseError) as err:
+        load_case({"ki67_percent": value})
+    assert err.value.problems[0].field == "ki67_percent"

@@ -555,6 +555,56 @@ class _ReplayCache:
             return None
 
 
+class SqliteReplayCache:
+    """The replay cache in a SQLite file, shared by every worker process of the service.
+
+    Same contract as the in-memory cache: a hash of (iss, jti) is kept until the token
+    could no longer be accepted anyway; a full cache refuses new tokens (fail closed).
+    """
+
+    def __init__(self, path: str, max_entries: int) -> None:
+        import sqlite3
+
+        self.max_entries = max_entries
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=5)
+        if path != ":memory:":
+            self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS seen_tokens (digest BLOB PRIMARY KEY, until REAL NOT NULL)"
+        )
+
+    def __len__(self) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT count(*) FROM seen_tokens").fetchone()
+        return int(row[0])
+
+    def add(self, iss: str, jti: str, until: float, now: float) -> Reason | None:
+        """Record a token; return why it is refused (replay, cache full) or None."""
+        import sqlite3
+
+        digest = hashlib.sha256(f"{iss}\x00{jti}".encode()).digest()
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute("DELETE FROM seen_tokens WHERE until < ?", (now,))
+                (count,) = self._db.execute("SELECT count(*) FROM seen_tokens").fetchone()
+                if count >= self.max_entries:
+                    refused: Reason | None = Reason.REPLAY_CACHE_FULL
+                else:
+                    self._db.execute("INSERT INTO seen_tokens VALUES (?, ?)", (digest, until))
+                    refused = None
+                self._db.execute("COMMIT")
+            except sqlite3.IntegrityError:
+                self._db.execute("ROLLBACK")
+                return Reason.REPLAY
+            except sqlite3.Error:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                return Reason.REPLAY_CACHE_FULL
+            return refused
+
+
 # --- verification -----------------------------------------------------------------------------
 
 
@@ -597,7 +647,8 @@ class TokenVerifier:
 
     ``fetch_jwks`` (URL -> JWK Set) is only ever called with a ``jwks_url`` from the trust
     file; the default uses httpx with a 3 s timeout. ``clock`` gives the time in seconds
-    since the epoch (tokens and caches both use it).
+    since the epoch (tokens and caches both use it). ``replay_db`` keeps the replay cache in
+    that SQLite file instead of memory, so that several worker processes share it.
     """
 
     def __init__(
@@ -609,13 +660,18 @@ class TokenVerifier:
         jwks_ttl_seconds: float = 300.0,
         jwks_min_refetch_seconds: float = 30.0,
         max_replay_entries: int = 100_000,
+        replay_db: str | None = None,
     ) -> None:
         self.trust = trust
         self._fetch = fetch_jwks if fetch_jwks is not None else http_jwks_fetcher()
         self._clock = clock
         self._ttl = jwks_ttl_seconds
         self._min_refetch = min(jwks_min_refetch_seconds, jwks_ttl_seconds)
-        self._replay = _ReplayCache(max_replay_entries)
+        self._replay: _ReplayCache | SqliteReplayCache = (
+            SqliteReplayCache(replay_db, max_replay_entries)
+            if replay_db is not None
+            else _ReplayCache(max_replay_entries)
+        )
         self._remote = {
             i.iss: _RemoteKeys(i, i.jwks_url)
             for i in trust.issuers.values()

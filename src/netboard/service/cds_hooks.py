@@ -1,0 +1,427 @@
+"""CDS Hooks 2.0: the discovery document, the hook request, and the answer as cards.
+
+This module is pure (no HTTP): ``app.py`` reads the request, fetches what prefetch lacks and
+calls these functions. The cards show what the answer JSON carries, never more:
+
+- a **plan** card (info): the sequenced options with their status and the eligibility checks;
+- one card per **critical or warning alert**, with that indicator; info alerts stay in the plan;
+- a **missing data** card: the fields that would change the plan and what FHIR could not map,
+  with an order suggestion where the knowledge base names an orderable test.
+
+Every card's ``source`` names netboard and the knowledge-base version and links to the
+``/about`` page with the source attributes (citation, developer, funding, release date, the
+input variables used).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from netboard.errors import CaseError, Problem
+from netboard.service.feedback import IssuedCard
+
+if TYPE_CHECKING:
+    from netboard.answer import Answer
+    from netboard.fhir import FhirCase
+    from netboard.kb import KnowledgeBase
+
+SERVICE_ID = "netboard-net-plan"
+HOOK = "patient-view"
+SUMMARY_LIMIT = 139  # the spec asks for fewer than 140 characters
+#: Prefetch keys without which no plan can be given (the spec's 412 when they cannot be had).
+REQUIRED_PREFETCH = ("patient", "conditions")
+OVERRIDE_SYSTEM = "urn:netboard:override-reason"
+OVERRIDE_REASONS = (
+    ("clinical-judgement", "Clinical judgement differs for this patient"),
+    ("patient-preference", "Patient preference"),
+    ("data-incorrect", "The patient data shown are incorrect or out of date"),
+    ("already-addressed", "Already addressed (for example at a tumour board)"),
+)
+_TOKEN = re.compile(r"\{\{\s*([A-Za-z.]+)\s*\}\}")
+
+
+def discovery(kb: KnowledgeBase, templates: Mapping[str, str]) -> dict[str, Any]:
+    """The ``GET /cds-services`` document."""
+    return {
+        "services": [
+            {
+                "hook": HOOK,
+                "id": SERVICE_ID,
+                "title": "netboard: NET tumour board plan",
+                "description": (
+                    "Guideline-based plan for a patient with a neuroendocrine neoplasm: "
+                    "sequenced options with their sources, eligibility checks, alerts, and "
+                    f"the missing data that would change the plan (knowledge base {kb.version})."
+                ),
+                "prefetch": dict(templates),
+                "usageRequirements": (
+                    "FHIR R4 Patient, Condition, Observation, MedicationRequest/Statement/"
+                    "Administration and Procedure read access for the patient in context."
+                ),
+            }
+        ]
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class HookRequest:
+    """The parts of a CDS Hooks request this service uses (validated)."""
+
+    hook_instance: str
+    patient_id: str
+    context: Mapping[str, Any]
+    prefetch: Mapping[str, Any]
+    fhir_server: str | None
+    access_token: str | None = field(default=None, repr=False)
+
+
+def parse_hook_request(body: Any) -> HookRequest:
+    """Validate a hook call; raise ``CaseError`` naming every field at fault."""
+    problems: list[Problem] = []
+    if not isinstance(body, Mapping):
+        raise CaseError([Problem("(body)", "expected a CDS Hooks request object")])
+    if body.get("hook") != HOOK:
+        problems.append(Problem("hook", f"expected {HOOK!r}"))
+    instance = body.get("hookInstance")
+    if not isinstance(instance, str) or not instance.strip():
+        problems.append(Problem("hookInstance", "expected a string (a UUID)"))
+    context = body.get("context")
+    patient_id = None
+    if not isinstance(context, Mapping):
+        problems.append(Problem("context", "expected an object"))
+        context = {}
+    else:
+        patient_id = context.get("patientId")
+        if not isinstance(patient_id, str) or not patient_id.strip():
+            problems.append(Problem("context.patientId", "expected the patient's FHIR id"))
+        if not isinstance(context.get("userId"), str):
+            problems.append(Problem("context.userId", "expected a string such as Practitioner/1"))
+    prefetch = body.get("prefetch")
+    if prefetch is None:
+        prefetch = {}
+    elif not isinstance(prefetch, Mapping):
+        problems.append(Problem("prefetch", "expected an object"))
+        prefetch = {}
+    server = body.get("fhirServer")
+    if server is not None and not (
+        isinstance(server, str) and server.startswith(("https://", "http://"))
+    ):
+        problems.append(Problem("fhirServer", "expected an http(s) URL"))
+        server = None
+    token = None
+    auth = body.get("fhirAuthorization")
+    if auth is not None:
+        if server is None:
+            problems.append(Problem("fhirAuthorization", "given without fhirServer"))
+        if not isinstance(auth, Mapping) or not isinstance(auth.get("access_token"), str):
+            problems.append(Problem("fhirAuthorization.access_token", "expected a string"))
+        elif str(auth.get("token_type", "Bearer")).lower() != "bearer":
+            problems.append(Problem("fhirAuthorization.token_type", "expected 'Bearer'"))
+        else:
+            token = auth["access_token"]
+    if problems:
+        raise CaseError(problems)
+    return HookRequest(
+        hook_instance=str(instance),
+        patient_id=str(patient_id),
+        context=context,
+        prefetch=prefetch,
+        fhir_server=server.rstrip("/") if isinstance(server, str) else None,
+        access_token=token,
+    )
+
+
+def fill_template(template: str, context: Mapping[str, Any]) -> str | None:
+    """A prefetch template with its ``{{context.x}}`` tokens filled; None if one is missing.
+
+    Example:
+        >>> fill_template("Condition?patient={{context.patientId}}", {"patientId": "p1"})
+        'Condition?patient=p1'
+        >>> fill_template("Encounter/{{context.encounterId}}", {"patientId": "p1"}) is None
+        True
+    """
+    missing = False
+
+    def value(m: re.Match[str]) -> str:
+        nonlocal missing
+        name = m.group(1)
+        if name.startswith("context."):
+            v = context.get(name.removeprefix("context."))
+            if isinstance(v, str | int) and not isinstance(v, bool):
+                return str(v)
+        elif name == "userPractitionerId":
+            user = context.get("userId")
+            if isinstance(user, str) and user.startswith("Practitioner/"):
+                return user.removeprefix("Practitioner/")
+        missing = True
+        return ""
+
+    filled = _TOKEN.sub(value, template)
+    return None if missing else filled
+
+
+def orders(kb: KnowledgeBase) -> dict[str, dict[str, Any]]:
+    """An orderable laboratory test per case field, read from the FHIR mapping table.
+
+    A missing ``ki67_percent`` or ``labs.*`` value can be ordered with the first verified
+    LOINC code the table reads it from; other missing data (imaging, the surgeon's judgement)
+    is named on the card but gets no draft order.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    if kb.fhir is None:
+        return out
+    loinc = kb.fhir.systems.get("loinc")
+    for (system, code), obs in kb.fhir.observations.items():
+        field_ = obs.field
+        if (
+            field_ is None
+            or field_ in out
+            or system != loinc
+            or not obs.row.verified
+            or not (field_ == "ki67_percent" or field_.startswith("labs."))
+        ):
+            continue
+        out[field_] = {"system": system, "code": code, "display": obs.row.display}
+    return out
+
+
+# --- cards ---------------------------------------------------------------------------------
+
+
+def _short(text: str, limit: int = SUMMARY_LIMIT) -> str:
+    """``text`` on one line, cut at a word boundary to at most ``limit`` characters."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1].rsplit(" ", 1)[0].rstrip(",;:")
+    return cut + "…"
+
+
+def _source(kb: KnowledgeBase, base_url: str) -> dict[str, Any]:
+    return {"label": f"netboard (knowledge base {kb.version})", "url": f"{base_url}/about"}
+
+
+def _label(kb: KnowledgeBase, group: str, code: str) -> str:
+    return kb.labels.get(group, {}).get(code, code.replace("_", " "))
+
+
+def _cites(ids: Sequence[str], numbers: Mapping[str, int]) -> str:
+    return "".join(f"[{numbers[i]}]" for i in ids if i in numbers)
+
+
+def _references_md(answer: Answer, numbers: Mapping[str, int], used: set[str]) -> str:
+    from netboard.render.markdown import escape_inline
+
+    lines = [
+        f"{numbers[r.id]}. {escape_inline(r.citation)}"
+        + (f" ({r.year})" if r.year else "")
+        + (f" <{r.url}>" if r.url else "")
+        for r in answer.references
+        if r.id in used
+    ]
+    return "**Sources**\n\n" + "\n".join(lines) if lines else ""
+
+
+def _plan_detail(answer: Answer, kb: KnowledgeBase, numbers: Mapping[str, int]) -> str:
+    from netboard.render.markdown import escape_inline, escape_markdown
+
+    parts = [escape_markdown(answer.summary)]
+    used: set[str] = set()
+    steps: dict[int, list[str]] = {}
+    for r in answer.recommendations:
+        if r.status not in ("recommended", "consider"):
+            continue
+        text = f"{_label(kb, 'interventions', r.code)} ({_label(kb, 'statuses', r.status)})"
+        if r.applies_if is not None:
+            text += f", if {r.applies_if.condition}"
+        steps.setdefault(r.order, []).append(escape_inline(text) + _cites(r.evidence, numbers))
+        used.update(r.evidence)
+    if steps:
+        parts.append(
+            "**Plan**\n\n"
+            + "\n".join(f"{n}. {' or '.join(opts)}" for n, opts in enumerate(steps.values(), 1))
+        )
+    avoid = [
+        f"- {escape_inline(_label(kb, 'interventions', r.code))}: "
+        f"{_label(kb, 'statuses', r.status)}{_cites(r.evidence, numbers)}"
+        for r in answer.recommendations
+        if r.status in ("not_recommended", "contraindicated")
+    ]
+    for r in answer.recommendations:
+        if r.status in ("not_recommended", "contraindicated"):
+            used.update(r.evidence)
+    if avoid:
+        parts.append("**Not advised**\n\n" + "\n".join(dict.fromkeys(avoid)))
+    elig = [
+        f"- {escape_inline(e.title)}: {_label(kb, 'eligibility_statuses', e.status)}"
+        for e in answer.eligibility
+    ]
+    if elig:
+        parts.append("**Eligibility**\n\n" + "\n".join(elig))
+    infos = [a for a in answer.alerts if a.severity == "info"]
+    if infos:
+        parts.append(
+            "**Also note**\n\n"
+            + "\n".join(f"- {escape_inline(a.message)}{_cites(a.evidence, numbers)}" for a in infos)
+        )
+        for a in infos:
+            used.update(a.evidence)
+    parts.append(_references_md(answer, numbers, used))
+    parts.append(
+        f"Knowledge base {kb.version} (released {kb.released}). Decision support for health "
+        "professionals; it does not replace a NET multidisciplinary tumour board."
+    )
+    return "\n\n".join(p for p in parts if p)
+
+
+def _missing_detail(answer: Answer, fhir: FhirCase | None, notes: Sequence[str]) -> str:
+    from netboard.render.markdown import escape_inline
+
+    parts = []
+    if answer.missing_information:
+        parts.append(
+            "**Would change or firm up the plan**\n\n"
+            + "\n".join(
+                f"- `{m.field}`: {escape_inline(m.why)}" for m in answer.missing_information
+            )
+        )
+    if fhir is not None and fhir.unmapped:
+        parts.append(
+            "**Found in the record but not usable**\n\n"
+            + "\n".join(f"- {escape_inline(u.reason)} ({u.resource})" for u in fhir.unmapped)
+        )
+    if notes:
+        parts.append("\n".join(f"- {escape_inline(n)}" for n in notes))
+    return "\n\n".join(parts)
+
+
+def build_cards(
+    answer: Answer,
+    kb: KnowledgeBase,
+    *,
+    base_url: str,
+    report_url: str | None,
+    fhir: FhirCase | None = None,
+    notes: Sequence[str] = (),
+    orders: Mapping[str, Mapping[str, Any]] | None = None,
+    patient_id: str | None = None,
+) -> tuple[list[dict[str, Any]], list[IssuedCard]]:
+    """The cards for an answer, and what the feedback store keeps of each."""
+    numbers = {r.id: i for i, r in enumerate(answer.references, 1)}
+    source = _source(kb, base_url)
+    links = (
+        [{"label": "Full netboard report", "url": report_url, "type": "absolute"}]
+        if report_url
+        else []
+    )
+    cards: list[dict[str, Any]] = []
+    issued: list[IssuedCard] = []
+
+    def add(card: dict[str, Any], kind: str, codes: Sequence[str], rules: Sequence[str]) -> None:
+        card_id = str(uuid.uuid4())
+        cards.append({"uuid": card_id, **card, "source": source, "links": links})
+        issued.append(IssuedCard(card_id, kind, tuple(codes), tuple(rules)))
+
+    for alert in answer.alerts:
+        if alert.severity == "info":
+            continue
+        detail = alert.message + _cites(alert.evidence, numbers)
+        detail += "\n\n" + _references_md(answer, numbers, set(alert.evidence))
+        add(
+            {
+                "summary": _short(alert.message),
+                "indicator": alert.severity,
+                "detail": detail.strip(),
+            },
+            "alert",
+            [alert.code],
+            [alert.rule_id],
+        )
+
+    positives = [r for r in answer.recommendations if r.status in ("recommended", "consider")]
+    first = [r for r in positives if r.order == min((p.order for p in positives), default=0)]
+    head = _label(kb, "who_2019", answer.to_dict()["classification"]["who_2019"])
+    stage = answer.classification.stage
+    if stage and stage != "unknown":
+        head += f", stage {stage}"
+    if first:
+        step = " or ".join(_label(kb, "interventions", r.code) for r in first)
+        summary = f"netboard plan: {head}. First: {step}"
+    else:
+        summary = f"netboard plan: {head}. No treatment step can be given yet"
+    add(
+        {
+            "summary": _short(summary),
+            "indicator": "info",
+            "detail": _plan_detail(answer, kb, numbers),
+            "overrideReasons": [
+                {"system": OVERRIDE_SYSTEM, "code": c, "display": d} for c, d in OVERRIDE_REASONS
+            ],
+        },
+        "plan",
+        [r.code for r in positives],
+        sorted({r.rule_id for r in answer.recommendations}),
+    )
+
+    unmapped = fhir.unmapped if fhir is not None else ()
+    if answer.missing_information or unmapped or notes:
+        n = len(answer.missing_information)
+        summary = (
+            f"{n} missing data item{'s' if n != 1 else ''} would change or firm up this plan"
+            if n
+            else "Some record data could not be used for this plan"
+        )
+        card: dict[str, Any] = {
+            "summary": _short(summary),
+            "indicator": "info",
+            "detail": _missing_detail(answer, fhir, notes),
+        }
+        suggestions = _order_suggestions(answer, orders or {}, patient_id)
+        if suggestions:
+            card["suggestions"] = suggestions
+            card["selectionBehavior"] = "any"
+        add(card, "missing", [m.field for m in answer.missing_information], [])
+    return cards, issued
+
+
+def _order_suggestions(
+    answer: Answer, orders: Mapping[str, Mapping[str, Any]], patient_id: str | None
+) -> list[dict[str, Any]]:
+    """A draft ServiceRequest for each missing field the knowledge base can order a test for."""
+    out = []
+    for m in answer.missing_information:
+        order = orders.get(m.field)
+        if order is None:
+            continue
+        code: dict[str, Any] = {"text": order["display"]}
+        if order.get("code"):
+            code["coding"] = [
+                {"system": order["system"], "code": order["code"], "display": order["display"]}
+            ]
+        request: dict[str, Any] = {
+            "resourceType": "ServiceRequest",
+            "status": "draft",
+            "intent": "proposal",
+            "code": code,
+        }
+        if patient_id:
+            request["subject"] = {"reference": f"Patient/{patient_id}"}
+        out.append(
+            {
+                "label": f"Order {order['display']}",
+                "uuid": str(uuid.uuid4()),
+                "isRecommended": False,
+                "actions": [
+                    {
+                        "type": "create",
+                        "description": f"Draft order: {order['display']}",
+                        "resource": request,
+                    }
+                ],
+            }
+        )
+    return out
