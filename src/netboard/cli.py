@@ -216,9 +216,6 @@ def _md_cell(value: str) -> str:
     return " ".join(value.split()).replace("|", "\\|")
 
 
-_LOOPBACK = ("127.0.0.1", "::1", "localhost")
-
-
 def _serve(args: argparse.Namespace) -> int:
     import json
     import os
@@ -227,17 +224,11 @@ def _serve(args: argparse.Namespace) -> int:
         return _problems(["--port: expected a port number 1-65535"])
     if args.workers < 1:
         return _problems(["--workers: expected at least 1"])
-    if args.trust is None and args.host not in _LOOPBACK:
-        return _problems(
-            [
-                f"--host: {args.host} is not loopback; without --trust the server binds to "
-                "loopback only (hook calls would be unauthenticated)"
-            ]
-        )
     try:
         import uvicorn
 
         from netboard.service.app import SETTINGS_ENV
+        from netboard.service.security import require_loopback_without_trust
     except ImportError as exc:
         return _problems(
             [
@@ -253,18 +244,15 @@ def _serve(args: argparse.Namespace) -> int:
     }
     # Check the settings (trust file, knowledge base) once here, so that a mistake is one
     # clean line instead of a failing worker.
-    from netboard.errors import NetboardError
+    from netboard.errors import ProblemsError
     from netboard.service.app import Settings, create_app
 
     try:
+        if args.trust is None:  # refuses a non-loopback address; warns loudly otherwise
+            require_loopback_without_trust(args.host)
         create_app(Settings(**settings))
-    except NetboardError as exc:
-        return _problems(getattr(exc, "problems", [str(exc)]))
-    if args.trust is None:
-        sys.stderr.write(
-            "netboard: WARNING: no --trust file: CDS Hooks calls are NOT authenticated. "
-            f"Listening on loopback only ({args.host}).\n"
-        )
+    except ProblemsError as exc:
+        return _problems(exc.problems)
     os.environ[SETTINGS_ENV] = json.dumps(settings)
     sys.stderr.write(f"netboard: serving on http://{args.host}:{args.port}/ (Ctrl-C stops)\n")
     uvicorn.run(

@@ -236,3 +236,11 @@ def test_lru_and_report_store_bounds() -> None:
     assert Lru[str, int](0).put("x", 1) == 1
     store = ReportStore(ttl=-1.0, capacity=5)
     assert store.get(store.put("<html>")) is None  # expired at once
+
+
+def test_about_page_in_a_browser_is_html(client: TestClient, kb: KnowledgeBase) -> None:
+    r = client.get("/about", headers={"Accept": "text/html,application/xhtml+xml"})
+    assert r.headers["content-type"].startswith("text/html")
+    assert kb.version in r.text
+    assert 'id="source-attributes"' in r.text
+    assert "race</td><td>no" in r.text

@@ -41,9 +41,9 @@ pytestmark = [
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
 uvicorn = pytest.importorskip("uvicorn", reason="the service extra is not installed")
 
+from selenium.common.exceptions import WebDriverException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
-from selenium.webdriver.support import expected_conditions as ec  # noqa: E402
 from selenium.webdriver.support.wait import WebDriverWait  # noqa: E402
 
 from netboard.service.app import Settings, create_app  # noqa: E402
@@ -138,9 +138,23 @@ def fill_case(driver: WebDriver, case: dict[str, Any]) -> None:
 
 def submit_form(driver: WebDriver, form_id: str) -> None:
     """Click the form's submit button and wait for the next page."""
-    old = driver.find_element(By.TAG_NAME, "html")
+    # Mark the current document; the next page is the one without the mark. (Waiting for the
+    # old <html> element to go stale races with Chrome, which may answer "node does not belong
+    # to the document" instead of "stale element".)
+    driver.execute_script("window.__netboardOldPage = true;")
     driver.find_element(By.CSS_SELECTOR, f"#{form_id} button[type='submit']").click()
-    WebDriverWait(driver, 10).until(ec.staleness_of(old))
+
+    def next_page(d: WebDriver) -> bool:
+        try:
+            return bool(
+                d.execute_script(
+                    "return !window.__netboardOldPage && document.readyState === 'complete';"
+                )
+            )
+        except WebDriverException:  # the page is being replaced
+            return False
+
+    WebDriverWait(driver, 10).until(next_page)
 
 
 def recommendations(driver: WebDriver) -> list[tuple[str, str]]:

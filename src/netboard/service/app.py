@@ -493,6 +493,10 @@ def _add_core_routes(
             "bibliographic_citations": list(kb.covers),
             **kb.about,
         }
+        if _wants(request) == "html":
+            from netboard.service.page import about_page
+
+            return HTMLResponse(about_page(data))
         return JSONResponse(data)
 
 

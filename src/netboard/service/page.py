@@ -676,3 +676,8 @@ def submit(form: Mapping[str, list[str]], kb: KnowledgeBase) -> tuple[int, str]:
     answer = recommend(case, kb=kb)
     values = {k: list(v) for k, v in form.items() if k not in _CONTROL_KEYS}
     return 200, _answer_page(kb, render_html(answer, labels=kb.labels), values=values)
+
+
+def about_page(about: Mapping[str, Any]) -> str:
+    """The ``/about`` page: the source attributes of the decision support, readable."""
+    return _environment().get_template("about.html.j2").render(about=about)
