@@ -271,7 +271,8 @@ def main() -> int:
             sigmoid = json.loads(bodies[0])
             with urllib.request.urlopen(server.url + "/cds-services") as r:
                 templates = json.load(r)["services"][0]["prefetch"]
-            hook_bodies = [hook_body(json.loads(b), templates) for b in bodies[:200]]
+            with_ki67 = [json.loads(b) for b in bodies if '"ki67_percent"' in b][:200]
+            hook_bodies = [hook_body(c, templates) for c in with_ki67]
             hook = run_wrk(
                 server.url,
                 "/cds-services/netboard-net-plan",

@@ -235,7 +235,8 @@ def test_lru_and_report_store_bounds() -> None:
     assert (lru.get("a"), lru.get("c")) == (1, 3)
     assert Lru[str, int](0).put("x", 1) == 1
     store = ReportStore(ttl=-1.0, capacity=5)
-    assert store.get(store.put("<html>")) is None  # expired at once
+    answer = recommend(load_case({"primary_site": "ileum"}))
+    assert store.get(store.put(answer)) is None  # expired at once
 
 
 def test_about_page_in_a_browser_is_html(client: TestClient, kb: KnowledgeBase) -> None:

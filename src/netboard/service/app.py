@@ -156,25 +156,26 @@ class Lru(Generic[K, V]):
 
 
 class ReportStore:
-    """Rendered HTML reports behind unguessable links, kept in memory for a limited time.
+    """Answers behind unguessable report links, kept in memory for a limited time.
 
-    The card link of a CDS Hooks answer points here. Nothing is written to disk; an entry
-    expires after ``ttl`` seconds, and the least recently used goes when ``capacity`` is
-    reached.
+    The card link of a CDS Hooks answer points here. The answer is kept, not its HTML: the
+    report is rendered only when someone opens the link. Nothing is written to disk; an
+    entry expires after ``ttl`` seconds, and the least recently used goes when ``capacity``
+    is reached.
     """
 
     def __init__(self, ttl: float, capacity: int) -> None:
         self.ttl = ttl
-        self._items: Lru[str, tuple[float, str]] = Lru(capacity)
+        self._items: Lru[str, tuple[float, Answer]] = Lru(capacity)
 
-    def put(self, html: str) -> str:
-        """Store a report; return its token."""
+    def put(self, answer: Answer) -> str:
+        """Keep an answer; return its token."""
         token = secrets.token_urlsafe(18)
-        self._items.put(token, (time.monotonic() + self.ttl, html))
+        self._items.put(token, (time.monotonic() + self.ttl, answer))
         return token
 
-    def get(self, token: str) -> str | None:
-        """The report, or None when unknown or expired."""
+    def get(self, token: str) -> Answer | None:
+        """The answer, or None when unknown or expired."""
         item = self._items.get(token)
         if item is None or item[0] < time.monotonic():
             return None
@@ -478,9 +479,10 @@ def _add_core_routes(
 
     @app.get("/reports/{token}", response_class=HTMLResponse, summary="A report linked from a card")
     async def report(token: str) -> Response:
-        html = reports.get(token)
-        if html is None:
+        answer = reports.get(token)
+        if answer is None:
             return PlainTextResponse("This report link is unknown or has expired.\n", 404)
+        html = render(answer, "html", labels=kb.labels)
         return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
     @app.get("/about", summary="Source attributes of the decision support")
@@ -509,7 +511,6 @@ def _add_cds_routes(
 ) -> None:
     from netboard.engine.recommend import recommend
     from netboard.fhir import case_from_fhir, prefetch_templates, resources_from
-    from netboard.render import render_html
     from netboard.service.security import AuthError, check_request
 
     templates = prefetch_templates(kb)
@@ -583,7 +584,7 @@ def _add_cds_routes(
         answer = recommend(case, kb=kb)
         request.state.rules = _rules(answer)
         base = _base_url(request, settings)
-        token = reports.put(render_html(answer, labels=kb.labels))
+        token = reports.put(answer)
         cards, issued = cds_hooks.build_cards(
             answer,
             kb,

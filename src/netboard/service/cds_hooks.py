@@ -344,7 +344,7 @@ def build_cards(
 
     positives = [r for r in answer.recommendations if r.status in ("recommended", "consider")]
     first = [r for r in positives if r.order == min((p.order for p in positives), default=0)]
-    head = _label(kb, "who_2019", answer.to_dict()["classification"]["who_2019"])
+    head = _label(kb, "who_2019", answer.classification.who_2019)
     stage = answer.classification.stage
     if stage and stage != "unknown":
         head += f", stage {stage}"
