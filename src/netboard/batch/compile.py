@@ -1,0 +1,1161 @@
+"""Compile the knowledge base's condition tree to one SELECT: the cohort audit as columns.
+
+The per-patient engine (``engine.recommend``) and this compiler read the same rulebook: the
+condition AST of ``facts.yaml``, the eligibility criteria, the rules with their guards folded
+in by ``recommend``'s own plan, and the alerts. Nothing clinical is restated here.
+
+Three-valued logic maps onto SQL as is: a condition compiles to a BOOLEAN whose NULL is
+UNKNOWN, and SQL's AND/OR/NOT are Kleene's. What ``evaluate`` adds to UNKNOWN, the case fields
+that would decide it, compiles to a second expression per node: a BIGINT bit set over
+:func:`netboard.case.field_paths`, 0 wherever the truth is decided (union is ``|``). Rule
+conditions, guard sets, facts and criteria are columns computed once and shared by reference.
+``missing`` then counts, per field, the distinct "what it decides" labels whose bit set holds
+the field, exactly as ``recommend`` fills its ``decides`` map, and orders fields by that count.
+
+Why the column-wise forms equal ``recommend``'s loops:
+
+* ``rec.CODE``: ``_choose`` keeps, per (code, phase), the best decided candidate and the best
+  open branch of each polarity ranking above it, so the best status it keeps is the best status
+  of *any* candidate of the group; across phases, the best over every candidate of the code.
+* the plan (``Planned``): a code is planned when the best decided candidate of one of its
+  groups is positive, i.e. when some positive step for it is TRUE (positive ranks first).
+* alerts: one per code, the most severe rule that holds, sorted by (severity, code).
+* facts and guards are memoised per case in ``evaluate``; a fact is a projected column here.
+  A fact that reads the plan or an eligibility status would depend on when it was first
+  evaluated, so such a knowledge base is refused (``UnsupportedKnowledgeBase``).
+
+The query is a chain of projection layers (CTEs) over the input table; see
+:class:`AuditQuery`. Engines: ``netboard.batch.run`` (DuckDB, Spark) and
+``netboard.batch.polars_engine``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import singledispatch
+from typing import Any
+
+from sqlglot import exp
+
+from netboard.case import field_paths
+from netboard.conditions import (
+    All,
+    AnyOf,
+    Compare,
+    Condition,
+    EligibilityIs,
+    Fact,
+    Not,
+    Planned,
+    Shared,
+    walk,
+)
+from netboard.engine.classify import _RANK as GRADE_RANK
+from netboard.engine.recommend import _SEVERITY_ORDER, _compile_plan
+from netboard.kb.schema import COMPUTED_SOURCES, Grading, KnowledgeBase
+from netboard.vocab import (
+    STATUS_RANK,
+    Differentiation,
+    EligibilityName,
+    EligibilityStatus,
+    Intervention,
+    Severity,
+    Sex,
+    Status,
+    Who2019,
+)
+
+__all__ = [
+    "INPUT",
+    "AuditQuery",
+    "Layer",
+    "UnsupportedKnowledgeBase",
+    "compile_audit",
+    "compile_conditions",
+    "field_bit",
+    "fields_of",
+    "mask",
+    "mask_of",
+    "open_fields",
+    "truth",
+    "truth_of",
+]
+
+#: The placeholder table name the compiled query reads; ``AuditQuery.sql`` replaces it.
+INPUT = "__netboard_input__"
+
+#: Bit of each case field path in the unknown-field sets.
+_BITS: dict[str, int] = {name: i for i, name in enumerate(field_paths())}
+assert len(_BITS) < 63, "unknown-field sets are BIGINT bit sets"
+
+
+def field_bit(name: str) -> int:
+    """The bit of a case field in an unknown-field set.
+
+    >>> field_bit("id"), field_bit("age_years")
+    (1, 2)
+    """
+    return 1 << _BITS[name]
+
+
+class UnsupportedKnowledgeBase(ValueError):
+    """The knowledge base uses a shape the column-wise compilation cannot reproduce exactly."""
+
+
+# --- phases: what a condition can see when recommend evaluates it ---------------------------
+
+#: Eligibility criteria: no eligibility status and no plan yet.
+CRITERIA = "criteria"
+#: Rules, guards and soft guards: eligibility known, no plan yet.
+RULES = "rules"
+#: Alerts: eligibility and the decided plan known.
+ALERTS = "alerts"
+
+
+@dataclass(frozen=True, slots=True)
+class Layer:
+    """One projection step: ``SELECT *, expr AS name, ... FROM previous``."""
+
+    name: str
+    columns: tuple[tuple[str, exp.Expression], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditQuery:
+    """The compiled cohort audit: projection layers over the input, then the result columns.
+
+    ``layers`` add working columns (computed fields, facts, criteria, guards, steps, labels);
+    ``outputs`` are the result columns (``netboard.batch.result_columns()``), ``concordant``
+    last, which needs the optional ``given`` input column.
+    """
+
+    kb_version: str
+    layers: tuple[Layer, ...]
+    outputs: tuple[tuple[str, exp.Expression], ...]
+
+    def expression(self, table: str | exp.Expression = INPUT, *, given: bool = True) -> exp.Query:
+        """The SELECT as a sqlglot tree reading ``table`` (a name or a subquery expression).
+
+        Without ``given`` the ``concordant`` column is NULL.
+        """
+        source: exp.Expression = (
+            exp.to_table(table, quoted=True) if isinstance(table, str) else table
+        )
+        query: exp.Select | None = None
+        ctes: list[exp.CTE] = []
+        previous = source
+        for layer in self.layers:
+            select = exp.select(exp.Star(), *(_alias(e, n) for n, e in layer.columns)).from_(
+                previous.copy()
+            )
+            ctes.append(exp.CTE(this=select, alias=exp.TableAlias(this=_ident(layer.name))))
+            previous = exp.to_table(layer.name, quoted=True)
+        outputs = [
+            _alias(
+                e if given or name != "concordant" else exp.cast(exp.null(), "BOOLEAN"),
+                name,
+            )
+            for name, e in self.outputs
+        ]
+        query = exp.select(*outputs).from_(previous)
+        query.set("with_", exp.With(expressions=ctes))
+        return query
+
+    def sql(
+        self,
+        table: str = INPUT,
+        dialect: str = "duckdb",
+        *,
+        given: bool = True,
+        pretty: bool = False,
+    ) -> str:
+        """The query as SQL text for ``dialect`` (any sqlglot dialect: duckdb, spark, ...).
+
+        >>> from netboard.kb import load_kb
+        >>> compile_audit(load_kb()).sql("registry").startswith("WITH")
+        True
+        """
+        return self.expression(table, given=given).sql(dialect=dialect, pretty=pretty)
+
+
+_CACHE: dict[int, tuple[KnowledgeBase, AuditQuery]] = {}
+
+
+def compile_conditions(kb: KnowledgeBase, named: Mapping[str, Condition]) -> AuditQuery:
+    """Compile single conditions (as rules see them) over the input table.
+
+    The outputs are ``id``, then for each name its truth (BOOLEAN, NULL: UNKNOWN) and
+    ``NAME.unknown``: the bit set of the case fields that would decide it (see
+    :func:`fields_of`). For tests and ad-hoc cohort questions.
+    """
+    return _Compiler(kb).conditions(named)
+
+
+def fields_of(bits: int | None) -> tuple[str, ...]:
+    """The case fields of an unknown-field bit set, in contract order.
+
+    >>> fields_of(field_bit("ki67_percent") | field_bit("sex"))
+    ('sex', 'ki67_percent')
+    """
+    return tuple(name for name, i in _BITS.items() if bits and bits >> i & 1)
+
+
+def compile_audit(kb: KnowledgeBase, *, dialect: str = "duckdb") -> AuditQuery:
+    """Compile ``kb`` into the cohort-audit query (cached per knowledge base).
+
+    ``dialect`` is accepted for symmetry with ``AuditQuery.sql``: the tree is dialect-neutral
+    and rendered per dialect there.
+
+    Raises:
+        UnsupportedKnowledgeBase: a fact reads the plan or an eligibility status.
+    """
+    del dialect
+    hit = _CACHE.get(id(kb))
+    if hit is not None and hit[0] is kb:
+        return hit[1]
+    query = _Compiler(kb).build()
+    _CACHE[id(kb)] = (kb, query)
+    return query
+
+
+# --- small sqlglot helpers -------------------------------------------------------------------
+
+_SAFE = re.compile(r"[^0-9A-Za-z_]")
+
+
+def _ident(name: str) -> exp.Identifier:
+    return exp.to_identifier(name, quoted=True)
+
+
+def col(name: str) -> exp.Column:
+    """A (quoted) column reference."""
+    return exp.Column(this=_ident(name))
+
+
+def _alias(e: exp.Expression, name: str) -> exp.Alias:
+    return exp.Alias(this=e, alias=_ident(name))
+
+
+_ATOMS = (exp.Column, exp.Literal, exp.Boolean, exp.Null, exp.Paren, exp.Func, exp.Case)
+
+
+def _p(e: exp.Expression) -> exp.Expression:
+    """Parenthesise a compound operand (sqlglot renders trees without precedence)."""
+    return e if isinstance(e, _ATOMS) else exp.Paren(this=e)
+
+
+def lit(value: Any) -> exp.Expression:
+    """A literal: bool, number or string."""
+    if value is None:
+        return exp.null()
+    if isinstance(value, bool):
+        return exp.Boolean(this=value)
+    if isinstance(value, int | float):
+        return exp.Literal.number(value)
+    return exp.Literal.string(str(value))
+
+
+TRUE_SQL = exp.Boolean(this=True)
+FALSE_SQL = exp.Boolean(this=False)
+ZERO = exp.Literal.number(0)
+
+
+def _and(items: Sequence[exp.Expression]) -> exp.Expression:
+    if not items:
+        return TRUE_SQL.copy()
+    out = _p(items[0])
+    for item in items[1:]:
+        out = exp.And(this=out, expression=_p(item))
+    return out if len(items) == 1 else exp.Paren(this=out)
+
+
+def _or(items: Sequence[exp.Expression]) -> exp.Expression:
+    if not items:
+        return FALSE_SQL.copy()
+    out = _p(items[0])
+    for item in items[1:]:
+        out = exp.Or(this=out, expression=_p(item))
+    return out if len(items) == 1 else exp.Paren(this=out)
+
+
+def _not(e: exp.Expression) -> exp.Expression:
+    return exp.Not(this=_p(e))
+
+
+def _is_null(e: exp.Expression) -> exp.Expression:
+    return exp.Is(this=_p(e), expression=exp.null())
+
+
+def _is_true(e: exp.Expression) -> exp.Expression:
+    """``e IS TRUE`` written portably: COALESCE(e, FALSE)."""
+    return exp.Coalesce(this=e, expressions=[FALSE_SQL.copy()])
+
+
+def _case(whens: Iterable[tuple[exp.Expression, exp.Expression]], default: Any = None) -> exp.Case:
+    out = exp.Case()
+    for cond, then in whens:
+        out = out.when(cond, then)
+    if default is not None:
+        out = out.else_(default if isinstance(default, exp.Expression) else lit(default))
+    return out
+
+
+def _bor(items: Sequence[exp.Expression]) -> exp.Expression:
+    """Bitwise OR of bit sets (0 for none)."""
+    if not items:
+        return ZERO.copy()
+    out = _p(items[0])
+    for item in items[1:]:
+        out = exp.BitwiseOr(this=out, expression=_p(item))
+    return out if len(items) == 1 else exp.Paren(this=out)
+
+
+def _add(items: Sequence[exp.Expression]) -> exp.Expression:
+    if not items:
+        return ZERO.copy()
+    out = _p(items[0])
+    for item in items[1:]:
+        out = exp.Add(this=out, expression=_p(item))
+    return exp.Paren(this=out) if len(items) > 1 else out
+
+
+def _is_zero(e: exp.Expression) -> bool:
+    return isinstance(e, exp.Literal) and not e.is_string and e.this == "0"
+
+
+def _when_unknown(t: exp.Expression, m: exp.Expression) -> exp.Expression:
+    """``m`` where ``t`` is UNKNOWN, else the empty set."""
+    if _is_zero(m):
+        return ZERO.copy()
+    return _case([(_is_null(t), m)], ZERO.copy())
+
+
+def _array(items: Sequence[exp.Expression]) -> exp.Expression:
+    return exp.Array(expressions=list(items))
+
+
+def _drop_nulls(array: exp.Expression) -> exp.Expression:
+    x = exp.to_identifier("x")
+    return exp.ArrayFilter(
+        this=array,
+        expression=exp.Lambda(this=_not(_is_null(exp.Column(this=x.copy()))), expressions=[x]),
+    )
+
+
+def _contains(array: exp.Expression, value: exp.Expression) -> exp.Expression:
+    return exp.ArrayContains(this=array, expression=value)
+
+
+# --- the two visitors: truth and unknown-field set ------------------------------------------
+
+
+@dataclass
+class Scope:
+    """What a compiled condition refers to: columns already computed in earlier layers.
+
+    ``unknown`` maps a field name (case field or computed field) to its column holding the
+    field's unknown set where the field is NULL (else 0); ``nodes`` maps a condition (by
+    value) to the columns of its truth and, once computed, its unknown set.
+    """
+
+    phase: str
+    computed: Mapping[str, str]
+    unknown: Mapping[str, str]
+    facts: Mapping[str, tuple[str, str | None]]
+    eligibility: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    planned: Mapping[str, str] = field(default_factory=dict)
+    nodes: Mapping[Condition, tuple[str, str | None]] = field(default_factory=dict)
+
+
+def truth(node: Condition, scope: Scope) -> exp.Expression:
+    """The condition as a SQL BOOLEAN (NULL: UNKNOWN), as ``evaluate`` would decide it."""
+    hit = scope.nodes.get(node)
+    if hit is not None:
+        return col(hit[0])
+    return truth_of(node, scope)
+
+
+def mask(node: Condition, scope: Scope) -> exp.Expression:
+    """The case fields ``evaluate`` names as unknown, as a BIGINT bit set; 0 unless UNKNOWN."""
+    hit = scope.nodes.get(node)
+    if hit is not None and hit[1] is not None:
+        return col(hit[1])
+    return mask_of(node, scope)
+
+
+def open_fields(node: Condition, scope: Scope) -> exp.Expression:
+    """``mask`` without its final zeroing: exact where ``node`` is UNKNOWN, else arbitrary.
+
+    A node held in a truth column takes its mask in a later layer as
+    ``CASE WHEN t IS NULL THEN open_fields ELSE 0 END``.
+    """
+    if isinstance(node, All | AnyOf):
+        return _bor([m for m in (mask(x, scope) for x in node.items) if not _is_zero(m)])
+    return mask(node, scope)
+
+
+@singledispatch
+def truth_of(node: Any, scope: Scope) -> exp.Expression:
+    """The truth compiler, one handler per condition node type."""
+    raise TypeError(f"no compiler for {type(node).__name__}")  # pragma: no cover
+
+
+@singledispatch
+def mask_of(node: Any, scope: Scope) -> exp.Expression:
+    """The unknown-set compiler, one handler per condition node type."""
+    raise TypeError(f"no compiler for {type(node).__name__}")  # pragma: no cover
+
+
+@truth_of.register
+def _truth_all(node: All, scope: Scope) -> exp.Expression:
+    return _and([truth(x, scope) for x in node.items])
+
+
+@truth_of.register
+def _truth_any(node: AnyOf, scope: Scope) -> exp.Expression:
+    return _or([truth(x, scope) for x in node.items])
+
+
+@mask_of.register
+def _mask_all(node: All | AnyOf, scope: Scope) -> exp.Expression:
+    # Items are exact (0 unless UNKNOWN); a decided junction may still hold UNKNOWN items
+    # (All FALSE, AnyOf TRUE), so the union counts only where the junction is UNKNOWN.
+    return _when_unknown(truth(node, scope), open_fields(node, scope))
+
+
+mask_of.register(AnyOf, _mask_all)
+
+
+@truth_of.register
+def _truth_not(node: Not, scope: Scope) -> exp.Expression:
+    return _not(truth(node.item, scope))
+
+
+@mask_of.register
+def _mask_not(node: Not, scope: Scope) -> exp.Expression:
+    return mask(node.item, scope)
+
+
+_COMPARISONS: dict[str, Callable[..., exp.Expression]] = {
+    "is": exp.EQ,
+    "lt": exp.LT,
+    "le": exp.LTE,
+    "gt": exp.GT,
+    "ge": exp.GTE,
+}
+
+
+def _field(name: str, scope: Scope) -> exp.Expression:
+    return col(scope.computed.get(name, name))
+
+
+@truth_of.register
+def _truth_compare(node: Compare, scope: Scope) -> exp.Expression:
+    value = _field(node.field, scope)
+    op = node.op
+    if op == "known":
+        present = _not(_is_null(value))
+        return present if node.value else _is_null(value)
+    if op in _COMPARISONS:
+        return _COMPARISONS[op](this=value, expression=lit(node.value))
+    if op == "in":
+        return exp.In(this=value, expressions=[lit(v) for v in node.value])
+    if op == "has":
+        return _contains(value, lit(node.value))
+    if op == "has_any":
+        return _or([_contains(value.copy(), lit(v)) for v in node.value])
+    raise ValueError(f"unknown operator {op!r}")  # pragma: no cover - the KB check rejects it
+
+
+@mask_of.register
+def _mask_compare(node: Compare, scope: Scope) -> exp.Expression:
+    if node.op == "known":
+        return ZERO.copy()
+    return col(scope.unknown[node.field])
+
+
+@truth_of.register
+def _truth_fact(node: Fact, scope: Scope) -> exp.Expression:
+    return col(scope.facts[node.name][0])
+
+
+@mask_of.register
+def _mask_fact(node: Fact, scope: Scope) -> exp.Expression:
+    m = scope.facts[node.name][1]
+    if m is None:  # pragma: no cover - layers are built in dependency order
+        raise RuntimeError(f"fact {node.name!r} has no unknown-set column yet")
+    return col(m)
+
+
+@truth_of.register
+def _truth_eligibility(node: EligibilityIs, scope: Scope) -> exp.Expression:
+    undetermined = EligibilityStatus.UNDETERMINED.value
+    known = scope.eligibility.get(node.name) if scope.phase != CRITERIA else None
+    if known is None:
+        # No status yet (evaluated before eligibility): asking for "undetermined" is FALSE.
+        return FALSE_SQL.copy() if node.status == undetermined else exp.cast(exp.null(), "BOOLEAN")
+    status = col(known[0])
+    if node.status == undetermined:
+        return exp.EQ(this=status, expression=lit(undetermined))
+    return _case(
+        [(exp.EQ(this=status.copy(), expression=lit(undetermined)), exp.null())],
+        exp.EQ(this=status, expression=lit(node.status)),
+    )
+
+
+@mask_of.register
+def _mask_eligibility(node: EligibilityIs, scope: Scope) -> exp.Expression:
+    known = scope.eligibility.get(node.name) if scope.phase != CRITERIA else None
+    if known is None or node.status == EligibilityStatus.UNDETERMINED.value:
+        return ZERO.copy()
+    return col(known[1])
+
+
+@truth_of.register
+def _truth_planned(node: Planned, scope: Scope) -> exp.Expression:
+    if scope.phase != ALERTS:
+        return FALSE_SQL.copy()  # the plan is decided only after the rules
+    return _or([_is_true(col(scope.planned[c])) for c in node.codes if c in scope.planned])
+
+
+@mask_of.register
+def _mask_planned(node: Planned, scope: Scope) -> exp.Expression:
+    return ZERO.copy()
+
+
+@truth_of.register
+def _truth_shared(node: Shared, scope: Scope) -> exp.Expression:
+    return truth(node.item, scope)
+
+
+@mask_of.register
+def _mask_shared(node: Shared, scope: Scope) -> exp.Expression:
+    return mask(node.item, scope)
+
+
+def static_fields(node: Condition, kb: KnowledgeBase) -> frozenset[str]:
+    """Every case field that can ever be in ``node``'s unknown set (bounds ``missing``)."""
+    out: set[str] = set()
+    for n in walk(node):
+        if isinstance(n, Compare) and n.op != "known":
+            out.update(COMPUTED_SOURCES.get(n.field, (n.field,)))
+        elif isinstance(n, Fact):
+            out |= static_fields(kb.facts[n.name].when, kb)
+        elif isinstance(n, EligibilityIs):
+            for es in kb.eligibility:
+                if es.name.value == n.name:
+                    for c in es.criteria:
+                        out |= static_fields(c.when, kb)
+    return frozenset(out)
+
+
+def _refs(node: Condition) -> Iterator[Fact | EligibilityIs | Planned]:
+    for n in walk(node):
+        if isinstance(n, Fact | EligibilityIs | Planned):
+            yield n
+
+
+# --- the compiler ----------------------------------------------------------------------------
+
+
+def _grade_from(value: exp.Expression, g1_below: float | None, g2_upto: float | None) -> Any:
+    """``classify.grade_from`` as a rank (1-3), NULL where it gives None."""
+    if g1_below is None or g2_upto is None:
+        return exp.cast(exp.null(), "INTEGER")
+    return _case(
+        [
+            (_is_null(value), exp.cast(exp.null(), "INTEGER")),
+            (exp.LT(this=value.copy(), expression=lit(g1_below)), lit(1)),
+            (exp.LTE(this=value.copy(), expression=lit(g2_upto)), lit(2)),
+        ],
+        lit(3),
+    )
+
+
+def _max_rank(a: exp.Expression, b: exp.Expression) -> exp.Expression:
+    """The higher of two nullable ranks, a NULL one ignored (portable GREATEST)."""
+    return _case(
+        [
+            (_is_null(a), b.copy()),
+            (_is_null(b.copy()), a.copy()),
+            (exp.GTE(this=a.copy(), expression=b.copy()), a.copy()),
+        ],
+        b.copy(),
+    )
+
+
+def _derived_rank(grading: Grading) -> exp.Expression:
+    return _max_rank(
+        _grade_from(col("ki67_percent"), grading.ki67_g1_below, grading.ki67_g2_upto),
+        _grade_from(col("mitoses_per_2mm2"), grading.mitoses_g1_below, grading.mitoses_g2_upto),
+    )
+
+
+class _Compiler:
+    def __init__(self, kb: KnowledgeBase) -> None:
+        self.kb = kb
+        self.plan = _compile_plan(kb)
+        self.layers: list[Layer] = []
+        self.names: dict[str, int] = defaultdict(int)
+
+    def name(self, kind: str, text: str) -> str:
+        base = f"_{kind}_{_SAFE.sub('_', text)}"
+        self.names[base] += 1
+        n = self.names[base]
+        return base if n == 1 else f"{base}_{n}"
+
+    def layer(self, name: str, columns: Iterable[tuple[str, exp.Expression]]) -> None:
+        cols = tuple(columns)
+        if cols:
+            self.layers.append(Layer(name, cols))
+
+    # -- computed fields (classify.py), from the KB's site table and grading cut-offs --------
+
+    def computed(self) -> tuple[dict[str, str], dict[str, str]]:
+        kb = self.kb
+        site = col("primary_site")
+        sites = kb.sites
+
+        def by_site(attr: str) -> exp.Expression:
+            return _case(
+                [
+                    (exp.EQ(this=site.copy(), expression=lit(s.value)), lit(getattr(info, attr)))
+                    for s, info in sites.items()
+                ]
+            )
+
+        thoracic_sites = [lit(s.value) for s, info in sites.items() if info.thoracic]
+        known_sites = [lit(s.value) for s in sites]
+        is_thoracic = (
+            exp.In(this=site.copy(), expressions=thoracic_sites) if thoracic_sites else FALSE_SQL
+        )
+        # pregnancy_status: a stated answer wins; men and women past the age limit are not.
+        pregnant = col("pregnant")
+        not_pregnant = _or(
+            [
+                exp.EQ(this=col("sex"), expression=lit(Sex.MALE.value)),
+                exp.GTE(this=col("age_years"), expression=lit(kb.childbearing_age_limit)),
+            ]
+        )
+        pregnancy = _case(
+            [
+                (
+                    _is_true(exp.EQ(this=pregnant.copy(), expression=TRUE_SQL.copy())),
+                    lit("pregnant"),
+                ),
+                (
+                    _is_true(exp.EQ(this=pregnant.copy(), expression=FALSE_SQL.copy())),
+                    lit("not_pregnant"),
+                ),
+                (_is_true(not_pregnant), lit("not_pregnant")),
+            ]
+        )
+        newly = exp.EQ(this=col("disease_status"), expression=lit("newly_diagnosed"))
+        empty = exp.cast(_array([]), "VARCHAR[]")
+        prior, progressed = col("prior_treatments"), col("progressed_on")
+        # Only membership is ever asked of these lists ("has"), so order and duplicates
+        # (classify sorts and dedupes) do not matter.
+        received = _case(
+            [
+                (
+                    _not(_is_null(prior)),
+                    exp.ArrayConcat(
+                        this=prior.copy(),
+                        expressions=[exp.Coalesce(this=progressed.copy(), expressions=[empty])],
+                    ),
+                ),
+                (_is_true(newly), empty.copy()),
+            ]
+        )
+        failed = _case(
+            [
+                (_not(_is_null(progressed)), progressed.copy()),
+                (_is_true(newly.copy()), empty.copy()),
+            ]
+        )
+        sources = sorted(
+            {s for srcs in COMPUTED_SOURCES.values() for s in srcs}, key=_BITS.__getitem__
+        )
+        nullmask = _bor(
+            [_case([(_is_null(col(s)), lit(field_bit(s)))], ZERO.copy()) for s in sources]
+        )
+        self.layer(
+            "classify_1",
+            [
+                ("_site_known", exp.In(this=site.copy(), expressions=known_sites)),
+                ("_thoracic", _is_true(is_thoracic)),
+                ("_c_site_group", by_site("group")),
+                ("_c_gut_region", by_site("region")),
+                ("_c_portal_drained", by_site("portal_drained")),
+                (
+                    "_c_thoracic_primary",
+                    _case(
+                        [
+                            (
+                                _is_true(exp.In(this=site.copy(), expressions=known_sites)),
+                                _is_true(is_thoracic.copy()),
+                            )
+                        ]
+                    ),
+                ),
+                (
+                    "_stated",
+                    _case(
+                        [
+                            (exp.EQ(this=col("grade"), expression=lit(g.value)), lit(r))
+                            for g, r in GRADE_RANK.items()
+                        ]
+                    ),
+                ),
+                ("_dig", _derived_rank(kb.grading["digestive"])),
+                ("_tho", _derived_rank(kb.grading["thoracic"])),
+                ("_c_pregnancy_status", pregnancy),
+                ("_c_treatments_received", received),
+                ("_c_treatments_failed", failed),
+                ("_nullmask", nullmask),
+            ],
+        )
+        # Without a known site, a grade is derived only where both schemes agree.
+        derived = _case(
+            [
+                (
+                    _is_true(col("_site_known")),
+                    _case([(col("_thoracic"), col("_tho"))], col("_dig")),
+                ),
+                (exp.EQ(this=col("_dig"), expression=col("_tho")), col("_dig")),
+            ]
+        )
+        self.layer("classify_2", [("_derived", derived)])
+        stated, derived_c = col("_stated"), col("_derived")
+        all_measured = _and(
+            [
+                _not(_is_null(col("mitoses_per_2mm2"))),
+                _or([col("_thoracic"), _not(_is_null(col("ki67_percent")))]),
+            ]
+        )
+        discordant = _case(
+            [
+                (
+                    _and([_not(_is_null(stated)), _not(_is_null(derived_c))]),
+                    _and(
+                        [
+                            exp.NEQ(this=stated.copy(), expression=derived_c.copy()),
+                            _or(
+                                [
+                                    exp.LT(this=stated.copy(), expression=derived_c.copy()),
+                                    all_measured,
+                                ]
+                            ),
+                        ]
+                    ),
+                )
+            ],
+            FALSE_SQL.copy(),
+        )
+        self.layer(
+            "classify_3",
+            [("_final", _max_rank(stated, derived_c)), ("_c_grade_discordant", discordant)],
+        )
+        final = col("_final")
+        low = exp.In(
+            this=final.copy(),
+            expressions=[lit(GRADE_RANK[g]) for g in GRADE_RANK if GRADE_RANK[g] < 3],
+        )
+        diff = col("differentiation")
+        poor, well = Differentiation.POOR.value, Differentiation.WELL.value
+        inferred = _case(
+            [
+                (exp.EQ(this=diff.copy(), expression=lit(poor)), lit(poor)),
+                (exp.EQ(this=diff.copy(), expression=lit(well)), lit(well)),
+                (_is_true(low), lit(well)),
+            ]
+        )
+        self.layer(
+            "classify_4",
+            [
+                (
+                    "_c_grade",
+                    _case(
+                        [
+                            (exp.EQ(this=final.copy(), expression=lit(r)), lit(g.value))
+                            for g, r in GRADE_RANK.items()
+                        ]
+                    ),
+                ),
+                ("_c_differentiation_inferred", inferred),
+            ],
+        )
+        inf = col("_c_differentiation_inferred")
+        who = _case(
+            [
+                (exp.EQ(this=inf.copy(), expression=lit(poor)), lit(Who2019.NEC.value)),
+                *(
+                    (
+                        _and(
+                            [
+                                exp.EQ(this=inf.copy(), expression=lit(well)),
+                                exp.EQ(this=final.copy(), expression=lit(r)),
+                            ]
+                        ),
+                        lit(Who2019(f"net_{g.value}").value),
+                    )
+                    for g, r in GRADE_RANK.items()
+                ),
+            ]
+        )
+        self.layer("classify_5", [("_c_who_2019", who)])
+        # Unknown sets where a field is NULL. evaluate.sources: a computed field names its
+        # unknown sources; once the grade is known only the stated differentiation is open.
+        unknown: dict[str, str] = {}
+        cols: list[tuple[str, exp.Expression]] = []
+        for path in field_paths():
+            if path == "id":
+                continue
+            unknown[path] = f"_uf_{path}"
+            cols.append((unknown[path], _when_unknown(col(path), lit(field_bit(path)))))
+        for name, srcs in COMPUTED_SOURCES.items():
+            bits = 0
+            for src in srcs:
+                bits |= field_bit(src)
+            m: exp.Expression = exp.BitwiseAnd(this=col("_nullmask"), expression=lit(bits))
+            if name in ("who_2019", "differentiation_inferred"):
+                m = _case([(_not(_is_null(final.copy())), lit(field_bit("differentiation")))], m)
+            unknown[name] = f"_uc_{name}"
+            cols.append((unknown[name], _when_unknown(col(f"_c_{name}"), m)))
+        self.layer("classify_6", cols)
+        computed = {name: f"_c_{name}" for name in COMPUTED_SOURCES}
+        return computed, unknown
+
+    # -- facts, criteria, guards, steps, alerts ----------------------------------------------
+
+    def conditions_layers(
+        self,
+        nodes: Mapping[str, Condition],
+        scope: Scope,
+        layer: str,
+    ) -> dict[str, tuple[str, str]]:
+        """Truth columns of ``nodes`` in one layer, their unknown sets in the next."""
+        truths = [(self.name("t", key), node) for key, node in nodes.items()]
+        self.layer(layer, [(t, truth(node, scope)) for t, node in truths])
+        masks = []
+        out: dict[str, tuple[str, str]] = {}
+        for (key, node), (t, _) in zip(nodes.items(), truths, strict=True):
+            m = self.name("m", key)
+            masks.append((m, _when_unknown(col(t), open_fields(node, scope))))
+            out[key] = (t, m)
+        self.layer(f"{layer}_unknown", masks)
+        return out
+
+    def prefix(self) -> tuple[dict[str, str], dict[str, str], dict[str, tuple[str, str | None]]]:
+        """Layers shared by every query: computed fields, then facts by dependency depth."""
+        kb = self.kb
+        for fact in kb.facts.values():
+            for ref in _refs(fact.when):
+                if isinstance(ref, EligibilityIs | Planned):
+                    raise UnsupportedKnowledgeBase(
+                        f"fact {fact.name!r} reads {type(ref).__name__}: its value would depend "
+                        "on when recommend first evaluates it"
+                    )
+        computed, unknown = self.computed()
+        facts: dict[str, tuple[str, str | None]] = {}
+        scope = Scope(RULES, computed, unknown, facts)
+        depth: dict[str, int] = {}
+
+        def depth_of(name: str) -> int:
+            if name not in depth:
+                inner = [
+                    depth_of(r.name) for r in _refs(kb.facts[name].when) if isinstance(r, Fact)
+                ]
+                depth[name] = 1 + max(inner, default=0)
+            return depth[name]
+
+        for name in kb.facts:
+            depth_of(name)
+        levels = range(1, max(depth.values(), default=0) + 1)
+        # Truths level by level (a fact reads only shallower facts), then unknown sets.
+        for level in levels:
+            cols: list[tuple[str, exp.Expression]] = []
+            new: dict[str, tuple[str, str | None]] = {}
+            for name, fact in kb.facts.items():
+                if depth[name] == level:
+                    t = self.name("t_fact", name)
+                    cols.append((t, truth(fact.when, scope)))
+                    new[name] = (t, None)
+            self.layer(f"facts_{level}", cols)
+            facts.update(new)
+        for level in levels:
+            cols = []
+            done: dict[str, tuple[str, str | None]] = {}
+            for name, fact in kb.facts.items():
+                if depth[name] == level:
+                    t = facts[name][0]
+                    m = self.name("m_fact", name)
+                    cols.append((m, _when_unknown(col(t), open_fields(fact.when, scope))))
+                    done[name] = (t, m)
+            self.layer(f"facts_{level}_unknown", cols)
+            facts.update(done)
+        return computed, unknown, facts
+
+    def conditions(self, named: Mapping[str, Condition]) -> AuditQuery:
+        """``id``, then per name its truth (BOOLEAN) and ``NAME.unknown`` (bit set)."""
+        computed, unknown, facts = self.prefix()
+        scope = Scope(RULES, computed, unknown, facts)
+        cols = self.conditions_layers(named, scope, "conditions")
+        outputs: list[tuple[str, exp.Expression]] = [("id", col("id"))]
+        for name, (t, m) in cols.items():
+            outputs += [(name, col(t)), (f"{name}.unknown", col(m))]
+        return AuditQuery(self.kb.version, tuple(self.layers), tuple(outputs))
+
+    def build(self) -> AuditQuery:
+        kb, plan = self.kb, self.plan
+        computed, unknown, facts = self.prefix()
+
+        # 1. Eligibility criteria (no status yet), then each set's status and unknown fields.
+        crit_scope = Scope(CRITERIA, computed, unknown, facts)
+        named = {
+            f"crit_{es.name.value}_{c.name}": c.when for es in kb.eligibility for c in es.criteria
+        }
+        crit = self.conditions_layers(named, crit_scope, "criteria")
+        # label -> (truth column, unknown-set column, skip column or None)
+        notes: dict[str, list[tuple[str, str, str | None]]] = defaultdict(list)
+        note_fields: dict[str, set[str]] = defaultdict(set)
+        cols: list[tuple[str, exp.Expression]] = []
+        eligibility: dict[str, tuple[str, str]] = {}
+        for es in kb.eligibility:
+            pairs = [crit[f"crit_{es.name.value}_{c.name}"] for c in es.criteria]
+            for c, (t, m) in zip(es.criteria, pairs, strict=True):
+                label = f"{es.title} ({c.name})"
+                notes[label].append((t, m, None))
+                note_fields[label] |= static_fields(c.when, kb)
+            status, u = self.name("elig", es.name.value), self.name("u_elig", es.name.value)
+            all_met = _and([col(t) for t, _ in pairs])
+            cols += [
+                (
+                    status,
+                    _case(
+                        [
+                            (_is_null(all_met), lit(EligibilityStatus.UNDETERMINED.value)),
+                            (all_met.copy(), lit(EligibilityStatus.ELIGIBLE.value)),
+                        ],
+                        lit(EligibilityStatus.NOT_ELIGIBLE.value),
+                    ),
+                ),
+                # eligibility_unknown, as EligibilityIs sees it: only while undetermined.
+                (u, _when_unknown(all_met.copy(), _bor([col(m) for _, m in pairs]))),
+            ]
+            eligibility[es.name.value] = (status, u)
+        self.layer("eligibility", cols)
+
+        # 2. Every rule's condition once (guards are rules too), then each code's guard set,
+        # then every (rule, code) step with its guards folded in as recommend's plan has them.
+        scope = Scope(RULES, computed, unknown, facts, eligibility=eligibility)
+        whens: dict[Condition, str] = {}
+        for rule in kb.rules:
+            whens.setdefault(rule.when, f"when_{rule.id}")
+        rule_cols = self.conditions_layers({k: c for c, k in whens.items()}, scope, "rules")
+        nodes: dict[Condition, tuple[str, str | None]] = {c: rule_cols[k] for c, k in whens.items()}
+        scope = Scope(RULES, computed, unknown, facts, eligibility=eligibility, nodes=nodes)
+        guard_sets: dict[Condition, str] = {}
+        for step in plan.steps:
+            cond = step.condition
+            if isinstance(cond, All) and len(cond.items) == 2 and isinstance(cond.items[1], Not):
+                guard_sets.setdefault(cond.items[1].item, f"guards_{step.rule.id}_{step.code}")
+        gs_cols = self.conditions_layers({k: c for c, k in guard_sets.items()}, scope, "guard_sets")
+        nodes.update({c: gs_cols[k] for c, k in guard_sets.items()})
+        soft = {g.id: _is_true(col(nodes[g.when][0])) for g in plan.soft_guards}
+        cols = []
+        steps: list[tuple[str, str | None]] = []
+        for step in plan.steps:
+            key = f"{step.rule.id}_{step.code}"
+            t = self.name("t_step", key)
+            cols.append((t, truth(step.condition, scope)))
+            skip: str | None = None
+            if step.soft_ids:
+                skip = self.name("skip", key)
+                cols.append((skip, _or([soft[i].copy() for i in sorted(step.soft_ids)])))
+            steps.append((t, skip))
+        self.layer("steps", cols)
+        cols = []
+        for step, (t, skip) in zip(plan.steps, steps, strict=True):
+            m = self.name("m_step", f"{step.rule.id}_{step.code}")
+            cols.append((m, _when_unknown(col(t), open_fields(step.condition, scope))))
+            notes[step.label].append((t, m, skip))
+            note_fields[step.label] |= static_fields(step.condition, kb)
+        self.layer("steps_unknown", cols)
+
+        # rec.CODE: the best status of any candidate; the plan: a positive step that holds.
+        cols = []
+        planned: dict[str, str] = {}
+        rec: dict[str, str] = {}
+        by_code: dict[str, list[tuple[int, exp.Expression, exp.Expression]]] = defaultdict(list)
+        for step, (t, skip) in zip(plan.steps, steps, strict=True):
+            branch = step.rule.on_unknown == "branch"
+            # A candidate: TRUE, or UNKNOWN kept as a branch; skipped when a soft guard holds.
+            cand: exp.Expression = exp.Coalesce(this=col(t), expressions=[lit(branch)])
+            holds = _is_true(col(t))
+            if skip is not None:
+                cand = _and([_not(col(skip)), cand])
+                holds = _and([_not(col(skip)), holds])
+            by_code[step.code].append((STATUS_RANK[step.rule.status], cand, holds))
+        statuses = list(Status)
+        for code in Intervention:
+            entries = by_code.get(code.value, [])
+            whens_rec = []
+            for st in statuses:
+                hits = [c for r, c, _ in entries if r == STATUS_RANK[st]]
+                if hits:
+                    whens_rec.append((_or(hits), lit(st.value)))
+            rec[code.value] = self.name("rec", code.value)
+            cols.append(
+                (
+                    rec[code.value],
+                    _case(whens_rec) if whens_rec else exp.cast(exp.null(), "VARCHAR"),
+                )
+            )
+            positives = [h for r, _, h in entries if statuses[r].positive]
+            if positives:
+                planned[code.value] = self.name("planned", code.value)
+                cols.append((planned[code.value], _or(positives)))
+        self.layer("plan", cols)
+
+        # 3. Alerts: the plan is known now.
+        scope = Scope(ALERTS, computed, unknown, facts, eligibility=eligibility, planned=planned)
+        cols = [(self.name("t_alert", a.id), truth(a.when, scope)) for a in plan.alerts]
+        self.layer("alerts", cols)
+        alert_cols = [
+            (t, a.code.value, _SEVERITY_ORDER[a.severity])
+            for (t, _), a in zip(cols, plan.alerts, strict=True)
+        ]
+        cols_m = []
+        for (t, _), a in zip(cols, plan.alerts, strict=True):
+            if a.severity is Severity.CRITICAL:
+                m = self.name("m_alert", a.id)
+                cols_m.append((m, _when_unknown(col(t), open_fields(a.when, scope))))
+                label = f"the {a.code.value.replace('_', ' ')} alert"
+                notes[label].append((t, m, None))
+                note_fields[label] |= static_fields(a.when, kb)
+        self.layer("alerts_unknown", cols_m)
+
+        # missing: per "what it decides" label, the union of its open results' fields; per
+        # field, the number of labels naming it; fields by that count, then contract order.
+        cols = []
+        label_cols: dict[str, str] = {}
+        for label, parts in notes.items():
+            terms: list[exp.Expression] = []
+            for _t, m, skip in parts:
+                # A step skipped by a soft guard is never evaluated, so it notes nothing.
+                term: exp.Expression = col(m)
+                if skip is not None:
+                    term = _case([(col(skip), ZERO.copy())], term)
+                terms.append(term)
+            label_cols[label] = self.name("label", label)
+            cols.append((label_cols[label], _bor(terms)))
+        self.layer("labels", cols)
+        cols = []
+        counts: dict[str, str] = {}
+        for f in sorted({f for fs in note_fields.values() for f in fs}, key=_BITS.__getitem__):
+            shift = lit(_BITS[f])
+            terms = [
+                exp.BitwiseAnd(
+                    this=exp.Paren(
+                        this=exp.BitwiseRightShift(
+                            this=col(label_cols[lab]), expression=shift.copy()
+                        )
+                    ),
+                    expression=lit(1),
+                )
+                for lab, fs in note_fields.items()
+                if f in fs
+            ]
+            counts[f] = self.name("n", f)
+            cols.append((counts[f], _add(terms)))
+        self.layer("counts", cols)
+
+        # Result columns.
+        outputs: list[tuple[str, exp.Expression]] = [("id", col("id"))]
+        outputs += [(f"rec.{code.value}", col(rec[code.value])) for code in Intervention]
+        for name in EligibilityName:
+            e = eligibility.get(name.value)
+            outputs.append(
+                (f"elig.{name.value}", col(e[0]) if e else exp.cast(exp.null(), "VARCHAR"))
+            )
+        outputs.append(("alerts", self.alert_list(alert_cols)))
+        outputs.append(("missing", self.missing_list(counts)))
+        # concordant: every given code is recommended or consider (given: contract codes).
+        good = [lit(st.value) for st in Status if st.positive]
+        every = _and(
+            [
+                _or(
+                    [
+                        _not(_contains(col("given"), lit(c.value))),
+                        _is_true(
+                            exp.In(this=col(rec[c.value]), expressions=[x.copy() for x in good])
+                        ),
+                    ]
+                )
+                for c in Intervention
+            ]
+        )
+        concordant = _case(
+            [(_is_null(col("given")), exp.cast(exp.null(), "BOOLEAN"))], _is_true(every)
+        )
+        outputs.append(("concordant", concordant))
+        return AuditQuery(kb.version, tuple(self.layers), tuple(outputs))
+
+    @staticmethod
+    def alert_list(alert_cols: Sequence[tuple[str, str, int]]) -> exp.Expression:
+        """Alert codes in answer order: (severity of the most severe rule that holds, code)."""
+        by_code: dict[str, dict[int, list[str]]] = defaultdict(lambda: defaultdict(list))
+        for t, code, sev in alert_cols:
+            by_code[code][sev].append(t)
+        items = []
+        for sev in sorted({s for _, _, s in alert_cols}):
+            for code in sorted(by_code):
+                if sev not in by_code[code]:
+                    continue
+                holds = _or([_is_true(col(t)) for t in by_code[code][sev]])
+                earlier = [
+                    _is_true(col(t)) for s, ts in by_code[code].items() if s < sev for t in ts
+                ]
+                cond = _and([holds, _not(_or(earlier))]) if earlier else holds
+                items.append(_case([(cond, lit(code))]))
+        return _drop_nulls(_array(items)) if items else exp.cast(_array([]), "VARCHAR[]")
+
+    @staticmethod
+    def missing_list(counts: Mapping[str, str]) -> exp.Expression:
+        """Fields with a count, by count (descending) then contract order, as one sort key."""
+        if not counts:
+            return exp.cast(_array([]), "VARCHAR[]")
+        keys = [
+            _case(
+                [
+                    (
+                        exp.GT(this=col(n), expression=ZERO.copy()),
+                        exp.Add(
+                            this=exp.Mul(this=col(n), expression=lit(64)),
+                            expression=lit(63 - _BITS[f]),
+                        ),
+                    )
+                ]
+            )
+            for f, n in counts.items()
+        ]
+        k = exp.to_identifier("k")
+        kcol = exp.Column(this=k.copy())
+        name = _case(
+            [
+                (
+                    exp.EQ(
+                        this=exp.Mod(this=kcol.copy(), expression=lit(64)),
+                        expression=lit(63 - _BITS[f]),
+                    ),
+                    lit(f),
+                )
+                for f in counts
+            ]
+        )
+        ordered = exp.ArraySort(this=_drop_nulls(_array(keys)), asc=FALSE_SQL.copy())
+        return exp.Transform(this=ordered, expression=exp.Lambda(this=name, expressions=[k]))

@@ -1,0 +1,1 @@
+"""Cohort audit tests (a package: tests/fhir has a test_parity.py too)."""
