@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 from netboard import __version__
 
 if TYPE_CHECKING:
+    import datetime as dt
+
     from netboard.fhir import FhirCase
 
 EXIT_OK = 0
@@ -105,7 +107,56 @@ def build_parser() -> argparse.ArgumentParser:
     )
     comp = kb_sub.add_parser("compile", help="write compiled.json (the start-up snapshot) for a KB")
     comp.add_argument("path", help="knowledge-base directory, e.g. src/netboard/kb")
+    _add_batch_commands(sub)
     return parser
+
+
+def _add_batch_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
+    """The ``audit`` and ``synth`` subcommands (cohort audit; see docs/audit.md)."""
+    audit = sub.add_parser(
+        "audit",
+        help="evaluate every patient of a registry (CSV, Parquet, NDJSON or FHIR Bulk NDJSON)",
+    )
+    audit.add_argument("registry", nargs="?", help="registry file: .csv, .parquet, .ndjson/.jsonl")
+    audit.add_argument(
+        "--fhir-ndjson", metavar="DIR", help="read a FHIR Bulk Data export directory instead"
+    )
+    audit.add_argument(
+        "--out",
+        metavar="RESULT",
+        help="result file (.parquet or .csv); with --compare-kb, the changes",
+    )
+    audit.add_argument(
+        "--engine",
+        choices=["duckdb", "polars", "spark", "python"],
+        help="batch engine (default duckdb when installed, else python, the reference)",
+    )
+    audit.add_argument(
+        "--kb", help="use the knowledge base in this directory instead of the packaged one"
+    )
+    audit.add_argument(
+        "--compare-kb",
+        metavar="OTHER_KB",
+        help="list the patients whose recommendations or eligibility change with this KB",
+    )
+    audit.add_argument("--report", metavar="HTML", help="also write a summary page (HTML)")
+    audit.add_argument("--skipped", metavar="FILE", help="write every skipped-row problem here")
+    audit.add_argument(
+        "--show", type=int, default=20, metavar="N", help="problem lines shown on stderr (20)"
+    )
+    audit.add_argument(
+        "--today", metavar="YYYY-MM-DD", help="with --fhir-ndjson: reference date for ages"
+    )
+    audit.add_argument(
+        "--chunk-rows", type=int, default=100_000, metavar="N", help="rows per chunk (100000)"
+    )
+    synth = sub.add_parser("synth", help="write a synthetic registry (demos, tests, benchmarks)")
+    synth.add_argument("--n", type=int, required=True, help="number of patients")
+    synth.add_argument("--out", required=True, help="file: .parquet, .csv, .ndjson or .jsonl")
+    synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    synth.add_argument(
+        "--given", action="store_true", help="add a given first-line column (for concordance)"
+    )
 
 
 def _problems(problems: Sequence[object]) -> int:
@@ -136,6 +187,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _kb_check(args.path)
         if args.command == "kb" and args.kb_command == "compile":
             return _kb_compile(args.path)
+        if args.command == "audit":
+            return _audit(args)
+        if args.command == "synth":
+            return _synth(args)
     except CaseError as exc:
         return _problems(exc.problems)
     except KnowledgeBaseError as exc:
@@ -145,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     needed = (
         "a knowledge-base command (check, compile)"
         if args.command == "kb"
-        else ("a command (recommend, ask, serve, kb)")
+        else ("a command (recommend, ask, serve, kb, audit, synth)")
     )
     sys.stderr.write(f"netboard: {needed} is needed (see 'netboard --help')\n")
     return EXIT_INPUT
@@ -291,6 +346,203 @@ def _kb_compile(path: str) -> int:
     if problems or kb is None:
         return _problems(problems)
     sys.stdout.write(f"wrote {compile_kb(path)}\n")
+    return EXIT_OK
+
+
+# --- cohort audit (docs/audit.md) -------------------------------------------------------------
+
+
+def _audit(args: argparse.Namespace) -> int:
+    """``netboard audit``: exit 0 when the audit ran (even with skipped rows), 2 when unusable."""
+    import datetime as dt
+
+    from netboard.errors import ProblemsError
+
+    if (args.registry is None) == (args.fhir_ndjson is None):
+        return _problems(["netboard: give exactly one of REGISTRY or --fhir-ndjson DIR"])
+    if args.out is None and args.report is None:
+        return _problems(["--out: give the result file (.parquet or .csv), or --report"])
+    if args.compare_kb is not None and args.out is None:
+        return _problems(["--out: --compare-kb writes the changes to --out (.parquet or .csv)"])
+    if args.chunk_rows < 1:
+        return _problems(["--chunk-rows: expected at least 1"])
+    today = None
+    if args.today is not None:
+        try:
+            today = dt.date.fromisoformat(args.today)
+        except ValueError:
+            return _problems([f"--today: {args.today!r} is not a date (YYYY-MM-DD)"])
+    try:
+        return _run_audit(args, today)
+    except ProblemsError as exc:
+        return _problems(exc.problems)
+    except ImportError as exc:
+        return _problems(
+            [f"audit: {exc.name} is not installed; pip install 'netboard[audit]' (duckdb, pyarrow)"]
+        )
+
+
+def _run_audit(args: argparse.Namespace, today: dt.date | None) -> int:
+    from pathlib import Path
+    from typing import Any
+
+    from netboard.batch import io
+    from netboard.batch.reference import default_engine
+    from netboard.kb import load_kb
+
+    kb = load_kb(args.kb)
+    engine = args.engine or default_engine()
+    shown: list[str] = []
+    count = [0]
+    skipped_file = (
+        Path(args.skipped).open("w", encoding="utf-8")  # noqa: SIM115 - closed in finally below
+        if args.skipped
+        else None
+    )
+
+    def on_problem(line: str) -> None:
+        count[0] += 1
+        if len(shown) < args.show:
+            shown.append(line)
+        if skipped_file is not None:
+            skipped_file.write(line + "\n")
+
+    fhir_stats: Any = None
+    if args.fhir_ndjson is not None:
+        from netboard.batch.fhir_ndjson import FhirStats, fhir_ndjson_chunks
+
+        fhir_stats = FhirStats()
+        chunks: Any = fhir_ndjson_chunks(
+            args.fhir_ndjson, kb=kb, today=today, on_problem=on_problem, stats=fhir_stats
+        )
+        source = args.fhir_ndjson
+    else:
+        chunks = io.read_registry(args.registry, chunk_rows=args.chunk_rows)
+        source = args.registry
+    try:
+        if args.compare_kb is not None:
+            return _compare(args, chunks, kb, engine, on_problem, shown, count)
+        report: Any = None
+        if args.report is not None:
+            from netboard.batch.report import AuditReport
+
+            report = AuditReport(source=Path(source).name, kb_version=kb.version, engine=engine)
+        writer = io.ResultWriter(args.out) if args.out is not None else None
+        try:
+            stats = io.audit_chunks(
+                chunks,
+                kb=kb,
+                engine=engine,
+                writer=writer,
+                on_problem=on_problem,
+                on_result=report.add if report is not None else None,
+            )
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            raise
+        if writer is not None:
+            writer.close()
+        if report is not None:
+            report.skipped = stats.skipped
+            report.write(args.report)
+    finally:
+        if skipped_file is not None:
+            skipped_file.close()
+    for line in shown:
+        sys.stderr.write(line + "\n")
+    if count[0] > len(shown):
+        sys.stderr.write(f"... {count[0] - len(shown)} more problem lines\n")
+    unit = "lines" if fhir_stats is not None else "rows"
+    skipped = stats.skipped if fhir_stats is None else fhir_stats.bad_lines
+    where = f" (see {args.skipped})" if args.skipped else ""
+    if count[0] and not args.skipped:
+        where = " (--skipped FILE writes every problem)"
+    sys.stderr.write(
+        f"netboard: {stats.audited} patients audited, {skipped} {unit} skipped{where}\n"
+    )
+    if fhir_stats is not None and fhir_stats.unmapped:
+        reasons = fhir_stats.unmapped_by_reason
+        common = max(reasons, key=lambda r: reasons[r])
+        sys.stderr.write(
+            f"netboard: {fhir_stats.unmapped} FHIR items not used (see docs/fhir.md); "
+            f"most often: {common}\n"
+        )
+    return EXIT_OK
+
+
+def _compare(
+    args: argparse.Namespace,
+    chunks: object,
+    kb: object,
+    engine: str,
+    on_problem: object,
+    shown: list[str],
+    count: list[int],
+) -> int:
+    from collections.abc import Callable, Iterable
+    from typing import Any, cast
+
+    from netboard.batch import io
+    from netboard.batch.reference import compare_summary, compare_table, diff_schema
+    from netboard.kb import KnowledgeBase, load_kb
+
+    other = load_kb(args.compare_kb)
+    base = cast(KnowledgeBase, kb)
+    writer = io.TableWriter(args.out, diff_schema(), formats=("parquet", "csv"))
+    changes: list[dict[str, Any]] = []
+    patients: set[str] = set()
+    audited = skipped = 0
+    report = cast(Callable[[str], None], on_problem)
+    try:
+        for chunk in cast(Iterable[io.Chunk], chunks):
+            skipped += chunk.skipped
+            for line in chunk.problems:
+                report(line)
+            if chunk.table.num_rows == 0:
+                continue
+            audited += chunk.table.num_rows
+            diff = compare_table(chunk.table, base, other, engine=engine)
+            writer.write(diff)
+            for row in diff.to_pylist():
+                patients.add(str(row["id"]))
+                if len(changes) < 200_000:
+                    changes.append(row)
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close()
+    for line in shown:
+        sys.stderr.write(line + "\n")
+    if count[0] > len(shown):
+        sys.stderr.write(f"... {count[0] - len(shown)} more problem lines\n")
+    sys.stderr.write(f"netboard: {audited} patients compared, {skipped} rows skipped\n")
+    summary = compare_summary(changes, len(patients))
+    summary[0] += (
+        f" between knowledge base {base.version} and {other.version} ({args.compare_kb});"
+        f" changes in {args.out}"
+    )
+    sys.stdout.write("\n".join(summary) + "\n")
+    return EXIT_OK
+
+
+def _synth(args: argparse.Namespace) -> int:
+    """``netboard synth``: a synthetic registry; exit 2 on a bad argument."""
+    from netboard.errors import ProblemsError
+
+    if args.n < 0:
+        return _problems(["--n: expected 0 or more patients"])
+    try:
+        from netboard.batch.synth import write_synth
+
+        rows = write_synth(args.out, args.n, seed=args.seed, given=args.given)
+    except ProblemsError as exc:
+        return _problems(exc.problems)
+    except ImportError as exc:
+        return _problems(
+            [f"synth: {exc.name} is not installed; pip install 'netboard[audit]' (numpy, pyarrow)"]
+        )
+    sys.stderr.write(f"netboard: wrote {rows} synthetic patients to {args.out}\n")
     return EXIT_OK
 
 

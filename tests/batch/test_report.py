@@ -1,0 +1,133 @@
+"""The HTML summary: its numbers against counts computed here, independently, row by row."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from netboard.batch.io import audit_chunks, check_row, read_registry
+from netboard.batch.report import AuditReport
+from netboard.batch.synth import write_synth
+from netboard.kb import KnowledgeBase
+
+
+def stats_of(html: str) -> dict[str, str]:
+    return dict(re.findall(r'data-stat="([^"]+)">([^<]*)<', html))
+
+
+def grade_of(record: dict) -> str:
+    if record["differentiation"] == "poor":
+        return "NEC"
+    if record["grade"]:
+        return "NET " + record["grade"].upper()
+    levels = []
+    for value, g1, g2 in ((record["ki67_percent"], 3, 20), (record["mitoses_per_2mm2"], 2, 20)):
+        if value is not None:
+            levels.append(1 if value < g1 else 2 if value <= g2 else 3)
+    return f"NET G{max(levels)}" if levels else "(unknown)"
+
+
+@pytest.fixture(scope="module")
+def audited(tmp_path_factory: pytest.TempPathFactory, kb: KnowledgeBase) -> tuple[str, list, list]:
+    tmp = tmp_path_factory.mktemp("report")
+    path = tmp / "reg.csv"
+    write_synth(path, 400, seed=21, given=True)
+    with path.open("a", encoding="utf-8") as fh:  # two bad rows at the end
+        fh.write("bad-1" + ",,,,,,,,140" + "," * 26 + "\n")
+        fh.write("bad-2,,,unknown_site" + "," * 32 + "\n")
+    report = AuditReport(source=path.name, kb_version=kb.version, engine="python")
+    inputs: list = []
+    results: list = []
+
+    def keep(inp, res) -> None:
+        report.add(inp, res)
+        inputs.extend(inp.to_pylist())
+        results.extend(res.to_pylist())
+
+    stats = audit_chunks(
+        read_registry(path, chunk_rows=150), kb=kb, engine="python", on_result=keep
+    )
+    report.skipped = stats.skipped
+    return report.render(), inputs, results
+
+
+def test_counts_and_skipped(audited: tuple[str, list, list]) -> None:
+    html, inputs, _ = audited
+    s = stats_of(html)
+    assert s["audited"] == str(len(inputs)) == "400"
+    assert s["skipped"] == "2"
+    assert s["rows"] == "402"
+    assert s["skipped.percent"] == "0.5"
+
+
+def test_concordance_overall_site_grade(audited: tuple[str, list, list]) -> None:
+    html, inputs, results = audited
+    s = stats_of(html)
+    known = [(i, r) for i, r in zip(inputs, results, strict=True) if r["concordant"] is not None]
+    yes = sum(r["concordant"] for _, r in known)
+    assert s["concordance.overall.total"] == str(len(known))
+    assert s["concordance.overall.concordant"] == str(yes)
+    assert s["concordance.overall.percent"] == f"{100 * yes / len(known):.1f}"
+    by_site: dict[str, list[bool]] = {}
+    by_grade: dict[str, list[bool]] = {}
+    for i, r in known:
+        by_site.setdefault(i["primary_site"], []).append(r["concordant"])
+        by_grade.setdefault(grade_of(i), []).append(r["concordant"])
+    for site, values in by_site.items():
+        assert s[f"concordance.site.{site}.total"] == str(len(values))
+        assert s[f"concordance.site.{site}.concordant"] == str(sum(values))
+        assert s[f"concordance.site.{site}.percent"] == f"{100 * sum(values) / len(values):.1f}"
+    for grade, values in by_grade.items():
+        assert s[f"concordance.grade.{grade}.total"] == str(len(values))
+        assert s[f"concordance.grade.{grade}.concordant"] == str(sum(values))
+
+
+def test_eligibility_recommendations_alerts_missing(audited: tuple[str, list, list]) -> None:
+    html, _inputs, results = audited
+    s = stats_of(html)
+    n = len(results)
+    for name in ("prrt", "hepatic_resection", "liver_transplant", "embolization"):
+        counts = Counter(r[f"elig.{name}"] for r in results)
+        for status in ("eligible", "not_eligible", "undetermined"):
+            assert s[f"elig.{name}.{status}"] == str(counts[status])
+        assert s[f"elig.{name}.eligible.percent"] == f"{100 * counts['eligible'] / n:.1f}"
+    for code in ("prrt", "somatostatin_analog", "platinum_etoposide", "everolimus"):
+        counts = Counter(r[f"rec.{code}"] for r in results)
+        for status in ("recommended", "consider", "not_recommended", "contraindicated"):
+            assert s[f"rec.{code}.{status}"] == str(counts[status])
+        assert s[f"rec.{code}.none"] == str(counts[None])
+    alerts = Counter(a for r in results for a in r["alerts"])
+    for code, count in alerts.most_common(5):
+        assert s[f"alert.{code}"] == str(count)
+    missing = Counter(m for r in results for m in r["missing"])
+    top = missing.most_common(3)
+    for field, count in top:
+        assert s[f"missing.{field}"] == str(count)
+        assert s[f"missing.{field}.percent"] == f"{100 * count / n:.1f}"
+    assert s["patients_with_missing"] == str(sum(1 for r in results if r["missing"]))
+    # the most frequent missing field comes first in the table
+    first = re.search(r'data-stat="missing\.([^".]+)">', html)
+    assert first is not None
+    assert missing[first.group(1)] == top[0][1]
+
+
+def test_page_is_standalone_with_charts(audited: tuple[str, list, list]) -> None:
+    html = audited[0]
+    assert html.count("<svg") >= 5
+    assert "<script" not in html
+    assert "http://" not in html.replace("http://www.w3.org/2000/svg", "")
+    assert "https://" not in html
+
+
+def test_without_given_no_concordance(tmp_path: Path, kb: KnowledgeBase) -> None:
+    path = tmp_path / "reg.parquet"
+    write_synth(path, 30, seed=2, given=False)
+    report = AuditReport()
+    audit_chunks(read_registry(path), kb=kb, engine="python", on_result=report.add)
+    html = report.render()
+    assert "concordance was not measured" in html
+    assert stats_of(html)["audited"] == "30"
+    assert all(check_row(r)[0] is not None for r in [])
