@@ -195,3 +195,17 @@ def test_spark_agrees_with_recommend_on_the_vignettes(
         spark.stop()
     result = pa.Table.from_pylist(rows)
     check(vignette_cohort, result)
+
+
+@pytest.mark.spark
+def test_spark_accepts_a_registry_with_ecog_as_double(kb: KnowledgeBase) -> None:
+    """Registry readers give ecog as a double; the Spark path must still take it."""
+    import pyarrow as pa
+
+    from netboard.batch.run import ENGINES, audit_arrow
+
+    if "spark" not in ENGINES:
+        pytest.skip("pyspark or java is not installed")
+    table = pa.table({"id": ["p1"], "ecog": pa.array([1.0], pa.float64())})
+    out = audit_arrow(table, kb, engine="spark")
+    assert out.column("id").to_pylist() == ["p1"]

@@ -157,9 +157,10 @@ def run_spark(spark: Any, df: Any, kb: KnowledgeBase) -> Any:
 
 
 def _audit_spark(table: pa.Table, kb: KnowledgeBase) -> pa.Table:
+    import pyarrow as pa
     from pyspark.sql import SparkSession
 
-    from netboard.batch.columns import spark_ddl
+    from netboard.batch.columns import input_schema, spark_ddl
 
     spark = (
         SparkSession.builder.master("local[*]")
@@ -175,7 +176,10 @@ def _audit_spark(table: pa.Table, kb: KnowledgeBase) -> pa.Table:
         for part in spark_ddl(given=GIVEN in table.column_names).split(", ")
         if part.split(" ", 1)[0].strip("`") in present
     )
-    rows = [tuple(r[n] for n in present) for r in table.select(present).to_pylist()]
+    # Registry readers give ecog as a double; Spark's row check wants the declared INT.
+    schema = input_schema(given=GIVEN in table.column_names)
+    typed = table.select(present).cast(pa.schema([schema.field(n) for n in present]))
+    rows = [tuple(r[n] for n in present) for r in typed.to_pylist()]
     df = spark.createDataFrame(rows, schema=ddl)
     return run_spark(spark, df, kb).toArrow()
 
