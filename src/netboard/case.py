@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from netboard import vocab as v
-from netboard.errors import CaseError, Problem
+from netboard.errors import CaseError, Problem, ProblemsError
 
 MAX_CASE_BYTES = 1_000_000
 
@@ -506,29 +506,49 @@ def parse_document(text: str, *, source: str = "(case)") -> Any:
         raise CaseError([Problem(source, f"not valid YAML: {detail}")]) from None
 
 
+def read_text(
+    path: str,
+    *,
+    limit: int,
+    expected: str,
+    error: type[ProblemsError] = CaseError,
+) -> tuple[str, str]:
+    """Read a UTF-8 text file (or standard input for ``-``) of at most ``limit`` bytes.
+
+    Returns:
+        The text and the name to report problems under (the path, or ``(stdin)``).
+
+    Raises:
+        ``error``: unreadable, too large, not UTF-8, or empty (``expected`` says what was
+        expected instead), naming the file.
+    """
+    source = "(stdin)" if path == "-" else path
+    try:
+        if path == "-":
+            raw = sys.stdin.buffer.read(limit + 1)
+        else:
+            p = Path(path)
+            if p.is_file() and p.stat().st_size > limit:
+                raise error([Problem(source, f"file is larger than {limit} bytes")])
+            raw = p.read_bytes()
+    except OSError as exc:
+        raise error([Problem(source, f"cannot read: {exc.strerror or exc}")]) from None
+    if len(raw) > limit:
+        raise error([Problem(source, f"input is larger than {limit} bytes")])
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise error([Problem(source, "not UTF-8 text")]) from None
+    if not text.strip():
+        raise error([Problem(source, f"empty input: expected {expected}")])
+    return text, source
+
+
 def read_case(path: str) -> Case:
     """Read a case from a JSON/YAML file, or from standard input when ``path`` is ``-``.
 
     Raises:
         CaseError: the file is unreadable, too large, not JSON/YAML, or the case is invalid.
     """
-    source = "(stdin)" if path == "-" else path
-    try:
-        if path == "-":
-            raw = sys.stdin.buffer.read(MAX_CASE_BYTES + 1)
-        else:
-            p = Path(path)
-            if p.is_file() and p.stat().st_size > MAX_CASE_BYTES:
-                raise CaseError([Problem(source, f"file is larger than {MAX_CASE_BYTES} bytes")])
-            raw = p.read_bytes()
-    except OSError as exc:
-        raise CaseError([Problem(source, f"cannot read: {exc.strerror or exc}")]) from None
-    if len(raw) > MAX_CASE_BYTES:
-        raise CaseError([Problem(source, f"input is larger than {MAX_CASE_BYTES} bytes")])
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise CaseError([Problem(source, "not UTF-8 text")]) from None
-    if not text.strip():
-        raise CaseError([Problem(source, "empty input: expected a JSON or YAML case")])
+    text, source = read_text(path, limit=MAX_CASE_BYTES, expected="a JSON or YAML case")
     return load_case(parse_document(text, source=source))

@@ -31,7 +31,16 @@ from typing import TYPE_CHECKING, Any
 
 from netboard import vocab as v
 from netboard.batch.reference import audit_table, layout_fields, result_schema
-from netboard.case import FIELDS, LAB_FIELDS, Case, Choice, ChoiceList, Number, load_case
+from netboard.case import (
+    FIELDS,
+    LAB_FIELDS,
+    Case,
+    Choice,
+    ChoiceList,
+    Number,
+    load_case,
+    parse_json,
+)
 from netboard.errors import CaseError, Problem, ProblemsError
 from netboard.kb import KnowledgeBase
 
@@ -589,18 +598,6 @@ def _read_parquet(path: Path, chunk_rows: int) -> Iterator[Chunk]:
         offset += table.num_rows
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [k for k, _ in pairs]
-    if len(set(keys)) != len(keys):
-        dup = sorted({k for k in keys if keys.count(k) > 1})
-        raise ValueError(f"duplicate key {dup[0]!r}")
-    return dict(pairs)
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
 def _read_ndjson(path: Path, chunk_rows: int) -> Iterator[Chunk]:
     import pyarrow as pa
 
@@ -624,11 +621,9 @@ def _read_ndjson(path: Path, chunk_rows: int) -> Iterator[Chunk]:
                 continue
             read += 1
             try:
-                record = json.loads(
-                    line, object_pairs_hook=_no_duplicates, parse_constant=_no_constant
-                )
-            except ValueError as exc:
-                lines.append(f"row {number}: (row): not valid JSON: {exc}")
+                record = parse_json(line, source="(row)")
+            except CaseError as exc:
+                lines.append(f"row {number}: {exc.problems[0]}")
                 skipped += 1
                 record = None
             if record is not None and not isinstance(record, dict):

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
+from netboard.case import parse_json, read_text
 from netboard.errors import CaseError, Problem
 
 #: Largest FHIR file ``read_fhir`` accepts.
@@ -99,14 +97,6 @@ def resources_from(data: object) -> list[dict[str, Any]]:
     return out
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [k for k, _ in pairs]
-    dup = sorted({k for k in keys if keys.count(k) > 1})
-    if dup:
-        raise ValueError(f"duplicate key {dup[0]!r}")
-    return dict(pairs)
-
-
 def load_json(path: str) -> Any:
     """Read FHIR JSON from a file (or standard input for ``-``), refusing what is not JSON.
 
@@ -114,26 +104,5 @@ def load_json(path: str) -> Any:
         CaseError: unreadable, larger than 10 MB, not UTF-8, or not valid JSON; the problem
             names the file.
     """
-    source = "(stdin)" if path == "-" else path
-    try:
-        if path == "-":
-            raw = sys.stdin.buffer.read(MAX_FHIR_BYTES + 1)
-        else:
-            p = Path(path)
-            if p.is_file() and p.stat().st_size > MAX_FHIR_BYTES:
-                raise CaseError([Problem(source, f"file is larger than {MAX_FHIR_BYTES} bytes")])
-            raw = p.read_bytes()
-    except OSError as exc:
-        raise CaseError([Problem(source, f"cannot read: {exc.strerror or exc}")]) from None
-    if len(raw) > MAX_FHIR_BYTES:
-        raise CaseError([Problem(source, f"input is larger than {MAX_FHIR_BYTES} bytes")])
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise CaseError([Problem(source, "not UTF-8 text")]) from None
-    if not text.strip():
-        raise CaseError([Problem(source, "empty input: expected FHIR JSON")])
-    try:
-        return json.loads(text, object_pairs_hook=_no_duplicates)
-    except ValueError as exc:
-        raise CaseError([Problem(source, f"not valid JSON: {exc}")]) from None
+    text, source = read_text(path, limit=MAX_FHIR_BYTES, expected="FHIR JSON")
+    return parse_json(text, source=source)

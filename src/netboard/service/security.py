@@ -41,7 +41,7 @@ from jwt.exceptions import (
 )
 from jwt.types import Options
 
-from netboard.case import parse_document
+from netboard.case import parse_document, read_text
 from netboard.errors import CaseError, ConfigError, NetboardError, Problem
 
 if TYPE_CHECKING:
@@ -323,20 +323,9 @@ def _whole_number(
 
 def _read_json_file(path: Path, source: str) -> Any:
     """Read a small JSON/YAML file, reporting failures as ``ConfigError``."""
-    try:
-        if path.is_file() and path.stat().st_size > MAX_TRUST_FILE_BYTES:
-            raise ConfigError([Problem(source, f"larger than {MAX_TRUST_FILE_BYTES} bytes")])
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError([Problem(source, f"cannot read: {exc.strerror or exc}")]) from None
-    if len(raw) > MAX_TRUST_FILE_BYTES:
-        raise ConfigError([Problem(source, f"larger than {MAX_TRUST_FILE_BYTES} bytes")])
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise ConfigError([Problem(source, "not UTF-8 text")]) from None
-    if not text.strip():
-        raise ConfigError([Problem(source, "empty file")])
+    text, _ = read_text(
+        str(path), limit=MAX_TRUST_FILE_BYTES, expected="a JSON or YAML file", error=ConfigError
+    )
     try:
         return parse_document(text, source=source)
     except CaseError as exc:
