@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from netboard.case import FIELDS, LAB_FIELDS, Choice, ChoiceList, Flag, Number, Spec, load_case
 from netboard.errors import CaseError, Problem
+from netboard.render.report import ReferenceView
 from netboard.vocab import CONTRACT_VERSION, Intervention
 
 if TYPE_CHECKING:
@@ -476,19 +477,6 @@ class StatementView:
     cites: tuple[int, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class ReferenceView:
-    """One numbered reference of a knowledge answer."""
-
-    number: int
-    id: str
-    kind: str
-    citation: str
-    year: int | None
-    url: str
-    note: str
-
-
 def _shown(kb: KnowledgeBase, path: str, value: Any) -> str:
     spec = _spec(path)
     if isinstance(value, bool):
@@ -532,7 +520,7 @@ def _knowledge_views(
         for s in answer.statements
     )
     references = tuple(
-        ReferenceView(n, r.id, str(r.kind), r.citation, r.year, r.url or "", r.note or "")
+        ReferenceView(n, r.id, str(r.kind), r.citation, r.year, r.url, r.note)
         for n, r in enumerate(answer.references, start=1)
     )
     return statements, references
