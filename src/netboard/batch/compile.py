@@ -53,8 +53,8 @@ from netboard.conditions import (
     Shared,
     walk,
 )
-from netboard.engine.classify import _RANK as GRADE_RANK
-from netboard.engine.recommend import _SEVERITY_ORDER, _compile_plan
+from netboard.engine.classify import GRADE_RANK
+from netboard.engine.recommend import SEVERITY_ORDER, compile_plan
 from netboard.kb.schema import COMPUTED_SOURCES, Grading, KnowledgeBase
 from netboard.vocab import (
     STATUS_RANK,
@@ -597,7 +597,7 @@ def _derived_rank(grading: Grading) -> exp.Expression:
 class _Compiler:
     def __init__(self, kb: KnowledgeBase) -> None:
         self.kb = kb
-        self.plan = _compile_plan(kb)
+        self.plan = compile_plan(kb)
         self.layers: list[Layer] = []
         self.names: dict[str, int] = defaultdict(int)
 
@@ -1026,7 +1026,7 @@ class _Compiler:
         cols = [(self.name("t_alert", a.id), truth(a.when, scope)) for a in plan.alerts]
         self.layer("alerts", cols)
         alert_cols = [
-            (t, a.code.value, _SEVERITY_ORDER[a.severity])
+            (t, a.code.value, SEVERITY_ORDER[a.severity])
             for (t, _), a in zip(cols, plan.alerts, strict=True)
         ]
         cols_m = []

@@ -12,7 +12,7 @@ from netboard.case import Case
 from netboard.kb.schema import Grading, KnowledgeBase
 from netboard.vocab import Differentiation, DiseaseStatus, Grade, MetastaticSite, Sex, Who2019
 
-_RANK = {Grade.G1: 1, Grade.G2: 2, Grade.G3: 3}
+GRADE_RANK = {Grade.G1: 1, Grade.G2: 2, Grade.G3: 3}
 
 
 def grade_from(value: float | None, g1_below: float | None, g2_upto: float | None) -> Grade | None:
@@ -46,7 +46,7 @@ def derive_grade(ki67: float | None, mitoses: float | None, grading: Grading) ->
         )
         if g is not None
     ]
-    return max(grades, key=_RANK.__getitem__) if grades else None
+    return max(grades, key=GRADE_RANK.__getitem__) if grades else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,11 +80,12 @@ def classify(case: Case, kb: KnowledgeBase) -> Classified:
     notes: list[str] = []
     final: Grade | None
     if stated and derived:
-        final = max(stated, derived, key=_RANK.__getitem__)
+        final = max(stated, derived, key=GRADE_RANK.__getitem__)
         all_measured = case.mitoses_per_2mm2 is not None and (
             thoracic or case.ki67_percent is not None
         )
-        discordant = stated != derived and (_RANK[stated] < _RANK[derived] or all_measured)
+        lower = GRADE_RANK[stated] < GRADE_RANK[derived]
+        discordant = stated != derived and (lower or all_measured)
         if discordant:
             notes.append(
                 f"Stated grade {stated.value.upper()} disagrees with the measured "

@@ -43,7 +43,7 @@ from netboard.vocab import (
 )
 
 _KIND_ORDER = {k: i for i, k in enumerate(ReferenceKind)}
-_SEVERITY_ORDER = {s: i for i, s in enumerate(Severity)}
+SEVERITY_ORDER = {s: i for i, s in enumerate(Severity)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,8 +117,8 @@ def recommend(case: Case, *, kb: KnowledgeBase | None = None) -> Answer:
     ctx.eligibility = {e.name.value: e.status.value for e in eligibility}
     ctx.eligibility_unknown = eligibility_unknown
 
-    # 2. Rules, each positive one combined with the guards of its code (see _compile_plan).
-    plan = _compile_plan(kb)
+    # 2. Rules, each positive one combined with the guards of its code (see compile_plan).
+    plan = compile_plan(kb)
     # Pre-treatment checks (unknown_blocks: false) hold or not once per case.
     holding = frozenset(g.id for g in plan.soft_guards if evaluate(g.when, ctx).truth is Truth.TRUE)
     candidates: list[_Candidate] = []
@@ -192,7 +192,7 @@ def recommend(case: Case, *, kb: KnowledgeBase | None = None) -> Answer:
             )
         elif r.truth is Truth.UNKNOWN and a.severity is Severity.CRITICAL:
             note_unknown(r, f"the {a.code.value.replace('_', ' ')} alert")
-    alert_list = sorted(alerts.values(), key=lambda a: (_SEVERITY_ORDER[a.severity], a.code.value))
+    alert_list = sorted(alerts.values(), key=lambda a: (SEVERITY_ORDER[a.severity], a.code.value))
 
     monitoring = [
         Monitoring(what=m.what, interval=m.interval, reason=m.reason, evidence=m.evidence)
@@ -270,7 +270,7 @@ class _Step:
 
 
 @dataclass(frozen=True, slots=True)
-class _Plan:
+class Plan:
     """Per-knowledge-base indexes built once: rule steps, dosing by code, sorted alerts."""
 
     steps: tuple[_Step, ...]
@@ -280,10 +280,10 @@ class _Plan:
     ref_index: dict[str, int]
 
 
-_PLANS: dict[int, tuple[KnowledgeBase, _Plan]] = {}
+_PLANS: dict[int, tuple[KnowledgeBase, Plan]] = {}
 
 
-def _compile_plan(kb: KnowledgeBase) -> _Plan:
+def compile_plan(kb: KnowledgeBase) -> Plan:
     """Fold each code's guards into its positive rules, once per knowledge base.
 
     A negative rule (not_recommended/contraindicated) guards its code: while it holds, no
@@ -323,11 +323,11 @@ def _compile_plan(kb: KnowledgeBase) -> _Plan:
     dosing: dict[str, list[DoseDef]] = defaultdict(list)
     for d in kb.dosing:
         dosing[d.code.value].append(d)
-    plan = _Plan(
+    plan = Plan(
         steps=tuple(steps),
         soft_guards=tuple(r for r in kb.rules if not r.status.positive and not r.unknown_blocks),
         dosing={k: tuple(x) for k, x in dosing.items()},
-        alerts=tuple(sorted(kb.alerts, key=lambda a: _SEVERITY_ORDER[a.severity])),
+        alerts=tuple(sorted(kb.alerts, key=lambda a: SEVERITY_ORDER[a.severity])),
         ref_index={rid: i for i, rid in enumerate(kb.references)},
     )
     _PLANS[id(kb)] = (kb, plan)
