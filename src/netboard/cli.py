@@ -42,6 +42,12 @@ def _version_text() -> str:
     )
 
 
+def _add_kb_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--kb", help="use the knowledge base in this directory instead of the packaged one"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="netboard",
@@ -66,17 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--patient", metavar="ID", help="with --fhir: read only this patient's resources"
     )
     rec.add_argument("--format", choices=["json", "markdown", "html"], default="markdown")
-    rec.add_argument(
-        "--kb", help="use the knowledge base in this directory instead of the packaged one"
-    )
+    _add_kb_option(rec)
 
     ask = sub.add_parser("ask", help="answer a free-text question or clinical note (- for stdin)")
     ask.add_argument("text", help="the question or note, or - to read it from standard input")
     ask.add_argument("--format", choices=["json", "markdown"], default="markdown")
     ask.add_argument("--case-out", help="also write the parsed case to this YAML file")
-    ask.add_argument(
-        "--kb", help="use the knowledge base in this directory instead of the packaged one"
-    )
+    _add_kb_option(ask)
 
     serve = sub.add_parser(
         "serve", help="run the HTTP API, the CDS Hooks service and the web page (needs [service])"
@@ -95,9 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="SQLite file for CDS Hooks feedback (default ./netboard-feedback.sqlite3)",
     )
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    serve.add_argument(
-        "--kb", help="use the knowledge base in this directory instead of the packaged one"
-    )
+    _add_kb_option(serve)
 
     kb = sub.add_parser("kb", help="knowledge-base tools")
     kb_sub = kb.add_subparsers(dest="kb_command", parser_class=_Parser)
@@ -131,9 +131,7 @@ def _add_batch_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
         choices=["duckdb", "polars", "spark", "python"],
         help="batch engine (default duckdb when installed, else python, the reference)",
     )
-    audit.add_argument(
-        "--kb", help="use the knowledge base in this directory instead of the packaged one"
-    )
+    _add_kb_option(audit)
     audit.add_argument(
         "--compare-kb",
         metavar="OTHER_KB",

@@ -53,7 +53,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, subp
             time.sleep(0.1)
     yield url, proc
     proc.terminate()
-    proc.wait(10)
+    proc.communicate(timeout=10)  # also closes the pipes (an open one is a ResourceWarning)
 
 
 def test_serve_answers_over_real_http(server: tuple[str, subprocess.Popen[str]]) -> None:
