@@ -19,8 +19,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
+from netboard.fhir.table import CodeTable, FhirCode, FhirMap, NameRule
 from netboard.kb import KnowledgeBase, load_kb
-from netboard.kb.schema import CodeTable, FhirCode, FhirMap, NameRule
 
 #: The FHIR base of the EHR that ``prefetch_for`` plays (search Bundles need absolute URLs).
 EHR_BASE = "https://ehr.example.org/fhir"

@@ -27,7 +27,7 @@ from netboard.conditions import (
 from netboard.engine.classify import classify
 from netboard.engine.evaluate import Context, evaluate
 from netboard.kb import KnowledgeBase
-from netboard.kb.schema import FactDef
+from netboard.kb.model import FactDef
 from netboard.logic import Truth, and_, not_, or_
 
 pa = pytest.importorskip("pyarrow")

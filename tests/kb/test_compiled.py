@@ -8,7 +8,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from netboard.kb import COMPILED, check_kb_dir, compile_kb, source_digest
-from netboard.kb.schema import read_kb_files
+from netboard.kb.loader import read_kb_files
 
 
 def test_packaged_snapshot_is_fresh() -> None:

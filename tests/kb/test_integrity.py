@@ -20,7 +20,7 @@ import yaml
 from netboard import vocab as v
 from netboard.errors import Problem
 from netboard.kb import KnowledgeBase, check_kb_dir
-from netboard.kb.schema import read_kb_files
+from netboard.kb.loader import read_kb_files
 
 KB_DIR = Path(str(files("netboard.kb")))
 

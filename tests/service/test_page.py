@@ -22,8 +22,8 @@ from netboard.case import (
     Text,
     field_paths,
     load_case,
-    yaml_loader,
 )
+from netboard.documents import yaml_loader
 from netboard.engine.recommend import recommend
 from netboard.errors import CaseError, Problem
 from netboard.kb import KnowledgeBase

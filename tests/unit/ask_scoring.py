@@ -36,7 +36,7 @@ TARGET_RECALL = 0.95
 
 def load_corpus(path: Path = CORPUS) -> list[dict[str, Any]]:
     """The corpus items, read with the project's YAML 1.2 loader."""
-    from netboard.case import yaml_loader
+    from netboard.documents import yaml_loader
 
     items = yaml.load(path.read_text(encoding="utf-8"), Loader=yaml_loader())
     assert isinstance(items, list)

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from netboard.case import FIELDS, LAB_FIELDS, Case, load_case, parse_document
+from netboard.case import FIELDS, LAB_FIELDS, Case, load_case
+from netboard.documents import parse_document
 from netboard.errors import CaseError, Problem
 from netboard.vocab import Grade, MetastaticSite, Site
 

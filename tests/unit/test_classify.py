@@ -9,7 +9,7 @@ import pytest
 from netboard.case import Case, load_case
 from netboard.engine.classify import Classified, classify, derive_grade, pregnancy_status, stage_of
 from netboard.kb import KnowledgeBase
-from netboard.kb.schema import Grading
+from netboard.kb.model import Grading
 from netboard.vocab import Differentiation, Grade, MetastaticSite, Who2019
 
 G1, G2, G3 = Grade.G1, Grade.G2, Grade.G3

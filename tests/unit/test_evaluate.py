@@ -24,7 +24,7 @@ from netboard.engine.classify import classify
 from netboard.engine.evaluate import Context, Result, compare, evaluate, sources
 from netboard.engine.explain import describe
 from netboard.kb import KnowledgeBase
-from netboard.kb.schema import FactDef
+from netboard.kb.model import FactDef
 from netboard.logic import Truth
 
 T, F, U = Truth.TRUE, Truth.FALSE, Truth.UNKNOWN

@@ -21,7 +21,7 @@ from netboard.fhir import (
     resources_from,
 )
 from netboard.kb import KnowledgeBase
-from netboard.kb.schema import parse_kb, read_kb_files
+from netboard.kb.loader import parse_kb, read_kb_files
 
 ROOT = Path(__file__).resolve().parents[2]
 TODAY = dt.date(2025, 1, 15)

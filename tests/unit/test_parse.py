@@ -20,8 +20,9 @@ import pytest
 import yaml
 
 from netboard import vocab as v
-from netboard.case import FIELDS, LAB_FIELDS, Choice, ChoiceList, Flag, load_case, yaml_loader
+from netboard.case import FIELDS, LAB_FIELDS, Choice, ChoiceList, Flag, load_case
 from netboard.cli import main
+from netboard.documents import yaml_loader
 from netboard.engine.recommend import recommend
 from netboard.kb import KnowledgeBase
 from netboard.parse import parse_text

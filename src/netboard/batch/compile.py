@@ -55,7 +55,7 @@ from netboard.conditions import (
 )
 from netboard.engine.classify import GRADE_RANK
 from netboard.engine.recommend import SEVERITY_ORDER, compile_plan
-from netboard.kb.schema import COMPUTED_SOURCES, Grading, KnowledgeBase
+from netboard.kb.model import COMPUTED_SOURCES, Grading, KnowledgeBase
 from netboard.vocab import (
     STATUS_RANK,
     Differentiation,

@@ -31,16 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 from netboard import vocab as v
 from netboard.batch.reference import audit_table, layout_fields, result_schema
-from netboard.case import (
-    FIELDS,
-    LAB_FIELDS,
-    Case,
-    Choice,
-    ChoiceList,
-    Number,
-    load_case,
-    parse_json,
-)
+from netboard.case import FIELDS, LAB_FIELDS, Case, Choice, ChoiceList, Number, load_case
+from netboard.documents import parse_json
 from netboard.errors import CaseError, Problem, ProblemsError
 from netboard.kb import KnowledgeBase
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from netboard.case import FIELDS, LAB_FIELDS, Choice, ChoiceList, Flag, Number
 from netboard.conditions import Compare, walk
-from netboard.kb.schema import KnowledgeBase
+from netboard.kb.model import KnowledgeBase
 from netboard.vocab import DiseaseStatus, Sex, Site
 
 __all__ = ["cut_offs", "sample_cases"]

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from netboard.case import Case
-from netboard.kb.schema import Grading, KnowledgeBase
+from netboard.kb.model import Grading, KnowledgeBase
 from netboard.vocab import Differentiation, DiseaseStatus, Grade, MetastaticSite, Sex, Who2019
 
 GRADE_RANK = {Grade.G1: 1, Grade.G2: 2, Grade.G3: 3}

@@ -25,7 +25,7 @@ from netboard.conditions import (
     Planned,
     Shared,
 )
-from netboard.kb.schema import COMPUTED_SOURCES, FactDef
+from netboard.kb.model import COMPUTED_SOURCES, FactDef
 from netboard.logic import Truth
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from netboard.case import field_paths
 from netboard.conditions import All, Compare, Condition, EligibilityIs, Fact, Not, Planned, Shared
-from netboard.kb.schema import KnowledgeBase
+from netboard.kb.model import KnowledgeBase
 
 _OPS = {"lt": "<", "le": "≤", "gt": ">", "ge": "≥"}
 

@@ -30,7 +30,7 @@ from netboard.engine.evaluate import Context, Result, evaluate
 from netboard.engine.explain import describe, missing_information, order_fields
 from netboard.engine.summary import summarize
 from netboard.kb import load_kb
-from netboard.kb.schema import AlertRule, DoseDef, KnowledgeBase, Rule
+from netboard.kb.model import AlertRule, DoseDef, KnowledgeBase, Rule
 from netboard.logic import Truth
 from netboard.vocab import (
     CONTRACT_VERSION,

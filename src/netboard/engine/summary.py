@@ -7,7 +7,7 @@ from collections.abc import Callable
 from netboard.answer import Answer, Recommendation
 from netboard.case import Case
 from netboard.engine.explain import label_field
-from netboard.kb.schema import KnowledgeBase
+from netboard.kb.model import KnowledgeBase
 from netboard.vocab import Severity, Status
 
 

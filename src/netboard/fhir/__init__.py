@@ -18,7 +18,7 @@ import datetime as dt
 from netboard.fhir.bundle import MAX_FHIR_BYTES, load_json, resources_from
 from netboard.fhir.mapping import case_from_fhir
 from netboard.fhir.model import FhirCase, Unmapped
-from netboard.kb.schema import KnowledgeBase
+from netboard.kb.model import KnowledgeBase
 
 __all__ = [
     "MAX_FHIR_BYTES",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from netboard.case import parse_json, read_text
+from netboard.documents import parse_json, read_text
 from netboard.errors import CaseError, Problem
 
 #: Largest FHIR file ``read_fhir`` accepts.

@@ -16,15 +16,15 @@ from netboard.case import FIELDS, LAB_FIELDS, ChoiceList, load_case
 from netboard.errors import CaseError, KnowledgeBaseError, Problem
 from netboard.fhir import elements as el
 from netboard.fhir.model import FhirCase, Unmapped
-from netboard.kb.schema import (
+from netboard.fhir.table import (
     CodeTable,
     FhirCode,
     FhirMap,
     FhirObservation,
-    KnowledgeBase,
     NameRule,
     normalize_code,
 )
+from netboard.kb.model import KnowledgeBase
 
 _CONDITION_VER = "condition-ver-status"
 _CONDITION_CLINICAL = "condition-clinical"

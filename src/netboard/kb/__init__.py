@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from netboard.errors import KnowledgeBaseError, Problem
-from netboard.kb.schema import KnowledgeBase, parse_kb, read_kb_files, yaml_sources
+from netboard.kb.loader import parse_kb, read_kb_files, yaml_sources
+from netboard.kb.model import KnowledgeBase
 
 __all__ = ["KnowledgeBase", "check_kb_dir", "compile_kb", "load_kb", "source_digest"]
 

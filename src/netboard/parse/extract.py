@@ -806,7 +806,7 @@ def lexicon() -> Lexicon:
     """The packaged lexicon, read and compiled once per process."""
     import yaml
 
-    from netboard.case import yaml_loader
+    from netboard.documents import yaml_loader
 
     # YAML 1.2 booleans (an unquoted "on" or "no" stays a word) and no duplicate keys.
     text = files("netboard.parse").joinpath("lexicon.yaml").read_text(encoding="utf-8")

@@ -26,7 +26,7 @@ from functools import lru_cache
 from typing import Any
 
 from netboard.conditions import All, AnyOf, Condition, Fact, Planned, walk
-from netboard.kb.schema import KnowledgeBase, ReferenceDef
+from netboard.kb.model import KnowledgeBase, ReferenceDef
 
 __all__ = [
     "KnowledgeAnswer",
@@ -208,7 +208,7 @@ def aliases() -> Aliases:
 
     import yaml
 
-    from netboard.case import yaml_loader
+    from netboard.documents import yaml_loader
 
     text = files("netboard.parse").joinpath("knowledge_aliases.yaml").read_text("utf-8")
     return parse_aliases(yaml.load(text, Loader=yaml_loader()))

@@ -29,7 +29,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Res
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from netboard import __version__
-from netboard.case import MAX_CASE_BYTES, case_json_schema, load_case, parse_json
+from netboard.case import MAX_CASE_BYTES, case_json_schema, load_case
+from netboard.documents import parse_json
 from netboard.errors import CaseError, Problem
 from netboard.service import cds_hooks
 

@@ -41,7 +41,7 @@ from jwt.exceptions import (
 )
 from jwt.types import Options
 
-from netboard.case import parse_document, read_text
+from netboard.documents import parse_document, read_text
 from netboard.errors import CaseError, ConfigError, NetboardError, Problem
 
 if TYPE_CHECKING:

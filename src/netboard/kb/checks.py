@@ -1,0 +1,167 @@
+"""Cross-file checks of a parsed knowledge base: references, fields, facts and codes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from netboard import vocab as v
+from netboard.case import FIELDS, LAB_FIELDS, Choice, ChoiceList, Flag, Number, Spec, Text
+from netboard.conditions import (
+    LIST_OPERATORS,
+    NUMERIC_OPERATORS,
+    PRESENCE_OPERATORS,
+    Compare,
+    Condition,
+    EligibilityIs,
+    Fact,
+    Planned,
+    walk,
+)
+from netboard.errors import Problem
+from netboard.kb.model import KnowledgeBase, Words, computed_specs
+
+
+def _check_compare(node: Compare, specs: Mapping[str, Spec | Words], where: str) -> list[Problem]:
+    spec = specs.get(node.field)
+    if spec is None:
+        return [Problem(where, f"condition names unknown field {node.field!r}")]
+    out: list[Problem] = []
+    values = node.value if isinstance(node.value, tuple) else (node.value,)
+    if node.op in PRESENCE_OPERATORS:
+        return (
+            [] if isinstance(node.value, bool) else [Problem(where, "'known' takes true or false")]
+        )
+    if node.op in NUMERIC_OPERATORS:
+        if not isinstance(spec, Number) or not all(
+            isinstance(x, int | float) and not isinstance(x, bool) for x in values
+        ):
+            out.append(
+                Problem(where, f"{node.op!r} needs a numeric field and number ({node.field})")
+            )
+        return out
+    if node.op in LIST_OPERATORS:
+        if not isinstance(spec, ChoiceList):
+            return [Problem(where, f"{node.op!r} needs a list field ({node.field})")]
+        for x in values:
+            if x not in spec.enum._value2member_map_:
+                out.append(Problem(where, f"{x!r} is not a valid value of {node.field}"))
+        return out
+    # is / in
+    for x in values:
+        bad_choice = isinstance(spec, Choice) and x not in spec.enum._value2member_map_
+        if bad_choice or (isinstance(spec, Words) and x not in spec.words):
+            out.append(Problem(where, f"{x!r} is not a valid value of {node.field}"))
+        elif isinstance(spec, Flag) and not isinstance(x, bool):
+            out.append(Problem(where, f"{node.field} takes true/false, got {x!r}"))
+        elif isinstance(spec, Number | ChoiceList | Text):
+            out.append(Problem(where, f"{node.op!r} is not usable on {node.field}"))
+    return out
+
+
+def check_kb(kb: KnowledgeBase) -> list[Problem]:
+    """Cross-file integrity: references, fields, facts and codes named in conditions."""
+    problems: list[Problem] = []
+    specs: dict[str, Spec | Words] = {**FIELDS, **{f"labs.{k}": s for k, s in LAB_FIELDS.items()}}
+    specs.update(computed_specs(kb.sites))
+
+    def cite(where: str, ids: Iterable[str], required: bool = True) -> None:
+        ids = list(ids)
+        if required and not ids:
+            problems.append(Problem(where, "has no evidence"))
+        for rid in ids:
+            if rid not in kb.references:
+                problems.append(Problem(where, f"evidence id {rid!r} resolves to no reference"))
+
+    def cond(where: str, c: Condition) -> None:
+        for node in walk(c):
+            if isinstance(node, Compare):
+                problems.extend(_check_compare(node, specs, where))
+            elif isinstance(node, Fact) and node.name not in kb.facts:
+                problems.append(Problem(where, f"unknown fact {node.name!r}"))
+            elif isinstance(node, EligibilityIs):
+                if node.name not in v.EligibilityName._value2member_map_:
+                    problems.append(Problem(where, f"unknown eligibility {node.name!r}"))
+                if node.status not in v.EligibilityStatus._value2member_map_:
+                    problems.append(Problem(where, f"unknown eligibility status {node.status!r}"))
+            elif isinstance(node, Planned):
+                for code in node.codes:
+                    if code not in v.Intervention._value2member_map_:
+                        problems.append(Problem(where, f"unknown intervention {code!r}"))
+
+    seen: dict[str, str] = {}
+    for kind, items in (
+        ("rule", kb.rules),
+        ("alert", kb.alerts),
+        ("monitoring", kb.monitoring),
+        ("disagreement", kb.disagreements),
+    ):
+        for item in items:
+            if item.id in seen:
+                problems.append(
+                    Problem(f"{kind} {item.id}", f"duplicate id (also a {seen[item.id]})")
+                )
+            seen[item.id] = kind
+            cite(f"{kind} {item.id}", item.evidence)
+            cond(f"{kind} {item.id}", item.when)
+
+    def monotone(where: str, c: Condition) -> None:
+        for node in walk(c):
+            if isinstance(node, Compare) and node.op in PRESENCE_OPERATORS:
+                problems.append(Problem(where, f"{node.op!r} is for alerts and notes only"))
+
+    for rule in kb.rules:
+        monotone(f"rule {rule.id}", rule.when)
+        for node in walk(rule.when):
+            if isinstance(node, Planned):
+                problems.append(
+                    Problem(f"rule {rule.id}", "rules may not depend on the plan itself")
+                )
+    for fact in kb.facts.values():
+        cond(f"fact {fact.name}", fact.when)
+        monotone(f"fact {fact.name}", fact.when)
+        for node in walk(fact.when):
+            if isinstance(node, Planned | EligibilityIs):
+                problems.append(
+                    Problem(f"fact {fact.name}", "facts may use case fields and facts only")
+                )
+    for es in kb.eligibility:
+        for c in es.criteria:
+            cite(f"eligibility {es.name.value}: {c.name}", c.evidence)
+            cond(f"eligibility {es.name.value}: {c.name}", c.when)
+            monotone(f"eligibility {es.name.value}: {c.name}", c.when)
+            for node in walk(c.when):
+                if isinstance(node, Planned | EligibilityIs):
+                    problems.append(
+                        Problem(f"eligibility {es.name.value}", "criteria use case data only")
+                    )
+    for d in kb.dosing:
+        cite(f"dosing {d.code.value}", d.evidence)
+        if d.when is not None:
+            cond(f"dosing {d.code.value}", d.when)
+    for name, g in kb.grading.items():
+        cite(f"grading {name}", g.evidence)
+    _check_fact_cycles(kb, problems)
+    return problems
+
+
+def _check_fact_cycles(kb: KnowledgeBase, problems: list[Problem]) -> None:
+    state: dict[str, int] = {}
+
+    def visit(name: str, trail: tuple[str, ...]) -> None:
+        if state.get(name) == 2 or name not in kb.facts:
+            return
+        if state.get(name) == 1:
+            problems.append(
+                Problem(
+                    f"fact {name}", f"facts refer to each other in a cycle: {' -> '.join(trail)}"
+                )
+            )
+            return
+        state[name] = 1
+        for node in walk(kb.facts[name].when):
+            if isinstance(node, Fact):
+                visit(node.name, (*trail, node.name))
+        state[name] = 2
+
+    for name in sorted(kb.facts):
+        visit(name, (name,))

@@ -1,0 +1,449 @@
+"""Knowledge-base loader: YAML files in, a ``KnowledgeBase`` of typed frozen values out.
+
+Every file is checked as it is read: unknown keys, unknown contract codes, malformed
+conditions, unknown fields in conditions, duplicate ids, rules without evidence and evidence
+ids that resolve to no reference are all reported together as ``Problem``s (file and key
+named). Cross-file checks live in ``netboard.kb.checks``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from importlib.resources.abc import Traversable
+from typing import Any
+
+from netboard import vocab as v
+from netboard.case import FIELDS, LAB_FIELDS
+from netboard.errors import Problem
+from netboard.kb.checks import check_kb
+from netboard.kb.model import (
+    ABOUT_KEYS,
+    HTI1_INPUTS,
+    AlertRule,
+    CriterionDef,
+    DisagreementDef,
+    DoseDef,
+    EligibilitySet,
+    FactDef,
+    FieldInfo,
+    Grading,
+    KnowledgeBase,
+    MonitoringDef,
+    ReferenceDef,
+    Rule,
+    SiteInfo,
+)
+from netboard.kb.reader import Reader, entries
+
+
+def parse_kb(files: Mapping[str, Any]) -> tuple[KnowledgeBase | None, list[Problem]]:
+    """Build a ``KnowledgeBase`` from parsed YAML documents keyed by relative path."""
+    problems: list[Problem] = []
+
+    def reader(name: str) -> Reader:
+        r = Reader(name)
+        readers.append(r)
+        return r
+
+    readers: list[Reader] = []
+
+    # manifest
+    r = reader("manifest.yaml")
+    man = files.get("manifest.yaml") or {}
+    r.mapping(
+        man,
+        "(top)",
+        ["version", "released", "covers", "contract_version", "about"],
+        ["version", "released"],
+    )
+    version = str(man.get("version", ""))
+    released = man.get("released", "")
+    if isinstance(released, dt.date):
+        released = released.isoformat()
+    covers = tuple(str(x) for x in man.get("covers", []) or [])
+    about = man.get("about") or {}
+    if r.mapping(about, "about", list(ABOUT_KEYS), ["developer", "funding", "intended_use"]):
+        inputs = about.get("inputs") or {}
+        if r.mapping(inputs, "about.inputs", list(HTI1_INPUTS), list(HTI1_INPUTS)):
+            for key, used in inputs.items():
+                if not isinstance(used, bool):
+                    r.fail(f"about.inputs.{key}", "expected true or false")
+    if str(man.get("contract_version", v.CONTRACT_VERSION)) != v.CONTRACT_VERSION:
+        r.fail("contract_version", f"knowledge base targets contract {man.get('contract_version')}")
+
+    # references
+    r = reader("references.yaml")
+    references: dict[str, ReferenceDef] = {}
+    for i, e in enumerate(entries(files.get("references.yaml"), r)):
+        w = f"[{i}]"
+        if not r.mapping(
+            e, w, ["id", "citation", "year", "kind", "url", "note"], ["id", "citation", "kind"]
+        ):
+            continue
+        rid = str(e["id"])
+        if rid in references:
+            r.fail(w, f"duplicate reference id {rid!r}")
+        kind = r.enum(v.ReferenceKind, e["kind"], f"{w}.kind")
+        year = e.get("year")
+        if year is not None and (not isinstance(year, int) or isinstance(year, bool)):
+            r.fail(f"{w}.year", "expected a year")
+            year = None
+        if kind is not None:
+            references[rid] = ReferenceDef(
+                id=rid,
+                citation=r.text(e["citation"], f"{w}.citation"),
+                year=year,
+                kind=kind,
+                url=e.get("url"),
+                note=e.get("note"),
+            )
+
+    # classification: sites and grading
+    r = reader("classification.yaml")
+    cls = files.get("classification.yaml") or {}
+    r.mapping(cls, "(top)", ["sites", "grading", "pregnancy"], ["sites", "grading", "pregnancy"])
+    preg = cls.get("pregnancy") or {}
+    r.mapping(
+        preg,
+        "pregnancy",
+        ["childbearing_age_limit", "evidence"],
+        ["childbearing_age_limit", "evidence"],
+    )
+    childbearing_age_limit = float(preg.get("childbearing_age_limit", 55))
+    preg_evidence = r.ids(preg.get("evidence", []), "pregnancy.evidence")
+    sites: dict[v.Site, SiteInfo] = {}
+    for key, e in (cls.get("sites") or {}).items():
+        site = r.enum(v.Site, key, f"sites.{key}")
+        if site is None or not r.mapping(
+            e,
+            f"sites.{key}",
+            ["group", "label", "region", "portal_drained", "thoracic"],
+            ["group", "label", "region", "portal_drained", "thoracic"],
+        ):
+            continue
+        sites[site] = SiteInfo(
+            group=str(e["group"]),
+            label=str(e["label"]),
+            region=str(e["region"]),
+            portal_drained=bool(e["portal_drained"]),
+            thoracic=bool(e["thoracic"]),
+        )
+    for site in v.Site:
+        if site not in sites:
+            r.fail("sites", f"site {site.value!r} has no entry")
+    grading: dict[str, Grading] = {}
+    for key, e in (cls.get("grading") or {}).items():
+        keys = ["ki67_g1_below", "ki67_g2_upto", "mitoses_g1_below", "mitoses_g2_upto", "evidence"]
+        if r.mapping(
+            e, f"grading.{key}", keys, ["mitoses_g1_below", "mitoses_g2_upto", "evidence"]
+        ):
+            grading[str(key)] = Grading(
+                ki67_g1_below=e.get("ki67_g1_below"),
+                ki67_g2_upto=e.get("ki67_g2_upto"),
+                mitoses_g1_below=e["mitoses_g1_below"],
+                mitoses_g2_upto=e["mitoses_g2_upto"],
+                evidence=r.ids(e["evidence"], f"grading.{key}.evidence"),
+            )
+    for needed in ("digestive", "thoracic"):
+        if needed not in grading:
+            r.fail("grading", f"missing grading scheme {needed!r}")
+
+    # field labels
+    r = reader("fields.yaml")
+    fields_info: dict[str, FieldInfo] = {}
+    labels: dict[str, dict[str, str]] = {}
+    fdoc = files.get("fields.yaml") or {}
+    r.mapping(fdoc, "(top)", ["fields", "labels"], ["fields", "labels"])
+    for key, e in (fdoc.get("fields") or {}).items():
+        if r.mapping(e, f"fields.{key}", ["label", "why"], ["label", "why"]):
+            fields_info[str(key)] = FieldInfo(
+                label=r.text(e["label"], f"fields.{key}.label"),
+                why=r.text(e["why"], f"fields.{key}.why"),
+            )
+    for path in [*FIELDS, *(f"labs.{k}" for k in LAB_FIELDS)]:
+        if path not in fields_info:
+            r.fail("fields", f"case field {path!r} has no label")
+    for group, mapping in (fdoc.get("labels") or {}).items():
+        labels[str(group)] = {str(k): str(x) for k, x in (mapping or {}).items()}
+
+    # facts
+    r = reader("facts.yaml")
+    facts: dict[str, FactDef] = {}
+    for i, e in enumerate(entries(files.get("facts.yaml"), r)):
+        w = f"[{i}]"
+        if not r.mapping(e, w, ["name", "label", "when"], ["name", "label", "when"]):
+            continue
+        if e["name"] in facts:
+            r.fail(w, f"duplicate fact {e['name']!r}")
+        facts[str(e["name"])] = FactDef(
+            name=str(e["name"]),
+            label=r.text(e["label"], f"{w}.label"),
+            when=r.condition(e["when"], f"{w}.when"),
+        )
+
+    # rules
+    rules: list[Rule] = []
+    rule_keys = [
+        "id",
+        "code",
+        "phase",
+        "status",
+        "step",
+        "when",
+        "rationale",
+        "evidence",
+        "on_unknown",
+        "scope",
+        "overrides_guards",
+        "unknown_blocks",
+        "dossier",
+    ]
+    for name in sorted(k for k in files if k.startswith("rules/")):
+        r = reader(name)
+        for i, e in enumerate(entries(files[name], r)):
+            w = f"[{i}]"
+            if not r.mapping(
+                e,
+                w,
+                rule_keys,
+                ["id", "code", "phase", "status", "step", "when", "rationale", "evidence"],
+            ):
+                continue
+            w = str(e["id"])
+            raw_codes = e["code"] if isinstance(e["code"], list) else [e["code"]]
+            codes = tuple(
+                c for c in (r.enum(v.Intervention, x, f"{w}.code") for x in raw_codes) if c
+            )
+            phase = r.enum(v.Phase, e["phase"], f"{w}.phase")
+            status = r.enum(v.Status, e["status"], f"{w}.status")
+            if not isinstance(e["step"], int) or isinstance(e["step"], bool) or e["step"] < 1:
+                r.fail(f"{w}.step", "expected a positive integer")
+            on_unknown = e.get("on_unknown", "branch")
+            if on_unknown not in ("branch", "omit"):
+                r.fail(f"{w}.on_unknown", "expected branch or omit")
+            scope = e.get("scope", "phase")
+            if scope not in ("phase", "all"):
+                r.fail(f"{w}.scope", "expected phase or all")
+            if phase and status and codes:
+                rules.append(
+                    Rule(
+                        id=w,
+                        codes=codes,
+                        phase=phase,
+                        status=status,
+                        step=int(e["step"]),
+                        when=r.condition(e["when"], f"{w}.when"),
+                        rationale=r.text(e["rationale"], f"{w}.rationale"),
+                        evidence=r.ids(e["evidence"], f"{w}.evidence"),
+                        on_unknown=on_unknown,
+                        scope=scope,
+                        overrides_guards=bool(e.get("overrides_guards", False)),
+                        unknown_blocks=bool(e.get("unknown_blocks", True)),
+                        dossier=tuple(str(x) for x in e.get("dossier", []) or []),
+                    )
+                )
+
+    # alerts
+    r = reader("alerts.yaml")
+    alerts: list[AlertRule] = []
+    for i, e in enumerate(entries(files.get("alerts.yaml"), r)):
+        w = f"[{i}]"
+        if not r.mapping(
+            e,
+            w,
+            ["id", "code", "severity", "when", "message", "evidence", "dossier"],
+            ["id", "code", "severity", "when", "message", "evidence"],
+        ):
+            continue
+        w = str(e["id"])
+        code = r.enum(v.AlertCode, e["code"], f"{w}.code")
+        sev = r.enum(v.Severity, e["severity"], f"{w}.severity")
+        if code and sev:
+            alerts.append(
+                AlertRule(
+                    id=w,
+                    code=code,
+                    severity=sev,
+                    when=r.condition(e["when"], f"{w}.when"),
+                    message=r.text(e["message"], f"{w}.message"),
+                    evidence=r.ids(e["evidence"], f"{w}.evidence"),
+                    dossier=tuple(str(x) for x in e.get("dossier", []) or []),
+                )
+            )
+
+    # eligibility
+    eligibility: list[EligibilitySet] = []
+    for name in sorted(k for k in files if k.startswith("eligibility/")):
+        r = reader(name)
+        e = files[name]
+        if not r.mapping(
+            e, "(top)", ["name", "title", "note", "criteria"], ["name", "title", "criteria"]
+        ):
+            continue
+        ename = r.enum(v.EligibilityName, e["name"], "name")
+        crits: list[CriterionDef] = []
+        for i, c in enumerate(e.get("criteria") or []):
+            w = f"criteria[{i}]"
+            if r.mapping(
+                c, w, ["name", "when", "detail", "evidence"], ["name", "when", "detail", "evidence"]
+            ):
+                crits.append(
+                    CriterionDef(
+                        name=r.text(c["name"], f"{w}.name"),
+                        when=r.condition(c["when"], f"{w}.when"),
+                        detail=r.text(c["detail"], f"{w}.detail"),
+                        evidence=r.ids(c["evidence"], f"{w}.evidence"),
+                    )
+                )
+        if ename:
+            eligibility.append(
+                EligibilitySet(
+                    name=ename,
+                    title=r.text(e["title"], "title"),
+                    note=" ".join(str(e.get("note", "")).split()),
+                    criteria=tuple(crits),
+                )
+            )
+    found = {x.name for x in eligibility}
+    for en in sorted(found, key=list(v.EligibilityName).index):
+        if sum(x.name is en for x in eligibility) > 1:
+            problems.append(Problem("eligibility/", f"criteria set {en.value!r} is defined twice"))
+    for en in v.EligibilityName:
+        if en not in found:
+            problems.append(Problem("eligibility/", f"no criteria set for {en.value!r}"))
+    eligibility.sort(key=lambda x: list(v.EligibilityName).index(x.name))
+
+    # dosing
+    r = reader("dosing.yaml")
+    dosing: list[DoseDef] = []
+    for i, e in enumerate(entries(files.get("dosing.yaml"), r)):
+        w = f"[{i}]"
+        if not r.mapping(e, w, ["code", "text", "evidence", "when"], ["code", "text", "evidence"]):
+            continue
+        dose_code = r.enum(v.Intervention, e["code"], f"{w}.code")
+        if dose_code:
+            dosing.append(
+                DoseDef(
+                    code=dose_code,
+                    text=r.text(e["text"], f"{w}.text"),
+                    evidence=r.ids(e["evidence"], f"{w}.evidence"),
+                    when=r.condition(e["when"], f"{w}.when") if "when" in e else None,
+                )
+            )
+
+    # monitoring and disagreements share a shape
+    def notes(
+        file: str, keys: list[str], build: Callable[[Reader, str, Mapping[str, Any]], Any]
+    ) -> list[Any]:
+        rr = reader(file)
+        out: list[Any] = []
+        for i, e in enumerate(entries(files.get(file), rr)):
+            if rr.mapping(e, f"[{i}]", keys, keys):
+                out.append(build(rr, str(e["id"]), e))
+        return out
+
+    monitoring = notes(
+        "monitoring.yaml",
+        ["id", "what", "interval", "reason", "evidence", "when"],
+        lambda rr, w, e: MonitoringDef(
+            id=w,
+            what=rr.text(e["what"], f"{w}.what"),
+            interval=rr.text(e["interval"], f"{w}.interval"),
+            reason=rr.text(e["reason"], f"{w}.reason"),
+            evidence=rr.ids(e["evidence"], f"{w}.evidence"),
+            when=rr.condition(e["when"], f"{w}.when"),
+        ),
+    )
+    disagreements = notes(
+        "disagreements.yaml",
+        ["id", "topic", "text", "evidence", "when"],
+        lambda rr, w, e: DisagreementDef(
+            id=w,
+            topic=rr.text(e["topic"], f"{w}.topic"),
+            text=rr.text(e["text"], f"{w}.text"),
+            evidence=rr.ids(e["evidence"], f"{w}.evidence"),
+            when=rr.condition(e["when"], f"{w}.when"),
+        ),
+    )
+
+    from netboard.fhir.table import parse_fhir_table
+
+    fhir_map = (
+        parse_fhir_table(files["fhir.yaml"], reader("fhir.yaml")) if "fhir.yaml" in files else None
+    )
+
+    for rd in readers:
+        problems.extend(rd.problems)
+    kb = KnowledgeBase(
+        version=version,
+        released=str(released),
+        covers=covers,
+        about=about,
+        references=references,
+        facts=facts,
+        fields=fields_info,
+        sites=sites,
+        grading=grading,
+        childbearing_age_limit=childbearing_age_limit,
+        rules=tuple(rules),
+        alerts=tuple(alerts),
+        eligibility=tuple(eligibility),
+        dosing=tuple(dosing),
+        monitoring=tuple(monitoring),
+        disagreements=tuple(disagreements),
+        labels=labels,
+        fhir=fhir_map,
+    )
+    problems.extend(check_kb(kb))
+    problems.extend(
+        Problem(
+            "classification.yaml:pregnancy.evidence", f"evidence id {x!r} resolves to no reference"
+        )
+        for x in preg_evidence
+        if x not in references
+    )
+    return kb, problems
+
+
+def yaml_sources(root: Traversable) -> list[tuple[str, Traversable]]:
+    """Every YAML file under ``root`` as (relative path, entry), sorted by path."""
+    out: list[tuple[str, Traversable]] = []
+
+    def walk_dir(d: Traversable, prefix: str) -> None:
+        for entry in d.iterdir():
+            if entry.is_dir():
+                walk_dir(entry, f"{prefix}{entry.name}/")
+            elif entry.name.endswith(".yaml"):
+                out.append((f"{prefix}{entry.name}", entry))
+
+    walk_dir(root, "")
+    return sorted(out, key=lambda x: x[0])
+
+
+def read_kb_files(root: Traversable) -> dict[str, Any]:
+    """Parse every YAML file under ``root`` (a package directory) keyed by relative path."""
+    import yaml
+
+    from netboard.documents import yaml_loader
+
+    loader = yaml_loader()
+    out: dict[str, Any] = {}
+    for rel, entry in yaml_sources(root):
+        try:
+            doc = yaml.load(entry.read_text("utf-8"), Loader=loader)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{rel}: {' '.join(str(exc).split())}") from None
+        out[rel] = _plain(doc)
+    return out
+
+
+def _plain(value: Any) -> Any:
+    """YAML dates become ISO strings, so YAML and the JSON snapshot give the same documents."""
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _plain(x) for k, x in value.items()}
+    if isinstance(value, list):
+        return [_plain(x) for x in value]
+    return value

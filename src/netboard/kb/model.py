@@ -1,0 +1,228 @@
+"""The knowledge base as typed, frozen values (what ``netboard.kb.loader`` builds from YAML)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from netboard import vocab as v
+from netboard.case import Choice, ChoiceList, Flag, Spec
+from netboard.conditions import (
+    Condition,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from netboard.fhir.table import FhirMap
+
+E = TypeVar("E", bound=StrEnum)
+
+
+@dataclass(frozen=True, slots=True)
+class Words:
+    """A computed field taking one of a fixed set of words (from the KB itself)."""
+
+    words: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Rule:
+    id: str
+    codes: tuple[v.Intervention, ...]
+    phase: v.Phase
+    status: v.Status
+    step: int
+    when: Condition
+    rationale: str
+    evidence: tuple[str, ...]
+    on_unknown: str = "branch"
+    scope: str = "phase"
+    overrides_guards: bool = False
+    unknown_blocks: bool = True
+    dossier: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlertRule:
+    id: str
+    code: v.AlertCode
+    severity: v.Severity
+    when: Condition
+    message: str
+    evidence: tuple[str, ...]
+    dossier: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CriterionDef:
+    name: str
+    when: Condition
+    detail: str
+    evidence: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EligibilitySet:
+    name: v.EligibilityName
+    title: str
+    note: str
+    criteria: tuple[CriterionDef, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DoseDef:
+    code: v.Intervention
+    text: str
+    evidence: tuple[str, ...]
+    when: Condition | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MonitoringDef:
+    id: str
+    what: str
+    interval: str
+    reason: str
+    evidence: tuple[str, ...]
+    when: Condition
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DisagreementDef:
+    id: str
+    topic: str
+    text: str
+    evidence: tuple[str, ...]
+    when: Condition
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FactDef:
+    name: str
+    label: str
+    when: Condition
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FieldInfo:
+    label: str
+    why: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReferenceDef:
+    id: str
+    citation: str
+    year: int | None
+    kind: v.ReferenceKind
+    url: str | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SiteInfo:
+    group: str
+    label: str
+    region: str
+    portal_drained: bool
+    thoracic: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Grading:
+    """Ki-67 and mitotic cut-offs: ``g1_below`` and ``g2_upto`` (inclusive)."""
+
+    ki67_g1_below: float | None
+    ki67_g2_upto: float | None
+    mitoses_g1_below: float
+    mitoses_g2_upto: float
+    evidence: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KnowledgeBase:
+    version: str
+    released: str
+    covers: tuple[str, ...]
+    about: Mapping[str, Any]
+    references: Mapping[str, ReferenceDef]
+    facts: Mapping[str, FactDef]
+    fields: Mapping[str, FieldInfo]
+    sites: Mapping[v.Site, SiteInfo]
+    grading: Mapping[str, Grading]
+    childbearing_age_limit: float
+    rules: tuple[Rule, ...]
+    alerts: tuple[AlertRule, ...]
+    eligibility: tuple[EligibilitySet, ...]
+    dosing: tuple[DoseDef, ...]
+    monitoring: tuple[MonitoringDef, ...]
+    disagreements: tuple[DisagreementDef, ...]
+    labels: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    fhir: FhirMap | None = None
+
+
+#: Keys of the manifest's ``about`` block: the source attributes an EHR shows for a decision
+#: support intervention (ONC HTI-1, 45 CFR 170.315(b)(11)) and the FDA CDS labelling items.
+ABOUT_KEYS = (
+    "developer",
+    "funding",
+    "intended_use",
+    "intended_users",
+    "population",
+    "not_for",
+    "inputs",
+    "homepage",
+)
+#: HTI-1 "use of ... as an input variable" flags, each answered true or false.
+HTI1_INPUTS = (
+    "race",
+    "ethnicity",
+    "language",
+    "sexual_orientation",
+    "gender_identity",
+    "sex",
+    "date_of_birth",
+    "social_determinants_of_health",
+    "health_status_assessments",
+)
+
+
+# --- computed fields: values the engine derives, usable in conditions ----------------------
+
+#: Computed fields and the case fields each is derived from (for missing_information).
+COMPUTED_SOURCES: dict[str, tuple[str, ...]] = {
+    "grade": ("ki67_percent", "mitoses_per_2mm2", "grade", "primary_site"),
+    "who_2019": ("differentiation", "ki67_percent", "mitoses_per_2mm2", "grade", "primary_site"),
+    "differentiation_inferred": (
+        "differentiation",
+        "ki67_percent",
+        "mitoses_per_2mm2",
+        "grade",
+        "primary_site",
+    ),
+    "site_group": ("primary_site",),
+    "gut_region": ("primary_site",),
+    "portal_drained": ("primary_site",),
+    "thoracic_primary": ("primary_site",),
+    "pregnancy_status": ("pregnant",),
+    "grade_discordant": ("grade", "ki67_percent", "mitoses_per_2mm2"),
+    "treatments_received": ("prior_treatments",),
+    "treatments_failed": ("progressed_on",),
+}
+
+
+def computed_specs(sites: Mapping[v.Site, SiteInfo]) -> dict[str, Spec | Words]:
+    return {
+        "grade": Choice(v.Grade),
+        "who_2019": Choice(v.Who2019),
+        "differentiation_inferred": Choice(v.Differentiation),
+        "site_group": Words(tuple(sorted({s.group for s in sites.values()}))),
+        "gut_region": Words(tuple(sorted({s.region for s in sites.values()}))),
+        "portal_drained": Flag(),
+        "thoracic_primary": Flag(),
+        "pregnancy_status": Words(("pregnant", "not_pregnant")),
+        "grade_discordant": Flag(),
+        "treatments_received": ChoiceList(v.Intervention),
+        "treatments_failed": ChoiceList(v.Intervention),
+    }
