@@ -106,6 +106,20 @@ class Disagreement:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Scope:
+    """Whether netboard answers for this patient (contract v2 ``scope``).
+
+    ``applies`` is True for a neuroendocrine neoplasm the knowledge base covers, False when the
+    record shows no neoplasm or a non-neuroendocrine cancer, None when a neoplasm is recorded
+    without its neuroendocrine histology. ``reason`` says why, in words, and names the topics
+    of this case that the knowledge base does not cover.
+    """
+
+    applies: bool | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Classification:
     who_2019: str
     grade: str | None
@@ -132,6 +146,7 @@ class Answer:
     missing_information: tuple[MissingInfo, ...]
     references: tuple[Reference, ...]
     disagreements: tuple[Disagreement, ...] = field(default=())
+    scope: Scope = Scope(applies=True, reason="")
 
     def to_dict(self) -> dict[str, Any]:
         """The answer as contract JSON (plain dicts and lists, stable key order)."""
@@ -227,4 +242,5 @@ class Answer:
                 for d in self.disagreements
             ],
             "references": [ref(r) for r in self.references],
+            "scope": {"applies": self.scope.applies, "reason": self.scope.reason},
         }

@@ -229,6 +229,23 @@ class Who2019(StrEnum):
     UNKNOWN = "unknown"
 
 
+class Neoplasm(StrEnum):
+    """What the record says about the neoplasm itself (``scope`` of contract v2).
+
+    A structured case is a neuroendocrine neoplasm by definition; FHIR records and free text
+    can say otherwise, and then netboard does not answer for the patient.
+    """
+
+    #: a neuroendocrine neoplasm is recorded (histology or an NEN-specific code)
+    NEUROENDOCRINE = "neuroendocrine"
+    #: a neoplasm is recorded (a site-only cancer code) but not its neuroendocrine histology
+    UNCONFIRMED = "unconfirmed"
+    #: a cancer with non-neuroendocrine histology (adenocarcinoma, squamous ...)
+    NON_NEUROENDOCRINE = "non_neuroendocrine"
+    #: no neoplasm is recorded at all
+    NONE = "none"
+
+
 class ReferenceKind(StrEnum):
     GUIDELINE = "guideline"
     DRUG_LABEL = "drug_label"

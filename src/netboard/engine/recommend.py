@@ -22,6 +22,7 @@ from netboard.answer import (
     Monitoring,
     Recommendation,
     Reference,
+    Scope,
 )
 from netboard.case import Case
 from netboard.conditions import All, AnyOf, Condition, Not, Shared
@@ -38,6 +39,7 @@ from netboard.vocab import (
     STATUS_RANK,
     EligibilityStatus,
     Intervention,
+    Neoplasm,
     ReferenceKind,
     Severity,
 )
@@ -60,12 +62,22 @@ def _label(kb: KnowledgeBase, rule: Rule, code: str) -> str:
     return f"{code_label} [{phase_label}]"
 
 
-def recommend(case: Case, *, kb: KnowledgeBase | None = None) -> Answer:
+def recommend(
+    case: Case,
+    *,
+    kb: KnowledgeBase | None = None,
+    neoplasm: Neoplasm = Neoplasm.NEUROENDOCRINE,
+    neoplasm_detail: str = "",
+) -> Answer:
     """Answer one case.
 
     Args:
         case: the validated case.
         kb: the knowledge base (default: the packaged one).
+        neoplasm: what the record says about the neoplasm (a structured case is a
+            neuroendocrine neoplasm; FHIR records and free text may say otherwise). For no
+            neoplasm or a non-neuroendocrine cancer the answer holds no recommendation.
+        neoplasm_detail: what the record showed, in words, for ``scope.reason``.
 
     Returns:
         The full answer; what the case leaves open is in ``missing_information``
@@ -81,6 +93,9 @@ def recommend(case: Case, *, kb: KnowledgeBase | None = None) -> Answer:
     kb = kb or load_kb()
     cls = classify(case, kb)
     ctx = Context(case=case, computed=cls.computed, facts=kb.facts)
+    scope = _scope(kb, ctx, neoplasm, neoplasm_detail)
+    if scope.applies is False:
+        return _out_of_scope(case, kb, scope)
     decides: dict[str, set[str]] = defaultdict(set)
 
     def note_unknown(result: Result, what: str) -> None:
@@ -254,8 +269,53 @@ def recommend(case: Case, *, kb: KnowledgeBase | None = None) -> Answer:
         missing_information=tuple(missing),
         references=tuple(references),
         disagreements=tuple(disagreements),
+        scope=scope,
     )
     return replace(answer, summary=summarize(answer, kb, case))
+
+
+def _scope(kb: KnowledgeBase, ctx: Context, neoplasm: Neoplasm, detail: str) -> Scope:
+    """``scope``: the neoplasm's reason from scope.yaml, then every topic not covered here."""
+    text = kb.scope_reasons.get(neoplasm.value, "")
+    reasons = [text.replace("{detail}", f" ({detail})" if detail else "")]
+    if neoplasm in (Neoplasm.NEUROENDOCRINE, Neoplasm.UNCONFIRMED):
+        reasons += [t.reason for t in kb.topics if evaluate(t.when, ctx).truth is Truth.TRUE]
+    applies = {Neoplasm.NEUROENDOCRINE: True, Neoplasm.UNCONFIRMED: None}.get(neoplasm, False)
+    return Scope(applies=applies, reason=" ".join(r for r in reasons if r))
+
+
+def _out_of_scope(case: Case, kb: KnowledgeBase, scope: Scope) -> Answer:
+    """No neoplasm, or not a neuroendocrine one: no recommendation, alert or plan."""
+    return Answer(
+        contract_version=CONTRACT_VERSION,
+        kb_version=kb.version,
+        kb_released=kb.released,
+        case_id=case.id,
+        summary=scope.reason,
+        classification=Classification(
+            who_2019="unknown",
+            grade=None,
+            stage="not applicable",
+            site_group="unknown",
+            functional="unknown",
+        ),
+        recommendations=(),
+        alerts=(),
+        eligibility=tuple(
+            Eligibility(
+                name=es.name,
+                title=es.title,
+                status=EligibilityStatus.UNDETERMINED,
+                criteria=(),
+                note="Not assessed: netboard answers only for neuroendocrine neoplasms.",
+            )
+            for es in kb.eligibility
+        ),
+        monitoring=(),
+        missing_information=(),
+        references=(),
+        scope=scope,
+    )
 
 
 @dataclass(frozen=True, slots=True)

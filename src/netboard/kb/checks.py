@@ -94,6 +94,7 @@ def check_kb(kb: KnowledgeBase) -> list[Problem]:
         ("alert", kb.alerts),
         ("monitoring", kb.monitoring),
         ("disagreement", kb.disagreements),
+        ("scope topic", kb.topics),
     ):
         for item in items:
             if item.id in seen:

@@ -33,6 +33,7 @@ from netboard.kb.model import (
     ReferenceDef,
     Rule,
     SiteInfo,
+    TopicDef,
 )
 from netboard.kb.reader import Reader, entries
 
@@ -373,6 +374,28 @@ def parse_kb(files: Mapping[str, Any]) -> tuple[KnowledgeBase | None, list[Probl
         parse_fhir_table(files["fhir.yaml"], reader("fhir.yaml")) if "fhir.yaml" in files else None
     )
 
+    # scope: what the answer says about the neoplasm, and topics not covered
+    r = reader("scope.yaml")
+    sdoc = files.get("scope.yaml") or {}
+    r.mapping(sdoc, "(top)", ["neoplasm", "topics"], ["neoplasm", "topics"])
+    scope_reasons: dict[str, str] = {}
+    neo = sdoc.get("neoplasm") or {}
+    if r.mapping(neo, "neoplasm", [n.value for n in v.Neoplasm], [n.value for n in v.Neoplasm]):
+        scope_reasons = {str(k): r.text(x, f"neoplasm.{k}") for k, x in neo.items()}
+    topics: list[TopicDef] = []
+    for i, e in enumerate(entries(sdoc.get("topics") or [], r)):
+        keys = ["id", "when", "reason", "evidence"]
+        if r.mapping(e, f"topics[{i}]", keys, keys):
+            w = str(e["id"])
+            topics.append(
+                TopicDef(
+                    id=w,
+                    when=r.condition(e["when"], f"{w}.when"),
+                    reason=r.text(e["reason"], f"{w}.reason"),
+                    evidence=r.ids(e["evidence"], f"{w}.evidence"),
+                )
+            )
+
     for rd in readers:
         problems.extend(rd.problems)
     kb = KnowledgeBase(
@@ -394,6 +417,8 @@ def parse_kb(files: Mapping[str, Any]) -> tuple[KnowledgeBase | None, list[Probl
         disagreements=tuple(disagreements),
         labels=labels,
         fhir=fhir_map,
+        scope_reasons=scope_reasons,
+        topics=tuple(topics),
     )
     problems.extend(check_kb(kb))
     problems.extend(

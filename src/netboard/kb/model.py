@@ -98,6 +98,16 @@ class DisagreementDef:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TopicDef:
+    """A part of a case the knowledge base does not cover (``scope.yaml``)."""
+
+    id: str
+    when: Condition
+    reason: str
+    evidence: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class FactDef:
     name: str
     label: str
@@ -160,6 +170,9 @@ class KnowledgeBase:
     disagreements: tuple[DisagreementDef, ...]
     labels: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     fhir: FhirMap | None = None
+    #: scope.yaml: the reason shown for each ``Neoplasm`` value, and the topics not covered
+    scope_reasons: Mapping[str, str] = field(default_factory=dict)
+    topics: tuple[TopicDef, ...] = ()
 
 
 #: Keys of the manifest's ``about`` block: the source attributes an EHR shows for a decision
