@@ -85,6 +85,11 @@ FIELDS: dict[str, Spec] = {
     "ecog": Number(0, 4, integer=True),
     "comorbidities": ChoiceList(v.Comorbidity),
     "pregnant": Flag(),
+    # contract v2
+    "primary_size_mm": Number(0, 500),
+    "resection_margin": Choice(v.ResectionMargin),
+    "gastric_type": Choice(v.GastricType),
+    "hereditary_syndrome": Choice(v.HereditarySyndrome),
 }
 
 #: Laboratory fields (``labs.*``) with physiologically possible bounds.
@@ -146,6 +151,10 @@ class Case:
     ecog: int | None = None
     comorbidities: tuple[v.Comorbidity, ...] | None = None
     pregnant: bool | None = None
+    primary_size_mm: float | None = None
+    resection_margin: v.ResectionMargin | None = None
+    gastric_type: v.GastricType | None = None
+    hereditary_syndrome: v.HereditarySyndrome | None = None
     labs: Labs = Labs()
 
     def value(self, path: str) -> Any:
@@ -367,6 +376,10 @@ def _check_consistency(data: Mapping[str, Any], problems: list[Problem]) -> None
             Problem(
                 "pancreas_region", f"given, but primary_site is {_describe(site)}, not pancreas"
             )
+        )
+    if data.get("gastric_type") is not None and site not in (None, "stomach"):
+        problems.append(
+            Problem("gastric_type", f"given, but primary_site is {_describe(site)}, not stomach")
         )
     if data.get("pregnant") is True and data.get("sex") == "male":
         problems.append(Problem("pregnant", "true, but sex is male"))

@@ -123,6 +123,32 @@ class Comorbidity(StrEnum):
     PORTAL_VEIN_THROMBOSIS = "portal_vein_thrombosis"
 
 
+class ResectionMargin(StrEnum):
+    """Margin after the primary was removed (contract v2)."""
+
+    R0 = "r0"
+    R1 = "r1"
+    R2 = "r2"
+
+
+class GastricType(StrEnum):
+    """Gastric NET type (contract v2): atrophic gastritis; MEN1 gastrinoma; sporadic."""
+
+    TYPE_1 = "type_1"
+    TYPE_2 = "type_2"
+    TYPE_3 = "type_3"
+
+
+class HereditarySyndrome(StrEnum):
+    """Hereditary tumour syndrome (contract v2)."""
+
+    NONE = "none"
+    MEN1 = "men1"
+    VHL = "vhl"
+    NF1 = "nf1"
+    TSC = "tsc"
+
+
 class Intervention(StrEnum):
     """Intervention codes of the contract."""
 
@@ -150,6 +176,8 @@ class Intervention(StrEnum):
     OBSERVATION = "observation"
     BEST_SUPPORTIVE_CARE = "best_supportive_care"
     MULTIDISCIPLINARY_REVIEW = "multidisciplinary_review"
+    ENDOSCOPIC_RESECTION = "endoscopic_resection"
+    VALVE_REPLACEMENT = "valve_replacement"
 
 
 class AlertCode(StrEnum):

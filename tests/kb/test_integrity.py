@@ -29,6 +29,9 @@ UNUSED_INTERVENTIONS: frozenset[str] = frozenset(
     {
         # Active surveillance is the absence of antitumour treatment; no rule proposes it yet.
         "observation",
+        # Contract v2 codes for localised disease and carcinoid heart disease (issues 11, 15).
+        "endoscopic_resection",
+        "valve_replacement",
     }
 )
 

@@ -415,7 +415,9 @@ def _valid_value(spec: Any) -> st.SearchStrategy[Any]:
     return st.text(min_size=1, max_size=20).filter(lambda s: s.strip() != "")
 
 
-_SIMPLE = {k: s for k, s in FIELDS.items() if k not in ("pancreas_region", "progressed_on")}
+_SIMPLE = {
+    k: s for k, s in FIELDS.items() if k not in ("pancreas_region", "gastric_type", "progressed_on")
+}
 
 
 @settings(max_examples=60, deadline=None)

@@ -104,6 +104,8 @@ def sample_cases(
                 case["primary_site"] = Site.PANCREAS.value
             else:
                 case.pop("pancreas_region", None)
+        if case.get("primary_site") != Site.STOMACH.value:
+            case.pop("gastric_type", None)
         if case.get("pregnant") is True and case.get("sex") == Sex.MALE.value:
             case["sex"] = Sex.FEMALE.value
         progressed = case.get("progressed_on")

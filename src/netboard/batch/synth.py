@@ -328,6 +328,8 @@ def synth_table(
         if name == "urine_5hiaa_x_uln":
             null |= ~carcinoid & (u(n) < 0.8)
         cols[f"labs.{name}"] = _number(values, null, digits)
+    for name in ("primary_size_mm", "resection_margin", "gastric_type", "hereditary_syndrome"):
+        cols[name] = pa.nulls(n, pa.float64() if name == "primary_size_mm" else pa.string())
     if given:
         cols["given"] = _given(rng, n, nec, ki67, grade_i, grade_known, site, sstr, metastatic)
     return pa.table(cols)

@@ -43,7 +43,18 @@ __all__ = ["GROUPS", "NONE_OF_THESE", "case_from_form", "form_page", "submit"]
 #: contract is in exactly one group (a test checks it).
 GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Patient", ("id", "age_years", "sex", "pregnant", "ecog")),
-    ("Primary tumour", ("primary_site", "pancreas_region", "primary_resected")),
+    (
+        "Primary tumour",
+        (
+            "primary_site",
+            "pancreas_region",
+            "gastric_type",
+            "primary_size_mm",
+            "primary_resected",
+            "resection_margin",
+            "hereditary_syndrome",
+        ),
+    ),
     ("Pathology", ("differentiation", "ki67_percent", "mitoses_per_2mm2", "grade")),
     ("Function and imaging", ("functional_syndrome", "sstr_imaging", "fdg_pet")),
     (
@@ -79,6 +90,7 @@ _CONTROL_KEYS = frozenset({"mode", "text"})
 #: Units shown beside number fields (presentation only; the contract names carry the unit).
 _UNITS: dict[str, str] = {
     "age_years": "years",
+    "primary_size_mm": "mm",
     "ki67_percent": "%",
     "mitoses_per_2mm2": "per 2 mm²",
     "liver_tumor_burden_percent": "% of liver",
