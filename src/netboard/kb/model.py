@@ -8,10 +8,10 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from netboard import vocab as v
-from netboard.case import Choice, ChoiceList, Flag, Spec
 from netboard.conditions import (
     Condition,
 )
+from netboard.fields import Choice, ChoiceList, FieldDef, Flag, Spec
 
 if TYPE_CHECKING:  # pragma: no cover
     from netboard.fhir.table import FhirMap
@@ -115,12 +115,6 @@ class FactDef:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class FieldInfo:
-    label: str
-    why: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class ReferenceDef:
     id: str
     citation: str
@@ -158,7 +152,8 @@ class KnowledgeBase:
     about: Mapping[str, Any]
     references: Mapping[str, ReferenceDef]
     facts: Mapping[str, FactDef]
-    fields: Mapping[str, FieldInfo]
+    #: the field registry as this knowledge base's fields.yaml words it (labels, why)
+    fields: Mapping[str, FieldDef]
     sites: Mapping[v.Site, SiteInfo]
     grading: Mapping[str, Grading]
     childbearing_age_limit: float
