@@ -18,7 +18,7 @@ from netboard.conditions import (
 )
 from netboard.errors import Problem
 from netboard.fields import Choice, ChoiceList, Flag, Number, Spec, Text, registry
-from netboard.kb.model import KnowledgeBase, Words, computed_specs
+from netboard.kb.model import KnowledgeBase, Words
 
 
 def _check_compare(node: Compare, specs: Mapping[str, Spec | Words], where: str) -> list[Problem]:
@@ -62,7 +62,9 @@ def check_kb(kb: KnowledgeBase) -> list[Problem]:
     """Cross-file integrity: references, fields, facts and codes named in conditions."""
     problems: list[Problem] = []
     specs: dict[str, Spec | Words] = {p: f.spec for p, f in registry().fields.items()}
-    specs.update(computed_specs(kb.sites))
+    from netboard.engine.derive import computed_specs
+
+    specs.update(computed_specs(kb))
 
     def cite(where: str, ids: Iterable[str], required: bool = True) -> None:
         ids = list(ids)
