@@ -81,5 +81,6 @@ def test_passing_the_guard_by_name_makes_the_rule_live(tmp_path: Path) -> None:
     from netboard.kb import check_kb_dir
 
     kb, problems = check_kb_dir(planted(tmp_path, text))
-    assert problems == [] and kb is not None
+    assert problems == []
+    assert kb is not None
     assert not [w for w in kb_warnings(kb) if "planted" in w.field]
