@@ -16,6 +16,7 @@ from netboard import __version__
 if TYPE_CHECKING:
     import datetime as dt
 
+    from netboard.answer import Answer
     from netboard.fhir import FhirCase
 
 EXIT_OK = 0
@@ -226,7 +227,12 @@ def _recommend(args: argparse.Namespace) -> int:
     from netboard.fhir import read_fhir
 
     read = read_fhir(args.fhir, kb=kb, patient_id=args.patient)
-    answer = recommend(load_case(read.case), kb=kb)
+    answer = recommend(
+        load_case(read.case),
+        kb=kb,
+        neoplasm=read.neoplasm,
+        neoplasm_detail=read.neoplasm_detail,
+    )
     if args.format == "json":
         import json
 
@@ -235,38 +241,22 @@ def _recommend(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
         return EXIT_OK
     text = render(answer, args.format, labels=kb.labels)
-    sys.stdout.write(_with_unmapped(text, read, args.format))
+    sys.stdout.write(_with_unmapped(_with_scope(text, answer, args.format), read, args.format))
     return EXIT_OK
+
+
+def _with_scope(text: str, answer: Answer, fmt: str) -> str:
+    """The report opened by the scope note when the plan presumes a NEN or gives none."""
+    from netboard.fhir.report import scope_section
+
+    return scope_section(text, answer.scope.applies, answer.scope.reason, fmt)
 
 
 def _with_unmapped(text: str, read: FhirCase, fmt: str) -> str:
     """The report with a closing section listing the FHIR input that was not used."""
-    if not read.unmapped:
-        return text
-    if fmt == "markdown":
-        rows = "".join(
-            f"| {_md_cell(u.resource)} | {_md_cell(u.code)} | {_md_cell(u.reason)} |\n"
-            for u in read.unmapped
-        )
-        section = "\n## FHIR input not used\n\n| Resource | Code | Why |\n|---|---|---|\n" + rows
-        return text.rstrip("\n") + "\n" + section
-    from html import escape
+    from netboard.fhir.report import unmapped_section
 
-    items = "".join(
-        f"<li><code>{escape(u.resource)}</code> {escape(u.code)}: {escape(u.reason)}</li>\n"
-        for u in read.unmapped
-    )
-    section = (
-        '<section id="fhir-unmapped">\n<h2>FHIR input not used</h2>\n<ul>\n'
-        + items
-        + "</ul>\n</section>\n"
-    )
-    head, sep, tail = text.rpartition("</main>")
-    return head + section + sep + tail if sep else text + section
-
-
-def _md_cell(value: str) -> str:
-    return " ".join(value.split()).replace("|", "\\|")
+    return unmapped_section(text, read, fmt)
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -64,7 +64,7 @@ def condition(rid: str, code: dict[str, Any] | None, **extra: Any) -> dict[str, 
 
 
 def obs(rid: str, code: str, system: str = LOINC, **extra: Any) -> dict[str, Any]:
-    return {
+    res: dict[str, Any] = {
         "resourceType": "Observation",
         "id": rid,
         "status": "final",
@@ -72,6 +72,9 @@ def obs(rid: str, code: str, system: str = LOINC, **extra: Any) -> dict[str, Any
         "subject": {"reference": "Patient/p1"},
         **extra,
     }
+    if not any(k.startswith("effective") or k == "issued" for k in extra):
+        res["effectiveDateTime"] = (TODAY - dt.timedelta(days=3)).isoformat()  # current
+    return res
 
 
 def qty(value: float, unit: str) -> dict[str, Any]:
@@ -316,7 +319,8 @@ def test_a_primary_by_mcode_profile_with_a_generic_code(kb: KnowledgeBase) -> No
         ),
     )
     assert fc.case["primary_site"] == "pancreas"
-    assert any("no neuroendocrine-specific code" in n for n in fc.notes)
+    assert fc.neoplasm.value == "unconfirmed"  # a site, no neuroendocrine histology
+    assert "363346000" in fc.neoplasm_detail
 
 
 def test_conflicting_primaries_leave_the_site_out_and_say_so(kb: KnowledgeBase) -> None:
@@ -664,10 +668,10 @@ def test_only_the_given_patient_is_read(kb: KnowledgeBase) -> None:
     assert any("another patient" in n for n in fc.notes)
 
 
-def test_several_patients_without_an_id_give_no_case(kb: KnowledgeBase) -> None:
-    fc = read(kb, patient(), patient("p2"), obs("o1", "89247-1", valueInteger=1))
-    assert fc.case == {}
-    assert "several patients" in reasons(fc)
+def test_several_patients_without_an_id_are_refused_naming_them(kb: KnowledgeBase) -> None:
+    with pytest.raises(CaseError) as err:
+        read(kb, patient(), patient("p2"), obs("o1", "89247-1", valueInteger=1))
+    assert "several patients (p1, p2)" in str(err.value.problems[0])
 
 
 def test_urn_uuid_references_match_the_patient(kb: KnowledgeBase) -> None:
@@ -683,6 +687,7 @@ def test_urn_uuid_references_match_the_patient(kb: KnowledgeBase) -> None:
                     "status": "final",
                     "code": cc(LOINC, "89247-1"),
                     "subject": {"reference": "urn:uuid:1111"},
+                    "effectiveDateTime": "2025-01-10",
                     "valueInteger": 0,
                 },
             },
@@ -690,6 +695,26 @@ def test_urn_uuid_references_match_the_patient(kb: KnowledgeBase) -> None:
     }
     fc = case_from_fhir(resources_from(bundle), kb=kb, today=TODAY)
     assert fc.case == {"id": "1111", "sex": "male", "ecog": 0}
+
+
+def test_urn_uuid_references_resolve_by_full_url_not_by_id(kb: KnowledgeBase) -> None:
+    """FHIR resolves a urn:uuid reference by the entry's fullUrl, whatever the resource id."""
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {"fullUrl": "urn:uuid:9f1c", "resource": patient("mrn-7", gender="female")},
+            {
+                "fullUrl": "urn:uuid:77aa",
+                "resource": {
+                    **obs("e1", "89247-1", valueInteger=2),
+                    "subject": {"reference": "urn:uuid:9f1c"},
+                },
+            },
+        ],
+    }
+    fc = case_from_fhir(resources_from(bundle), kb=kb, today=TODAY)
+    assert fc.case == {"id": "mrn-7", "sex": "female", "ecog": 2}
 
 
 def test_what_load_case_refuses_is_dropped_and_reported(kb: KnowledgeBase) -> None:
@@ -788,13 +813,15 @@ def test_the_table_refuses_a_code_mapped_twice_to_different_values(
     assert any("mapped to a different value" in p for p in problems_with(documents, duplicate))
 
 
-def test_the_table_refuses_a_prefetch_query_out_of_step(documents: dict[str, Any]) -> None:
-    def drop_code(d: dict[str, Any]) -> None:
-        d["prefetch"]["observations"] = d["prefetch"]["observations"].replace(
-            ",http://loinc.org|718-7", ""
-        )
+def test_the_table_refuses_a_prefetch_without_a_read_resource_type(
+    documents: dict[str, Any],
+) -> None:
+    def drop_procedures(d: dict[str, Any]) -> None:
+        del d["prefetch"]["procedures"]
 
-    assert any("lacks http://loinc.org|718-7" in p for p in problems_with(documents, drop_code))
+    assert any(
+        "no prefetch key asks for Procedure" in p for p in problems_with(documents, drop_procedures)
+    )
 
 
 def test_the_table_refuses_prefix_rows_outside_icd_10_cm(documents: dict[str, Any]) -> None:
@@ -929,7 +956,9 @@ def test_lists_empty_for_another_reason_or_with_entries_are_not_read(kb: Knowled
 
 
 def test_the_prefetch_asks_for_lists(kb: KnowledgeBase) -> None:
-    assert prefetch_templates(kb)["lists"] == "List?patient={{context.patientId}}"
+    lists = prefetch_templates(kb)["lists"]
+    assert lists.startswith("List?patient={{context.patientId}}&code=")
+    assert f"{NETBOARD}|metastatic-sites" in lists and lists.endswith("&status=current")
 
 
 def test_the_table_refuses_local_codes_without_a_definition(documents: dict[str, Any]) -> None:
