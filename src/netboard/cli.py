@@ -98,6 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="SQLite file for CDS Hooks feedback (default ./netboard-feedback.sqlite3)",
     )
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="a browser origin allowed to call the CDS Hooks routes (CORS), e.g. "
+        "https://sandbox.cds-hooks.org; repeat for several",
+    )
     _add_kb_option(serve)
 
     kb = sub.add_parser("kb", help="knowledge-base tools")
@@ -284,12 +292,16 @@ def _serve(args: argparse.Namespace) -> int:
         "trust_file": args.trust,
         "public_url": args.public_url,
         "feedback_db": args.feedback_db,
+        "cors_origins": list(args.cors_origin),
     }
     # Check the settings (trust file, knowledge base) once here, so that a mistake is one
     # clean line instead of a failing worker.
     from netboard.errors import ProblemsError
-    from netboard.service.app import Settings, create_app
+    from netboard.service.app import Settings, create_app, origin_problems
 
+    bad_origins = origin_problems(args.cors_origin)
+    if bad_origins:
+        return _problems(bad_origins)
     try:
         if args.trust is None:  # refuses a non-loopback address; warns loudly otherwise
             require_loopback_without_trust(args.host)
