@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import datetime as dt
 
     from netboard.answer import Answer
+    from netboard.batch.fhir_ndjson import FhirStats
     from netboard.fhir import FhirCase
 
 EXIT_OK = 0
@@ -461,6 +462,8 @@ def _run_audit(args: argparse.Namespace, today: dt.date | None) -> int:
     sys.stderr.write(
         f"netboard: {stats.audited} patients audited, {skipped} {unit} skipped{where}\n"
     )
+    if fhir_stats is not None:
+        sys.stderr.write(_fhir_summary(fhir_stats))
     if fhir_stats is not None and fhir_stats.unmapped:
         reasons = fhir_stats.unmapped_by_reason
         common = max(reasons, key=lambda r: reasons[r])
@@ -469,6 +472,31 @@ def _run_audit(args: argparse.Namespace, today: dt.date | None) -> int:
             f"most often: {common}\n"
         )
     return EXIT_OK
+
+
+def _fhir_summary(stats: FhirStats) -> str:
+    """The NEN gate and the non-patient data of a Bulk export, one line each."""
+    lines = []
+    if stats.out_of_scope:
+        words = {
+            "none": "no neoplasm recorded",
+            "non_neuroendocrine": "a cancer that is not neuroendocrine",
+            "unconfirmed": "a neoplasm at no NEN site, histology not recorded",
+        }
+        parts = ", ".join(f"{n} {words.get(k, k)}" for k, n in sorted(stats.out_of_scope.items()))
+        total = sum(stats.out_of_scope.values())
+        lines.append(
+            f"netboard: {total} patients not audited, no neuroendocrine neoplasm: {parts}\n"
+        )
+    if stats.presumed:
+        lines.append(
+            f"netboard: {stats.presumed} patients audited as presumed NENs "
+            "(no neuroendocrine histology recorded)\n"
+        )
+    if stats.not_patient_data:
+        parts = ", ".join(f"{k} {n}" for k, n in sorted(stats.not_patient_data.items()))
+        lines.append(f"netboard: not patient data, not read: {parts}\n")
+    return "".join(lines)
 
 
 def _compare(
