@@ -68,7 +68,7 @@ def test_the_problem_bundle_reports_each_problem(kb: KnowledgeBase) -> None:
     assert why["Condition/net-ileum, Condition/net-pancreas"].startswith(
         "conflicting primary_site: ileum (Condition/net-ileum); pancreas (Condition/net-pancreas)"
     )
-    assert "eGFR is not read as creatinine clearance" in why["Observation/egfr"]
+    assert "LOINC 98979-8 is not in the mapping table" in why["Observation/egfr"]
     assert "Karnofsky" in why["Observation/karnofsky"]
     assert "no reference range upper limit" in why["Observation/cga-no-range"]
     assert "completes no regimen" in why["MedicationRequest/capecitabine-alone"]

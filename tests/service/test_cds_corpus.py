@@ -153,7 +153,9 @@ def test_a_real_sized_chart_over_1_mb_is_answered(client: TestClient) -> None:
     (missing,) = [c for c in cards if "missing data" in c["summary"]]
     record_part = missing["detail"][missing["detail"].index("other record items") - 10 :]
     assert len(record_part) < 300
-    assert "1721 other record items" in missing["detail"]  # 300 findings, 221 orders, 1200 procedures
+    assert (
+        "1721 other record items" in missing["detail"]
+    )  # 300 findings, 221 orders, 1200 procedures
 
 
 def test_the_hook_limit_is_tens_of_mb_and_the_rest_stays_small(client: TestClient) -> None:

@@ -496,7 +496,7 @@ def test_codes_known_but_not_read_say_why(kb: KnowledgeBase) -> None:
     )
     assert fc.case == {}
     text = reasons(fc)
-    assert "eGFR is not read as creatinine clearance" in text
+    assert "LOINC 62238-1 is not in the mapping table" in text  # eGFR is never clearance
     assert "Karnofsky is not converted to ECOG" in text
     assert "plasma 5-HIAA" in text
 
@@ -565,7 +565,7 @@ def test_medications_by_rxnorm_and_by_name(kb: KnowledgeBase) -> None:
         med("c", {"text": "Lutetium Lu 177 dotatate 7.4 GBq"}, kind="MedicationAdministration"),
     )
     assert fc.case["prior_treatments"] == ["somatostatin_analog", "prrt"]
-    assert sum("matched by name" in n for n in fc.notes) == 2
+    assert sum("matched by name" in n for n in fc.notes) == 3  # RxNorm 7617 is not in the table
 
 
 def test_a_diagnostic_tracer_is_not_read_as_a_treatment(kb: KnowledgeBase) -> None:
@@ -584,14 +584,14 @@ def test_medication_reference_and_contained_medication(kb: KnowledgeBase) -> Non
     contained = med("b", {}, medicationReference={"reference": "#c1"})
     del contained["medicationCodeableConcept"]
     contained["contained"] = [
-        {"resourceType": "Medication", "id": "c1", "code": cc(RXNORM, "141704")}
+        {"resourceType": "Medication", "id": "c1", "code": cc(RXNORM, "141704", "everolimus")}
     ]
     fc = read(kb, medication, ref, contained)
     assert fc.case["prior_treatments"] == ["everolimus", "sunitinib"]
 
 
 def test_regimens_need_every_component(kb: KnowledgeBase) -> None:
-    fc = read(kb, med("c", cc(RXNORM, "194000")), med("t", cc(RXNORM, "37776")))
+    fc = read(kb, med("c", cc(RXNORM, "194000")), med("t", cc(RXNORM, "37776", "temozolomide")))
     assert fc.case["prior_treatments"] == ["capecitabine_temozolomide"]
     fc = read(kb, med("carbo", cc(RXNORM, "40048")), med("eto", cc(RXNORM, "4179")))
     assert fc.case["prior_treatments"] == ["platinum_etoposide"]
@@ -601,8 +601,10 @@ def test_regimens_need_every_component(kb: KnowledgeBase) -> None:
 
 
 def test_progression_is_read_from_the_status_reason(kb: KnowledgeBase) -> None:
-    stopped = med("a", cc(RXNORM, "7617"), status="stopped", statusReason=cc(SCT, "271299001"))
-    fc = read(kb, stopped, med("b", cc(RXNORM, "141704")))
+    stopped = med(
+        "a", cc(RXNORM, "7617", "octreotide"), status="stopped", statusReason=cc(SCT, "271299001")
+    )
+    fc = read(kb, stopped, med("b", cc(RXNORM, "141704", "everolimus")))
     assert fc.case["prior_treatments"] == ["somatostatin_analog", "everolimus"]
     assert fc.case["progressed_on"] == ["somatostatin_analog"]
     load_case(fc.case)
@@ -611,8 +613,8 @@ def test_progression_is_read_from_the_status_reason(kb: KnowledgeBase) -> None:
 def test_orders_not_given_are_not_treatments(kb: KnowledgeBase) -> None:
     fc = read(
         kb,
-        med("plan", cc(RXNORM, "7617"), intent="plan"),
-        med("draft", cc(RXNORM, "141704"), status="draft"),
+        med("plan", cc(RXNORM, "7617", "octreotide"), intent="plan"),
+        med("draft", cc(RXNORM, "141704", "everolimus"), status="draft"),
         med("nt", cc(RXNORM, "357977"), kind="MedicationStatement", status="not-taken"),
         med("cx", cc(RXNORM, "357977"), status="cancelled"),
     )
@@ -642,7 +644,7 @@ def test_procedures_by_code_and_status(kb: KnowledgeBase) -> None:
         kb,
         proc("c", cc(SCT, "38102005", "Cholecystectomy")),
         proc("t", {"text": "Transarterial chemoembolization of liver"}),
-        proc("nd", cc(SCT, "18027006"), status="not-done"),
+        proc("nd", cc(SCT, "18027006", "Transplantation of liver"), status="not-done"),
         proc("ip", {"text": "Hepatectomy"}, status="in-progress"),
     )
     assert fc.case["prior_treatments"] == ["tace", "prophylactic_cholecystectomy"]
