@@ -960,7 +960,8 @@ def test_lists_empty_for_another_reason_or_with_entries_are_not_read(kb: Knowled
 def test_the_prefetch_asks_for_lists(kb: KnowledgeBase) -> None:
     lists = prefetch_templates(kb)["lists"]
     assert lists.startswith("List?patient={{context.patientId}}&code=")
-    assert f"{NETBOARD}|metastatic-sites" in lists and lists.endswith("&status=current")
+    assert f"{NETBOARD}|metastatic-sites" in lists
+    assert lists.endswith("&status=current")
 
 
 def test_the_table_refuses_local_codes_without_a_definition(documents: dict[str, Any]) -> None:
