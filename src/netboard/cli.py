@@ -344,7 +344,12 @@ def _serve(args: argparse.Namespace) -> int:
     # clean line instead of a failing worker.
     from netboard.errors import ProblemsError
     from netboard.service.app import Settings, create_app
+    from netboard.service.security import fhir_server_problems
 
+    if args.fhir_server:
+        _, bad = fhir_server_problems(list(args.fhir_server), "--fhir-server")
+        if bad:
+            return _problems(bad)
     try:
         if args.trust is None:  # refuses a non-loopback address; warns loudly otherwise
             require_loopback_without_trust(args.host)

@@ -608,11 +608,16 @@ def _add_core_routes(
         raw = await request.body()
         fmt = _wants(request)
 
+        # The engine is deterministic: the same body always gives the same answer, so the
+        # last answers are kept by a digest of the exact bytes (not of the parsed case, which
+        # would merge 8 and 8.0). A JSON answer already kept is sent from the event loop.
+        key = hashlib.blake2b(raw, digest_size=16).digest()
+        kept = answers.get(key)
+        if kept is not None and fmt == "json":
+            request.state.rules = kept[2]
+            return Response(kept[1], media_type="application/json")
+
         def answer_of() -> tuple[tuple[Answer, bytes, str], str | None]:
-            # The engine is deterministic: the same body always gives the same answer, so
-            # the last answers are kept by a digest of the exact bytes (not of the parsed
-            # case, which would merge 8 and 8.0).
-            key = hashlib.blake2b(raw, digest_size=16).digest()
             hit = answers.get(key)
             if hit is None:
                 answer = recommend(load_case(_parse_body(raw)), kb=kb)
