@@ -474,7 +474,9 @@ def _run_audit(args: argparse.Namespace, today: dt.date | None) -> int:
         if args.report is not None:
             from netboard.batch.report import AuditReport
 
-            report = AuditReport(source=Path(source).name, kb_version=kb.version, engine=engine)
+            report = AuditReport(
+                source=Path(source).name, kb_version=kb.version, engine=engine, kb=kb
+            )
         writer = io.ResultWriter(args.out) if args.out is not None else None
         try:
             stats = io.audit_chunks(

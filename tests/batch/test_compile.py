@@ -64,7 +64,7 @@ def run_conditions(
 
 
 def expected(kb: KnowledgeBase, case: Case, node: Condition) -> tuple[Truth, frozenset[str]]:
-    ctx = Context(case=case, computed=classify(case, kb).computed, facts=kb.facts)
+    ctx = Context(case=case, computed=classify(case, kb).computed, facts=kb.facts, kb=kb)
     r = evaluate(node, ctx)
     return r.truth, r.unknown if r.truth is Truth.UNKNOWN else frozenset()
 

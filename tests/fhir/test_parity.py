@@ -21,10 +21,14 @@ import yaml
 from conftest import SHARED
 from fhir_bundles import TODAY, bundle_for_case, prefetch_for
 from netboard import vocab as v
-from netboard.case import FIELDS, ChoiceList, load_case
+from netboard.case import load_case
 from netboard.engine.recommend import recommend
 from netboard.fhir import case_from_fhir, prefetch_templates, resources_from
+from netboard.fields import ChoiceList, registry
 from netboard.kb import KnowledgeBase
+
+FIELDS = {path: f.spec for path, f in registry().top.items()}
+LAB_FIELDS = {name: f.spec for name, f in registry().members["labs"].items()}
 
 VIGNETTES = Path(__file__).resolve().parent.parent / "vignettes"
 PUBLIC = SHARED / "cases"

@@ -28,9 +28,13 @@ from hypothesis import HealthCheck, given, settings, target
 from hypothesis import strategies as st
 
 from netboard.answer import Answer, Eligibility, Recommendation
-from netboard.case import FIELDS, LAB_FIELDS, load_case
+from netboard.case import load_case
 from netboard.engine.recommend import recommend
+from netboard.fields import registry
 from netboard.kb import load_kb
+
+FIELDS = {path: f.spec for path, f in registry().top.items()}
+LAB_FIELDS = {name: f.spec for name, f in registry().members["labs"].items()}
 
 kb = load_kb()
 #: The same knowledge base without rules, alerts, notes or dosing. ``recommend`` settles
@@ -521,6 +525,7 @@ def shuffled(data: dict[str, Any], seed: int) -> dict[str, Any]:
 def test_10_answer_is_deterministic_and_independent_of_key_order(
     data: dict[str, Any], seed: int
 ) -> None:
+
     first, second = answer_for(data).to_dict(), answer_for(data).to_dict()
     assert first == second
     text = json.dumps(first, sort_keys=False)

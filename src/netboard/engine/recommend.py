@@ -92,7 +92,7 @@ def recommend(
     """
     kb = kb or load_kb()
     cls = classify(case, kb)
-    ctx = Context(case=case, computed=cls.computed, facts=kb.facts)
+    ctx = Context(case=case, computed=cls.computed, facts=kb.facts, kb=kb)
     scope = _scope(kb, ctx, neoplasm, neoplasm_detail)
     if scope.applies is False:
         return _out_of_scope(case, kb, scope)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netboard import vocab as v
-from netboard.case import FIELDS, LAB_FIELDS, ChoiceList, load_case
+from netboard.case import load_case
 from netboard.errors import CaseError, KnowledgeBaseError, Problem
 from netboard.fhir import elements as el
 from netboard.fhir.model import FhirCase, Unmapped
@@ -24,6 +24,7 @@ from netboard.fhir.table import (
     NameRule,
     normalize_code,
 )
+from netboard.fields import ChoiceList, field_paths, nest, registry
 from netboard.kb.model import KnowledgeBase
 
 _CONDITION_VER = "condition-ver-status"
@@ -111,7 +112,7 @@ class _Reader:
         when: tuple[float, ...] | None = None,
     ) -> None:
         for path, value in sets:
-            spec = FIELDS.get(path)
+            spec = registry().spec(path)
             if isinstance(spec, ChoiceList):
                 self.list_items.setdefault(path, {}).setdefault(str(value), []).append(ref)
             else:
@@ -783,22 +784,13 @@ class _Reader:
                 for ref in got.refs:
                     self.source("progressed_on", ref)
         for path, found in self.list_items.items():
-            spec = FIELDS[path]
+            spec = registry().spec(path)
             assert isinstance(spec, ChoiceList)
             raw[path] = [m.value for m in spec.enum if m.value in found]
             for item in raw[path]:
                 for ref in found[item]:
                     self.source(path, ref)
         self.resolve_empty_lists(raw)
-        region = raw.get("pancreas_region")
-        if region is not None and raw.get("primary_site", "pancreas") != "pancreas":
-            del raw["pancreas_region"]
-            self.miss(
-                ", ".join(self.sources.pop("pancreas_region", [])),
-                "Condition.bodySite",
-                str(region),
-                f"a pancreas region is given but the primary site is {raw['primary_site']}",
-            )
         return raw
 
     def resolve_empty_lists(self, raw: dict[str, Any]) -> None:
@@ -1036,7 +1028,7 @@ def _outcome_text(res: Mapping[str, Any]) -> str:
 
 
 def _order(paths: Iterable[str]) -> list[str]:
-    order = {p: i for i, p in enumerate([*FIELDS, *(f"labs.{k}" for k in LAB_FIELDS)])}
+    order = {p: i for i, p in enumerate(field_paths())}
     return sorted(paths, key=lambda p: order.get(p, len(order)))
 
 
@@ -1099,16 +1091,9 @@ def _select_patient(
 
 def _validated(raw: dict[str, Any], reader: _Reader) -> dict[str, Any]:
     """Contract form, in field order; anything ``load_case`` refuses is dropped and reported."""
-    case: dict[str, Any] = {}
-    labs: dict[str, Any] = {}
-    for path in _order(raw):
-        if path.startswith("labs."):
-            labs[path[5:]] = raw[path]
-        else:
-            case[path] = raw[path]
-    if labs:
-        case["labs"] = labs
-    for _ in range(len(FIELDS) + len(LAB_FIELDS) + 1):
+    flat = {path: raw[path] for path in _order(raw)}
+    for _ in range(len(field_paths()) + 1):
+        case = nest(flat)
         try:
             load_case(case)
             return case
@@ -1116,11 +1101,6 @@ def _validated(raw: dict[str, Any], reader: _Reader) -> dict[str, Any]:
             for problem in exc.problems:
                 name = problem.field.split("[", 1)[0]
                 refs = reader.sources.pop(name, [])
-                if name.startswith("labs.") and isinstance(case.get("labs"), dict):
-                    value = case["labs"].pop(name[5:], None)
-                    if not case["labs"]:
-                        del case["labs"]
-                else:
-                    value = case.pop(name, None)
+                value = flat.pop(name, None)
                 reader.miss(", ".join(refs) or "(case)", name, str(value), problem.message)
     return {}

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from netboard import vocab as v
-from netboard.case import FIELDS, LAB_FIELDS, Choice, ChoiceList, Flag, Number, Spec
+from netboard.fields import Choice, ChoiceList, Flag, Number, registry
 from netboard.kb.reader import Reader, entries
 
 FHIR_RESOURCE_TYPES = (
@@ -175,12 +175,6 @@ class FhirMap:
         return out
 
 
-def _field_spec(path: str) -> Spec | None:
-    if path.startswith("labs."):
-        return LAB_FIELDS.get(path[5:])
-    return FIELDS.get(path)
-
-
 def check_field_value(path: str, value: Any) -> str | None:
     """Why ``value`` is not a contract value for case field ``path`` (None when it is).
 
@@ -191,7 +185,7 @@ def check_field_value(path: str, value: Any) -> str | None:
     >>> check_field_value("metastatic_sites", "spleen")
     "'spleen' is not a contract value of metastatic_sites"
     """
-    spec = _field_spec(path)
+    spec = registry().spec(path)
     if spec is None:
         return f"{path!r} is not a case field"
     if isinstance(spec, Choice | ChoiceList):
@@ -587,12 +581,12 @@ def parse_fhir_table(doc: Any, r: Reader) -> FhirMap | None:
     )
 
     def list_check(row: FhirCode, where: str) -> None:
-        if row.field is None or not isinstance(FIELDS.get(row.field), ChoiceList):
+        if row.field is None or not isinstance(registry().spec(row.field), ChoiceList):
             r.fail(f"{where}.field", f"{row.field!r} is not a list field of the case")
 
     lists = fr.table(doc["lists"], "lists", ["field"], list_check)
-    for name, spec in FIELDS.items():
-        if isinstance(spec, ChoiceList) and not any(x.field == name for x in lists.rows):
+    for name, f in registry().fields.items():
+        if isinstance(f.spec, ChoiceList) and not any(x.field == name for x in lists.rows):
             r.fail("lists", f"no List code for the list field {name}")
     empty_reasons = fr.table(
         doc["list_empty_reasons"], "list_empty_reasons", ["unmapped"], lambda row, where: None
@@ -660,10 +654,10 @@ def _parse_observation(
         if field_path is not None:
             r.fail(where, "a morphology observation is read through the morphology table")
         return FhirObservation(row=row, field=None, kind=kind)
-    if not isinstance(field_path, str) or _field_spec(field_path) is None:
+    if not isinstance(field_path, str) or registry().spec(field_path) is None:
         r.fail(f"{where}.field", f"{field_path!r} is not a case field")
         return FhirObservation(row=row, field=None, kind=None)
-    spec = _field_spec(field_path)
+    spec = registry().spec(field_path)
     numeric = isinstance(spec, Number)
     if kind in ("quantity", "integer", "ratio_to_uln") and not numeric:
         r.fail(where, f"kind {kind} needs a numeric field, not {field_path}")

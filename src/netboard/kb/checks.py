@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from netboard import vocab as v
-from netboard.case import FIELDS, LAB_FIELDS, Choice, ChoiceList, Flag, Number, Spec, Text
 from netboard.conditions import (
     LIST_OPERATORS,
     NUMERIC_OPERATORS,
@@ -18,7 +17,8 @@ from netboard.conditions import (
     walk,
 )
 from netboard.errors import Problem
-from netboard.kb.model import KnowledgeBase, Words, computed_specs
+from netboard.fields import Choice, ChoiceList, Flag, Number, Spec, Text, registry
+from netboard.kb.model import KnowledgeBase, Words
 
 
 def _check_compare(node: Compare, specs: Mapping[str, Spec | Words], where: str) -> list[Problem]:
@@ -61,8 +61,10 @@ def _check_compare(node: Compare, specs: Mapping[str, Spec | Words], where: str)
 def check_kb(kb: KnowledgeBase) -> list[Problem]:
     """Cross-file integrity: references, fields, facts and codes named in conditions."""
     problems: list[Problem] = []
-    specs: dict[str, Spec | Words] = {**FIELDS, **{f"labs.{k}": s for k, s in LAB_FIELDS.items()}}
-    specs.update(computed_specs(kb.sites))
+    specs: dict[str, Spec | Words] = {p: f.spec for p, f in registry().fields.items()}
+    from netboard.engine.derive import computed_specs
+
+    specs.update(computed_specs(kb))
 
     def cite(where: str, ids: Iterable[str], required: bool = True) -> None:
         ids = list(ids)

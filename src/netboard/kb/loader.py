@@ -14,8 +14,8 @@ from importlib.resources.abc import Traversable
 from typing import Any
 
 from netboard import vocab as v
-from netboard.case import FIELDS, LAB_FIELDS
 from netboard.errors import Problem
+from netboard.fields import parse_registry, registry
 from netboard.kb.checks import check_kb
 from netboard.kb.model import (
     ABOUT_KEYS,
@@ -26,7 +26,6 @@ from netboard.kb.model import (
     DoseDef,
     EligibilitySet,
     FactDef,
-    FieldInfo,
     Grading,
     KnowledgeBase,
     MonitoringDef,
@@ -150,21 +149,29 @@ def parse_kb(files: Mapping[str, Any]) -> tuple[KnowledgeBase | None, list[Probl
         if needed not in grading:
             r.fail("grading", f"missing grading scheme {needed!r}")
 
-    # field labels
+    # the field registry (its own copy in this directory), and the reader labels
     r = reader("fields.yaml")
-    fields_info: dict[str, FieldInfo] = {}
     labels: dict[str, dict[str, str]] = {}
     fdoc = files.get("fields.yaml") or {}
-    r.mapping(fdoc, "(top)", ["fields", "labels"], ["fields", "labels"])
-    for key, e in (fdoc.get("fields") or {}).items():
-        if r.mapping(e, f"fields.{key}", ["label", "why"], ["label", "why"]):
-            fields_info[str(key)] = FieldInfo(
-                label=r.text(e["label"], f"fields.{key}.label"),
-                why=r.text(e["why"], f"fields.{key}.why"),
-            )
-    for path in [*FIELDS, *(f"labs.{k}" for k in LAB_FIELDS)]:
-        if path not in fields_info:
-            r.fail("fields", f"case field {path!r} has no label")
+    r.mapping(
+        fdoc,
+        "(top)",
+        ["form_groups", "objects", "consistency", "fields", "labels"],
+        ["fields", "labels"],
+    )
+    own, registry_problems = parse_registry(fdoc)
+    problems.extend(registry_problems)
+    packaged = registry()
+    for path, f in packaged.fields.items():
+        mine = own.fields.get(path)
+        if mine is None:
+            r.fail("fields", f"case field {path!r} is missing")
+        elif mine.spec != f.spec:
+            r.fail(f"fields.{path}", "its type or bounds differ from netboard's field registry")
+    for path in own.fields:
+        if path not in packaged.fields:
+            r.fail(f"fields.{path}", "not a case field of netboard's field registry")
+    fields_info = own.fields
     for group, mapping in (fdoc.get("labels") or {}).items():
         labels[str(group)] = {str(k): str(x) for k, x in (mapping or {}).items()}
 

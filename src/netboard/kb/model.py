@@ -8,10 +8,10 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from netboard import vocab as v
-from netboard.case import Choice, ChoiceList, Flag, Spec
 from netboard.conditions import (
     Condition,
 )
+from netboard.fields import FieldDef
 
 if TYPE_CHECKING:  # pragma: no cover
     from netboard.fhir.table import FhirMap
@@ -115,12 +115,6 @@ class FactDef:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class FieldInfo:
-    label: str
-    why: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class ReferenceDef:
     id: str
     citation: str
@@ -158,7 +152,8 @@ class KnowledgeBase:
     about: Mapping[str, Any]
     references: Mapping[str, ReferenceDef]
     facts: Mapping[str, FactDef]
-    fields: Mapping[str, FieldInfo]
+    #: the field registry as this knowledge base's fields.yaml words it (labels, why)
+    fields: Mapping[str, FieldDef]
     sites: Mapping[v.Site, SiteInfo]
     grading: Mapping[str, Grading]
     childbearing_age_limit: float
@@ -199,43 +194,3 @@ HTI1_INPUTS = (
     "social_determinants_of_health",
     "health_status_assessments",
 )
-
-
-# --- computed fields: values the engine derives, usable in conditions ----------------------
-
-#: Computed fields and the case fields each is derived from (for missing_information).
-COMPUTED_SOURCES: dict[str, tuple[str, ...]] = {
-    "grade": ("ki67_percent", "mitoses_per_2mm2", "grade", "primary_site"),
-    "who_2019": ("differentiation", "ki67_percent", "mitoses_per_2mm2", "grade", "primary_site"),
-    "differentiation_inferred": (
-        "differentiation",
-        "ki67_percent",
-        "mitoses_per_2mm2",
-        "grade",
-        "primary_site",
-    ),
-    "site_group": ("primary_site",),
-    "gut_region": ("primary_site",),
-    "portal_drained": ("primary_site",),
-    "thoracic_primary": ("primary_site",),
-    "pregnancy_status": ("pregnant",),
-    "grade_discordant": ("grade", "ki67_percent", "mitoses_per_2mm2"),
-    "treatments_received": ("prior_treatments",),
-    "treatments_failed": ("progressed_on",),
-}
-
-
-def computed_specs(sites: Mapping[v.Site, SiteInfo]) -> dict[str, Spec | Words]:
-    return {
-        "grade": Choice(v.Grade),
-        "who_2019": Choice(v.Who2019),
-        "differentiation_inferred": Choice(v.Differentiation),
-        "site_group": Words(tuple(sorted({s.group for s in sites.values()}))),
-        "gut_region": Words(tuple(sorted({s.region for s in sites.values()}))),
-        "portal_drained": Flag(),
-        "thoracic_primary": Flag(),
-        "pregnancy_status": Words(("pregnant", "not_pregnant")),
-        "grade_discordant": Flag(),
-        "treatments_received": ChoiceList(v.Intervention),
-        "treatments_failed": ChoiceList(v.Intervention),
-    }
