@@ -358,17 +358,30 @@ _ANSWER_SCHEMA = {
 }
 
 
-#: What ``load_case`` refuses beyond the JSON Schema (checked against it by the tests).
-CROSS_FIELD_RULES = (
-    ("pancreas_region", "only with primary_site pancreas (or no primary_site)"),
-    ("gastric_type", "only with primary_site stomach (or no primary_site)"),
-    ("pregnant", "not true when sex is male"),
-    ("progressed_on", "empty when disease_status is newly_diagnosed"),
-    ("progressed_on[i]", "each code also listed in prior_treatments"),
-)
-CROSS_FIELD_TEXT = "Rules across fields (a breach is a 422 naming the field): " + "; ".join(
-    f"`{field}`: {rule}" for field, rule in CROSS_FIELD_RULES
-)
+def cross_field_rules() -> list[tuple[str, str]]:
+    """What ``load_case`` refuses beyond the JSON Schema: (field, rule) from the field
+    registry's ``consistency`` list (``kb/fields.yaml``), for the OpenAPI document."""
+    from netboard.fields import registry
+
+    out = []
+    for rule in registry().consistency:
+        if rule.requires is not None:
+            other, words = rule.requires
+            given = (
+                "given"
+                if rule.value is None
+                else ("not empty" if rule.value == "nonempty" else json.dumps(rule.value))
+            )
+            text = f"when {given}, {other} must be unknown or one of: {', '.join(words)}"
+        else:
+            text = f"each item must also be listed in {rule.within}"
+        out.append((rule.field, text))
+    return out
+
+
+def _cross_field_text() -> str:
+    rules = "; ".join(f"`{field}`: {text}" for field, text in cross_field_rules())
+    return "Rules across fields (a breach is a 422 naming the field): " + rules
 
 
 def _json_content(description: str, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -600,7 +613,7 @@ def _add_core_routes(
         "/v1/recommend",
         summary="Answer a structured case",
         description="Answer JSON by default; the report with `Accept: text/markdown` or "
-        "`text/html`. The body must be sent as `application/json`. " + CROSS_FIELD_TEXT + ".",
+        "`text/html`. The body must be sent as `application/json`. " + _cross_field_text() + ".",
         openapi_extra=_json_body_doc(case_json_schema()),
     )
     @_timed("/v1/recommend")
