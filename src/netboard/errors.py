@@ -17,11 +17,11 @@ def _plain(char: str) -> bool:
 
 
 def display_field(field: str) -> str:
-    """A field name safe to show: invisible and look-alike characters escaped.
+    r"""A field name safe to show: invisible and look-alike characters escaped.
 
     A Cyrillic a (U+0430) or a zero-width space in a key would otherwise make an unknown field
     look exactly like a known one. Printable ASCII and Latin letters (a file named
-    ``josé.yaml``) stay as they are; anything else is shown as ``\\uXXXX``.
+    ``josé.yaml``) stay as they are; anything else is shown as ``\uXXXX``.
 
     Example:
         >>> display_field("prim\u0430ry_site")
