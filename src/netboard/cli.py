@@ -372,10 +372,13 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _kb_check(path: str | None) -> int:
     from netboard.kb import check_kb_dir
+    from netboard.kb.checks import kb_warnings
 
     kb, problems = check_kb_dir(path)
     if problems or kb is None:
         return _problems(problems)
+    for warning in kb_warnings(kb):
+        sys.stdout.write(f"warning: {warning}\n")
     sys.stdout.write(
         f"knowledge base {kb.version} (released {kb.released}): OK\n"
         f"  {len(kb.references)} references, {len(kb.facts)} facts, {len(kb.rules)} rules, "

@@ -20,6 +20,7 @@ from netboard.conditions import (
     Condition,
     EligibilityIs,
     Fact,
+    Holds,
     Not,
     Planned,
     Shared,
@@ -95,7 +96,7 @@ def check_against_evaluate(
 
 
 def test_every_condition_node_has_a_truth_and_an_unknown_compiler() -> None:
-    for kind in (All, AnyOf, Not, Compare, Fact, EligibilityIs, Planned, Shared):
+    for kind in (All, AnyOf, Not, Compare, Fact, EligibilityIs, Planned, Shared, Holds):
         assert truth_of.dispatch(kind) is not truth_of.dispatch(object), kind
         assert mask_of.dispatch(kind) is not mask_of.dispatch(object), kind
 

@@ -48,6 +48,7 @@ from netboard.conditions import (
     Condition,
     EligibilityIs,
     Fact,
+    Holds,
     Not,
     Planned,
     Shared,
@@ -539,6 +540,16 @@ def _truth_planned(node: Planned, scope: Scope) -> exp.Expression:
 
 @mask_of.register
 def _mask_planned(node: Planned, scope: Scope) -> exp.Expression:
+    return ZERO.copy()
+
+
+@truth_of.register
+def _truth_holds(node: Holds, scope: Scope) -> exp.Expression:
+    return _is_true(truth(node.item, scope))
+
+
+@mask_of.register
+def _mask_holds(node: Holds, scope: Scope) -> exp.Expression:
     return ZERO.copy()
 
 

@@ -21,6 +21,7 @@ from netboard.conditions import (
     Condition,
     EligibilityIs,
     Fact,
+    Holds,
     Not,
     Planned,
     Shared,
@@ -282,6 +283,16 @@ def _planned(node: Planned) -> Evaluator:
 
     def run(ctx: Context) -> Result:
         return TRUE if any(c in ctx.planned for c in codes) else FALSE
+
+    return run
+
+
+@_builder(Holds)
+def _holds(node: Holds) -> Evaluator:
+    inner = compiled(node.item)
+
+    def run(ctx: Context) -> Result:
+        return TRUE if inner(ctx).truth is _TRUE_T else FALSE
 
     return run
 

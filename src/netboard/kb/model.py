@@ -38,6 +38,12 @@ class Rule:
     evidence: tuple[str, ...]
     on_unknown: str = "branch"
     scope: str = "phase"
+    #: a negative rule's exception: the guard lifts when this is known to hold (already folded
+    #: into ``when``; kept for the reader)
+    unless: Condition | None = None
+    #: guard rule ids this positive rule may pass (a named exception)
+    passes: tuple[str, ...] = ()
+    #: deprecated blanket escape from every guard of the code; ``kb check`` warns on each use
     overrides_guards: bool = False
     unknown_blocks: bool = True
     dossier: tuple[str, ...] = ()
