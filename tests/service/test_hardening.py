@@ -304,14 +304,19 @@ def test_card_links_open_the_report_and_expire(app_settings: Settings) -> None:
 # --- 5. feedback: no free text, days not seconds, 0600, a data directory, retention ----------
 
 
-def _issue_plan_card(c: TestClient) -> dict[str, Any]:
-    body = hook_request(
-        prefetch={
-            "patient": {"resourceType": "Patient", "id": "p1", "gender": "female"},
-            "conditions": {"resourceType": "Bundle", "type": "searchset", "entry": []},
-        }
+def nen_hook_request(c: TestClient) -> dict[str, Any]:
+    """A hook call whose prefetch holds a neuroendocrine neoplasm (the sigmoid example)."""
+    case = yaml.safe_load((ROOT / "examples" / "sigmoid.yaml").read_text())
+    bundle = bundle_for_case(case, today=date.today())
+    pid = next(
+        e["resource"]["id"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"
     )
-    cards = c.post(SERVICE, json=body).json()["cards"]
+    templates = c.get("/cds-services").json()["services"][0]["prefetch"]
+    return hook_request(pid, prefetch=prefetch_for(bundle, templates))
+
+
+def _issue_plan_card(c: TestClient) -> dict[str, Any]:
+    cards = c.post(SERVICE, json=nen_hook_request(c)).json()["cards"]
     return next(x for x in cards if x["summary"].startswith("netboard plan"))
 
 
@@ -491,12 +496,7 @@ def test_a_lone_surrogate_escape_is_a_422_not_a_500(
 
 
 def test_card_links_ignore_the_host_header(client: TestClient) -> None:
-    body = hook_request(
-        prefetch={
-            "patient": {"resourceType": "Patient", "id": "p1", "gender": "female"},
-            "conditions": {"resourceType": "Bundle", "type": "searchset", "entry": []},
-        }
-    )
+    body = nen_hook_request(client)
     r = client.post(SERVICE, json=body, headers={"Host": "evil.example"})
     text = json.dumps(r.json())
     assert "evil.example" not in text

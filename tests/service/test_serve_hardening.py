@@ -27,10 +27,6 @@ import pytest
 from .test_serve import NETBOARD, free_port, run_cli
 
 HOOK = "/cds-services/netboard-net-plan"
-PREFETCH = {
-    "patient": {"resourceType": "Patient", "id": "p1", "gender": "female"},
-    "conditions": {"resourceType": "Bundle", "type": "searchset", "entry": []},
-}
 
 
 class Server:
@@ -98,14 +94,27 @@ def serve(
             proc.communicate(timeout=10)
 
 
-def hook_body() -> dict[str, Any]:
+def hook_body(server: Server) -> dict[str, Any]:
+    """A hook call whose prefetch holds a neuroendocrine neoplasm (the sigmoid example)."""
+    import datetime as dt
     import uuid
 
+    import yaml
+
+    from conftest import ROOT
+    from fhir_bundles import bundle_for_case, prefetch_for
+
+    case = yaml.safe_load((ROOT / "examples" / "sigmoid.yaml").read_text())
+    bundle = bundle_for_case(case, today=dt.date.today())
+    pid = next(
+        e["resource"]["id"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"
+    )
+    templates = json.loads(server.get("/cds-services")[1])["services"][0]["prefetch"]
     return {
         "hook": "patient-view",
         "hookInstance": str(uuid.uuid4()),
-        "context": {"userId": "Practitioner/1", "patientId": "p1"},
-        "prefetch": PREFETCH,
+        "context": {"userId": "Practitioner/1", "patientId": pid},
+        "prefetch": prefetch_for(bundle, templates),
     }
 
 
@@ -131,8 +140,9 @@ def test_report_links_open_on_every_worker(tmp_path: Path) -> None:
     """The review: with --workers 2, 23 of 50 link openings gave 404."""
     with serve(tmp_path, "--workers", "2") as server:
         links = []
+        call = hook_body(server)
         for _ in range(50):
-            status, body = server.post(HOOK, hook_body())
+            status, body = server.post(HOOK, call)
             assert status == 200, body
             links.append(body["cards"][0]["links"][0]["url"])
         opened = [server.get(link.removeprefix(server.url))[0] for link in links]

@@ -43,6 +43,7 @@ from netboard.service import cds_hooks
 
 if TYPE_CHECKING:
     from netboard.answer import Answer
+    from netboard.fhir import FhirCase
     from netboard.kb import KnowledgeBase
     from netboard.service.feedback import FeedbackStore
     from netboard.service.security import Claims, TokenVerifier
@@ -52,6 +53,9 @@ log = logging.getLogger("netboard.service")
 
 MAX_BODY_BYTES = MAX_CASE_BYTES
 MAX_TEXT_BYTES = 100_000
+#: Largest CDS Hooks call: a real chart's prefetch runs to tens of MB (a Synthea oncology
+#: patient sends 1.2 MB of Conditions, medications and procedures before any Observation).
+MAX_HOOK_BODY_BYTES = 32_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +63,8 @@ class Settings:
     """How the service runs (``netboard serve`` options)."""
 
     kb_path: str | None = None
-    #: The public base URL clients call (for JWT ``aud`` and card links); default: from the
-    #: request's Host header.
+    #: The public base URL clients call (for JWT ``aud`` and card links); required with a
+    #: trust file; without one, links use the address of the socket (never the Host header).
     public_url: str | None = None
     #: The trust file of allowed issuers (``--trust``); without one, hook calls are not
     #: authenticated and ``netboard serve`` binds to loopback only.
@@ -86,6 +90,11 @@ class Settings:
     report_capacity: int = 50_000
     #: Answers kept by request body (``POST /v1/recommend``); 0 turns the cache off.
     answer_cache_size: int = 512
+    #: Body limit of the CDS Hooks routes (``/cds-services/...``): real prefetch is large.
+    max_hook_body_bytes: int = MAX_HOOK_BODY_BYTES
+    #: Browser origins allowed to call the CDS Hooks routes (CORS), e.g. the CDS Hooks
+    #: sandbox ``https://sandbox.cds-hooks.org``; empty: no CORS headers.
+    cors_origins: tuple[str, ...] = ()
 
     def file(self, name: str) -> str:
         """The path of one of the service's SQLite files (``:memory:`` in memory mode)."""
@@ -156,13 +165,28 @@ def _is_json_type(value: str) -> bool:
 
 class RequestGuard:
     """Before any route: security headers on every response; for bodies, 415 unless a JSON
-    route is sent JSON, 413 over ``limit`` bytes and 408 unless the body arrives within
-    ``timeout`` seconds. The body is read here, once, and replayed to the app."""
+    route is sent JSON, 413 over the limit and 408 unless the body arrives within
+    ``timeout`` seconds. The body is read here, once, and replayed to the app.
 
-    def __init__(self, app: ASGIApp, limit: int, timeout: float) -> None:
+    ``prefixes`` gives other body limits by path prefix (the CDS Hooks routes take real
+    prefetch).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        limit: int,
+        timeout: float,
+        prefixes: Mapping[str, int] | None = None,
+    ) -> None:
         self.app = app
         self.limit = limit
         self.timeout = timeout
+        self.prefixes = dict(prefixes or {})
+
+    def limit_for(self, path: str) -> int:
+        """The body limit of a request path."""
+        return next((n for p, n in self.prefixes.items() if path.startswith(p)), self.limit)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -194,9 +218,10 @@ class RequestGuard:
                 problem = Problem("Content-Type", f"expected application/json, got {shown[:60]!r}")
                 await problems_response([problem], 415)(scope, receive, guarded_send)
                 return
+        limit = self.limit_for(path)
         declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await self._refuse(scope, receive, guarded_send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._refuse(scope, receive, guarded_send, limit)
             return
         chunks: list[bytes] = []
         size = 0
@@ -207,8 +232,8 @@ class RequestGuard:
                     if message["type"] != "http.request":
                         break
                     size += len(message.get("body", b""))
-                    if size > self.limit:
-                        await self._refuse(scope, receive, guarded_send)
+                    if size > limit:
+                        await self._refuse(scope, receive, guarded_send, limit)
                         return
                     chunks.append(message.get("body", b""))
                     if not message.get("more_body", False):
@@ -231,10 +256,8 @@ class RequestGuard:
 
         await self.app(scope, replay, guarded_send)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = problems_response(
-            [Problem("(body)", f"larger than {self.limit} bytes")], status=413
-        )
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        response = problems_response([Problem("(body)", f"larger than {limit} bytes")], status=413)
         await response(scope, receive, send)
 
 
@@ -266,6 +289,33 @@ class Lru(Generic[K, V]):
                 while len(self._items) > self.capacity:
                     self._items.popitem(last=False)
         return value
+
+
+def report_record(kb_version: str, read: FhirCase) -> dict[str, Any]:
+    """What a report link keeps (JSON): the mapped case, what the record says about the
+    neoplasm, the items not used, and the knowledge-base version it was answered with."""
+    from dataclasses import asdict
+
+    return {
+        "kb": kb_version,
+        "case": read.case,
+        "neoplasm": read.neoplasm.value,
+        "neoplasm_detail": read.neoplasm_detail,
+        "unmapped": [asdict(u) for u in read.unmapped],
+    }
+
+
+def fhir_case_of(record: Mapping[str, Any]) -> FhirCase:
+    """The FHIR reading behind a report link, rebuilt from ``report_record``."""
+    from netboard.fhir.model import FhirCase, Unmapped
+    from netboard.vocab import Neoplasm
+
+    return FhirCase(
+        case=dict(record["case"]),
+        unmapped=[Unmapped(**u) for u in record.get("unmapped", ())],
+        neoplasm=Neoplasm(record.get("neoplasm", Neoplasm.NEUROENDOCRINE.value)),
+        neoplasm_detail=str(record.get("neoplasm_detail", "")),
+    )
 
 
 def _wants(request: Request) -> str:
@@ -418,28 +468,22 @@ def _json_body_doc(
 
 def _document_errors(app: FastAPI) -> None:
     """Add to the OpenAPI document what the router answers on its own: 404 and 405/Allow."""
-    from fastapi.openapi.utils import get_openapi
+    build = app.openapi
+    done: list[bool] = []
 
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema:
-            return app.openapi_schema
-        doc = get_openapi(
-            title=app.title,
-            version=app.version,
-            summary=app.summary,
-            description=app.description,
-            routes=app.routes,
-        )
+        doc = build()
+        if done:
+            return doc
         for ops in doc.get("paths", {}).values():
             allowed = ", ".join(sorted(m.upper() for m in ops if m != "parameters"))
             for op in ops.values():
-                if not isinstance(op, dict) or "responses" not in op:
-                    continue
-                op["responses"].setdefault("405", _method_doc(allowed))
+                if isinstance(op, dict) and "responses" in op:
+                    op["responses"].setdefault("405", _method_doc(allowed))
         doc.setdefault("components", {}).setdefault("responses", {})["NotFound"] = {
             "description": "no such route (any path not listed here): 404 with a JSON body"
         }
-        app.openapi_schema = doc
+        done.append(True)
         return doc
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -502,6 +546,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         capacity=settings.report_capacity,
     )
     app = FastAPI(
+        servers=[{"url": settings.public_url.rstrip("/")}] if settings.public_url else None,
         title="netboard",
         version=__version__,
         summary="Guideline-based decision support for metastatic neuroendocrine neoplasms",
@@ -515,8 +560,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.feedback = feedback
     app.state.reports = reports
     app.add_middleware(
-        RequestGuard, limit=settings.max_body_bytes, timeout=settings.body_timeout_seconds
+        RequestGuard,
+        limit=settings.max_body_bytes,
+        timeout=settings.body_timeout_seconds,
+        prefixes={"/cds-services": settings.max_hook_body_bytes},
     )
+    _add_cors(app, settings)
     _document_errors(app)
 
     @app.exception_handler(404)
@@ -545,7 +594,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     _add_core_routes(app, kb, settings, reports)
     _add_cds_routes(app, kb, settings, feedback, reports)
+    _document_security(app)
     return app
+
+
+#: The OpenAPI security scheme of the CDS Hooks routes (a JWT from a trusted CDS client).
+SECURITY_SCHEME = {
+    "cdsHooksJwt": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "CDS Hooks 2.0 client JWT (asymmetric signature, iss/kid from the trust "
+        "file, aud = this service's URL); required when the server runs with --trust.",
+    }
+}
+
+
+def _document_security(app: FastAPI) -> None:
+    """Add the security scheme to the OpenAPI document (the routes name it)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        doc = build()
+        doc.setdefault("components", {}).setdefault("securitySchemes", {}).update(SECURITY_SCHEME)
+        return doc
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 SETTINGS_ENV = "NETBOARD_SERVE_SETTINGS"
@@ -563,8 +637,9 @@ def app_from_env() -> FastAPI:
 
     watch_supervisor()
     raw = json.loads(os.environ.get(SETTINGS_ENV, "{}"))
-    if "fhir_servers" in raw:
-        raw["fhir_servers"] = tuple(raw["fhir_servers"])
+    for key in ("fhir_servers", "cors_origins"):
+        if key in raw:
+            raw[key] = tuple(raw[key])
     return create_app(Settings(**raw))
 
 
@@ -726,8 +801,18 @@ def _add_core_routes(
                     f"This report was made with knowledge base {record.get('kb')}; the "
                     f"service now runs {kb.version}. Open the patient's chart again.\n"
                 )
-            answer = recommend(load_case(record["case"]), kb=kb)
-            return 200, render(answer, "html", labels=kb.labels)
+            read = fhir_case_of(record)
+            answer = recommend(
+                load_case(read.case),
+                kb=kb,
+                neoplasm=read.neoplasm,
+                neoplasm_detail=read.neoplasm_detail,
+            )
+            html = render(answer, "html", labels=kb.labels)
+            from netboard.fhir.report import scope_section, unmapped_section
+
+            html = scope_section(html, answer.scope.applies, answer.scope.reason, "html")
+            return 200, unmapped_section(html, read, "html")
 
         status, text = await run_in_threadpool(page_of)
         if status != 200:
@@ -783,7 +868,12 @@ def _add_cds_routes(
         issuer = settings.verifier.trust.issuers.get(claims.iss)
         return issuer.fhir_servers if issuer is not None else frozenset()
 
-    @app.get("/cds-services", summary="CDS Hooks discovery")
+    # With a trust file every CDS Hooks route needs the client's JWT; without, none does.
+    security: dict[str, Any] = (
+        {"security": [{"cdsHooksJwt": []}]} if settings.verifier is not None else {}
+    )
+
+    @app.get("/cds-services", summary="CDS Hooks discovery", openapi_extra=security)
     async def discovery(request: Request) -> JSONResponse:
         await guard(request)
         return JSONResponse(cds_hooks.discovery(kb, templates))
@@ -815,17 +905,26 @@ def _add_cds_routes(
         description="The prefetch, completed from an allowlisted `fhirServer`. Rules across "
         "fields: `fhirAuthorization` only with `fhirServer`; `fhirAuthorization.token_type` "
         "is Bearer.",
-        openapi_extra=_json_body_doc(
-            hook_schema,
-            extra={
-                "200": {"description": "CDS Hooks cards"},
-                "401": {"description": "missing or invalid JWT (only with a trust file)"},
-                "412": {
-                    "description": "the FHIR data cannot be obtained (no prefetch, and no "
-                    "allowlisted fhirServer that answered)"
+        openapi_extra={
+            **_json_body_doc(
+                hook_schema,
+                extra={
+                    "200": {
+                        "description": "CDS Hooks cards (none without a neuroendocrine neoplasm)",
+                        "content": {"application/json": {"schema": cds_hooks.RESPONSE_SCHEMA}},
+                    },
+                    "401": {"description": "missing or invalid JWT (only with a trust file)"},
+                    "412": {
+                        "description": "the FHIR data cannot be obtained (no prefetch, and no "
+                        "allowlisted fhirServer that answered)",
+                        "content": {
+                            "application/json": {"schema": cds_hooks.OPERATION_OUTCOME_SCHEMA}
+                        },
+                    },
                 },
-            },
-        ),
+            ),
+            **security,
+        },
     )
     @_timed("/cds-services/netboard-net-plan")
     async def hook(request: Request) -> Response:
@@ -852,10 +951,17 @@ def _add_cds_routes(
         def cards_of(data: dict[str, Any]) -> tuple[dict[str, Any], str]:
             resources = resources_from(data)
             mapped = case_from_fhir(resources, kb=kb, patient_id=call.patient_id)
+            if not mapped.answers:
+                # No neuroendocrine neoplasm in this chart: patient-view runs on every chart,
+                # and a plan for a patient without a NEN is noise (docs/service.md "The NEN
+                # gate").
+                return {"cards": []}, f"-(neoplasm {mapped.neoplasm.value})"
             case = load_case(mapped.case)
-            answer = recommend(case, kb=kb)
+            answer = recommend(
+                case, kb=kb, neoplasm=mapped.neoplasm, neoplasm_detail=mapped.neoplasm_detail
+            )
             # Every worker can open the link: it lives in the shared reports file.
-            token = reports.put({"kb": kb.version, "case": mapped.case})
+            token = reports.put(report_record(kb.version, mapped))
             cards, issued = cds_hooks.build_cards(
                 answer,
                 kb,
@@ -878,14 +984,17 @@ def _add_cds_routes(
         description="Rules across fields: `card` and suggestion ids are the UUIDs the service "
         "issued; an overridden card accepts no suggestion; `overrideReason.reason` is one of "
         "the card's `overrideReasons`. `userComment` is never stored.",
-        openapi_extra=_json_body_doc(
-            {
-                "type": "object",
-                "required": ["feedback"],
-                "properties": {"feedback": {"type": "array", "items": {"type": "object"}}},
-            },
-            extra={"200": {"description": "recorded"}},
-        ),
+        openapi_extra={
+            **_json_body_doc(
+                {
+                    "type": "object",
+                    "required": ["feedback"],
+                    "properties": {"feedback": {"type": "array", "items": {"type": "object"}}},
+                },
+                extra={"200": {"description": "recorded"}},
+            ),
+            **security,
+        },
     )
     @_timed("/cds-services/netboard-net-plan/feedback")
     async def feedback_route(request: Request) -> Response:
@@ -908,17 +1017,21 @@ async def _gather(
     settings: Settings,
     allowed: frozenset[str],
 ) -> tuple[dict[str, Any] | None, list[str]]:
-    """The prefetch, completed from ``fhirServer`` where keys are absent.
+    """The prefetch, completed from ``fhirServer`` where keys are absent or failed.
 
-    ``fhirServer`` is contacted only when it is on ``allowed`` (normalised base URLs);
-    otherwise nothing is fetched and the reason is a note. Returns the data and notes for the
-    missing-data card, or None (and the reasons) when the required keys cannot be had: the
-    caller answers 412.
+    A key the EHR left out, or filled with an OperationOutcome (its prefetch query failed), is
+    fetched from ``fhirServer``, but only when that server is on ``allowed`` (normalised base
+    URLs); otherwise nothing is fetched and the reason is a note. Returns the data and notes
+    for the missing-data card, or None (and the reasons) when the required keys cannot be
+    had: the caller answers 412.
     """
     from netboard.service.security import fhir_base
 
     data: dict[str, Any] = dict(call.prefetch)
     notes: list[str] = []
+    failed = cds_hooks.failed_prefetch(data)
+    for key in failed:
+        del data[key]
     absent = [k for k in templates if k not in data]
     refused = False
     if absent and call.fhir_server is not None:
@@ -942,6 +1055,7 @@ async def _gather(
             data.update(fetched)
             notes.extend(errors)
             absent = [k for k in templates if k not in data]
+    unfetched = {k: why for k, why in failed.items() if k not in data}
     lacking = [k for k in cds_hooks.REQUIRED_PREFETCH if k in absent]
     if lacking:
         if refused:
@@ -950,6 +1064,56 @@ async def _gather(
             how = "could not be fetched"
         else:
             how = "no fhirServer was given"
-        return None, [f"prefetch {', '.join(lacking)} missing and {how}", *notes]
-    notes.extend(f"The record's {k} were not provided to netboard." for k in absent)
+        said = [f"the EHR's prefetch {k} failed: {unfetched[k]}" for k in lacking if k in unfetched]
+        return None, [f"prefetch {', '.join(lacking)} missing and {how}", *said, *notes]
+    for k in absent:
+        if k in unfetched:
+            notes.append(f"The EHR could not give the record's {k} ({unfetched[k]}).")
+        else:
+            notes.append(f"The record's {k} were not provided to netboard.")
     return data, notes
+
+
+def origin_problems(origins: Any) -> list[str]:
+    """Why each ``--cors-origin`` is not an origin (scheme://host[:port], or ``*``).
+
+    >>> origin_problems(["https://sandbox.cds-hooks.org", "*"])
+    []
+    >>> len(origin_problems(["https://x.org/path", "ftp://x.org"]))
+    2
+    """
+    from urllib.parse import urlsplit
+
+    out = []
+    for origin in origins or ():
+        if origin == "*":
+            continue
+        parts = urlsplit(str(origin))
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.path
+            or parts.query
+            or parts.fragment
+            or parts.username
+        ):
+            out.append(
+                f"--cors-origin {origin}: expected an origin such as "
+                "https://sandbox.cds-hooks.org (scheme, host and port only)"
+            )
+    return out
+
+
+def _add_cors(app: FastAPI, settings: Settings) -> None:
+    """CORS for the allowed browser origins (the CDS Hooks sandbox calls from a browser)."""
+    if not settings.cors_origins:
+        return
+    from starlette.middleware.cors import CORSMiddleware
+
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=list(settings.cors_origins),
+        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_headers=["Authorization", "Content-Type"],
+        max_age=600,
+    )
