@@ -97,7 +97,7 @@ def test_version_prints_package_knowledge_base_and_contract() -> None:
     assert re.fullmatch(
         r"knowledge base \d{4}\.\d+\.\d+ \(released \d{4}-\d{2}-\d{2}\)", lines[1]
     ), lines[1]
-    assert lines[2] == "contract 1"
+    assert lines[2] == "contract 2"
 
 
 # --- recommend: good input --------------------------------------------------------------------
@@ -108,7 +108,7 @@ def check_answer(run: Run, case_id: str | None) -> dict[str, object]:
     answer = json.loads(run.stdout)
     assert isinstance(answer, dict)
     assert set(answer) >= ANSWER_KEYS, sorted(ANSWER_KEYS - set(answer))
-    assert answer["contract_version"] == "1"
+    assert answer["contract_version"] == "2"
     assert answer["case_id"] == case_id
     kb = answer["knowledge_base"]
     assert isinstance(kb, dict)

@@ -19,6 +19,7 @@ RETREAT_BLOCKED = """
   phase: progression
   status: consider
   step: 55
+  action: "177Lu-DOTATATE again"
   when:
     all:
       - {fact: had_prrt}
@@ -33,6 +34,7 @@ BLANKET = """
   phase: progression
   status: consider
   step: 55
+  action: "177Lu-DOTATATE"
   overrides_guards: true
   when: {fact: sstr_positive}
   rationale: Planted by a test.

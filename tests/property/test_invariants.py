@@ -596,7 +596,7 @@ def test_10_answer_is_deterministic_and_independent_of_key_order(
 def test_11_answer_structure_speaks_the_contract(data: dict[str, Any]) -> None:
     answer = answer_for(data)
     out = answer.to_dict()
-    assert out["contract_version"] == "1"
+    assert out["contract_version"] == "2"
     assert out["classification"]["who_2019"] in WHO_2019
     for r in out["recommendations"]:
         assert r["code"] in INTERVENTIONS, r

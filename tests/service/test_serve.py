@@ -67,7 +67,7 @@ def test_serve_answers_over_real_http(server: tuple[str, subprocess.Popen[str]])
     )
     with urllib.request.urlopen(request, timeout=10) as r:
         answer = json.load(r)
-    assert answer["contract_version"] == "1"
+    assert answer["contract_version"] == "2"
     assert answer["recommendations"]
 
 

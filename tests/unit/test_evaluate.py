@@ -465,7 +465,7 @@ def test_planned_is_false_not_unknown_on_an_empty_plan(kb: KnowledgeBase) -> Non
         (Compare("ecog", "known", False), "ECOG performance status is not stated"),
         (
             EligibilityIs("liver_transplant", "not_eligible"),
-            "liver transplant eligibility is not eligible",
+            "not eligible for liver transplantation (Milan-NET)",
         ),
         (
             Planned(("tae", "tace")),
@@ -496,13 +496,15 @@ def test_describe_uses_a_fact_label(kb: KnowledgeBase) -> None:
     assert describe(Fact("nec"), kb) == kb.facts["nec"].label
 
 
-def test_describe_negation(kb: KnowledgeBase) -> None:
-    assert describe(Not(Fact("nec")), kb) == f"not ({kb.facts['nec'].label})"
+def test_describe_negation_reads_the_facts_own_negative(kb: KnowledgeBase) -> None:
+    assert describe(Not(Fact("nec")), kb) == kb.facts["nec"].label_not
+    assert describe(Not(Fact("poor_performance")), kb) == "ECOG 0-2"
+    assert describe(Not(Not(Fact("nec"))), kb) == kb.facts["nec"].label
 
 
-def test_describe_joins_all_with_and_and_any_with_or(kb: KnowledgeBase) -> None:
+def test_describe_lists_clauses_and_joins_any_with_or(kb: KnowledgeBase) -> None:
     text = describe(All((SSTR_POS, AnyOf((KI67_LOW, ECOG_FIT)))), kb)
-    assert text == "SSTR imaging is positive and (Ki-67 index < 10% or ECOG performance status ≤ 2)"
+    assert text == "SSTR imaging is positive; Ki-67 index < 10% or ECOG performance status ≤ 2"
     assert describe(AnyOf((SSTR_POS, KI67_LOW)), kb) == (
         "SSTR imaging is positive or Ki-67 index < 10%"
     )
@@ -530,4 +532,16 @@ def test_parse_then_describe_round_trip(kb: KnowledgeBase) -> None:
     node = parse_condition(
         {"all": [{"field": "sstr_imaging", "is": "positive"}, {"not": {"fact": "nec"}}]}
     )
-    assert describe(node, kb) == f"SSTR imaging is positive and not ({kb.facts['nec'].label})"
+    assert describe(node, kb) == f"SSTR imaging is positive; {kb.facts['nec'].label_not}"
+
+
+def test_describe_pushes_negation_down_and_says_each_clause_once(kb: KnowledgeBase) -> None:
+    node = All(
+        (
+            Fact("primary_in_place"),
+            Not(AnyOf((All((Fact("primary_in_place"), Fact("nec"))), Fact("poor_performance")))),
+        )
+    )
+    text = describe(node, kb)
+    assert text == "primary tumour still in place; not a neuroendocrine carcinoma (NEC); ECOG 0-2"
+    assert "not (" not in text

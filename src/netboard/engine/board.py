@@ -22,8 +22,8 @@ Nothing here reads a clock or the environment; the same case gives the same plan
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +36,7 @@ from netboard.engine.reads import cut_offs, depends_on, static_fields
 from netboard.fields import Choice, Flag, Number, registry
 from netboard.kb.model import KnowledgeBase, PresumptionDef, Rule
 from netboard.logic import Truth
-from netboard.vocab import Intervention, Phase, Status
+from netboard.vocab import Intervention, Status
 
 if TYPE_CHECKING:  # pragma: no cover
     from netboard.engine.recommend import Decision
@@ -398,13 +398,20 @@ class _Change:
     moves: tuple[tuple[str, _Option], ...]
     #: the plan's options with the alternative value (where the added options sit)
     alt: Mapping[str, _Option]
+    #: fields presumed for the base plan that can no longer be presumed (their labels)
+    unpresumed: tuple[str, ...] = ()
 
     def same_as(self, other: _Change) -> bool:
-        return (self.adds, self.drops, self.moves) == (other.adds, other.drops, other.moves)
+        return (self.adds, self.drops, self.moves, self.unpresumed) == (
+            other.adds,
+            other.drops,
+            other.moves,
+            other.unpresumed,
+        )
 
     @property
     def size(self) -> int:
-        return len(self.adds) + len(self.drops) + len(self.moves)
+        return len(self.adds) + len(self.drops) + len(self.moves) + len(self.unpresumed)
 
 
 def _change(base: Mapping[str, _Option], alt: Mapping[str, _Option]) -> _Change:
@@ -441,12 +448,17 @@ def _summary(
             grouped.setdefault("only as an option", []).append(code)
         else:
             grouped.setdefault("recommended", []).append(code)
-    parts = [
-        f"{_join([_label(kb, c, short=True) for c in codes], 'and')} {where}"
-        for where, codes in grouped.items()
-    ]
+    parts = []
+    for where, codes in grouped.items():
+        if len(codes) > 1:
+            where = where.replace("(as an option)", "(as options)").replace(
+                "only as an option", "only as options"
+            )
+        parts.append(f"{_join([_label(kb, c, short=True) for c in codes], 'and')} {where}")
     if change.drops:
         parts.append("no " + _join([_label(kb, c, short=True) for c in change.drops], "or"))
+    if change.unpresumed:
+        parts.append(_join(list(change.unpresumed), "and") + " can then no longer be presumed")
     return f"If {phrase}: " + "; ".join(parts) + "."
 
 
@@ -471,8 +483,16 @@ def board(
     for p in applied:
         found: list[tuple[list[tuple[float, float]], str, str, _Change]] = []
         for value, words, bands in _alternatives(presumed_case, kb, p):
-            alt_case, _, _ = presume(case, kb, implied, {p.d.field: value}, applied)
+            alt_case, alt_applied, _ = presume(case, kb, implied, {p.d.field: value}, applied)
             change = _change(base, options(alt_case, kb, (presumed_case, decision))[0])
+            kept = {q.d.field for q in alt_applied}
+            lost = tuple(
+                registry().fields[q.d.field].label
+                for q in applied
+                if q.d.field not in kept and q.d.field != p.d.field
+            )
+            if lost:
+                change = replace(change, unpresumed=lost)
             if change.size == 0:
                 continue
             last = found[-1] if found else None
@@ -584,8 +604,3 @@ def _bottom_line(
         text = _summary(kb, biggest[0], biggest[1], base, biggest[1].alt)
         sentences.append("The answer changes most " + text[0].lower() + text[1:])
     return " ".join(sentences)
-
-
-def describe_phases(plan: Iterable[PlanStep]) -> list[Phase]:
-    """The phases the plan's steps belong to, in plan order (for renderers)."""
-    return list(dict.fromkeys(s.phase for s in plan))

@@ -185,8 +185,15 @@ def recommend(
     ]
     missing = [MissingInfo(field=f, why=w) for f, w in missing_information(kb, decides)]
 
+    from netboard.engine.board import board
+
+    b = board(case, kb, implied)
     grading = kb.grading["thoracic" if cls.computed.get("thoracic_primary") else "digestive"]
     cited: set[str] = set(grading.evidence)
+    for plan_step in b.plan:
+        cited.update(plan_step.evidence)
+    for presumption in b.presumptions:
+        cited.update(presumption.evidence)
     for rec in recommendations:
         cited.update(rec.evidence)
         for dose in rec.dosing:
@@ -234,11 +241,10 @@ def recommend(
         references=tuple(references),
         disagreements=tuple(disagreements),
         scope=scope,
+        plan=b.plan,
+        presumptions=b.presumptions,
+        what_if=b.what_if,
     )
-    from netboard.engine.board import board
-
-    b = board(case, kb, implied)
-    answer = replace(answer, plan=b.plan, presumptions=b.presumptions, what_if=b.what_if)
     return replace(answer, summary=summarize(answer, kb, case, b.bottom_line))
 
 

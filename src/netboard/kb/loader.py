@@ -179,13 +179,16 @@ def parse_kb(files: Mapping[str, Any]) -> tuple[KnowledgeBase | None, list[Probl
     fields_info = own.fields
     for group, mapping in (fdoc.get("labels") or {}).items():
         labels[str(group)] = {str(k): str(x) for k, x in (mapping or {}).items()}
+    # Field labels too, so that renderers name fields as the registry does.
+    labels["fields"] = {path: f.label for path, f in own.fields.items()}
+    labels["fields"].update(labels.get("computed", {}))
 
     # facts
     r = reader("facts.yaml")
     facts: dict[str, FactDef] = {}
     for i, e in enumerate(entries(files.get("facts.yaml"), r)):
         w = f"[{i}]"
-        if not r.mapping(e, w, ["name", "label", "when"], ["name", "label", "when"]):
+        if not r.mapping(e, w, ["name", "label", "label_not", "when"], ["name", "label", "when"]):
             continue
         if e["name"] in facts:
             r.fail(w, f"duplicate fact {e['name']!r}")
@@ -193,6 +196,7 @@ def parse_kb(files: Mapping[str, Any]) -> tuple[KnowledgeBase | None, list[Probl
             name=str(e["name"]),
             label=r.text(e["label"], f"{w}.label"),
             when=r.condition(e["when"], f"{w}.when"),
+            label_not=r.text(e["label_not"], f"{w}.label_not") if "label_not" in e else "",
         )
 
     # rules

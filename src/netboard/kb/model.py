@@ -176,6 +176,7 @@ class FactDef:
     name: str
     label: str
     when: Condition
+    label_not: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -17,25 +17,45 @@ if TYPE_CHECKING:  # the report view is imported only when a report is rendered
 FORMATS = ("json", "markdown", "html")
 
 
-def render_json(answer: Answer, *, labels: Labels | None = None) -> str:
+def render_json(
+    answer: Answer,
+    *,
+    labels: Labels | None = None,
+    verbose: bool = False,
+    generated: str | None = None,
+) -> str:
     """The contract JSON: UTF-8, stable key order, two-space indent, trailing newline."""
     import json
+
+    del labels, verbose, generated  # the JSON is the contract answer itself
 
     return json.dumps(answer.to_dict(), indent=2, ensure_ascii=False) + "\n"
 
 
-def render_markdown(answer: Answer, *, labels: Labels | None = None) -> str:
+def render_markdown(
+    answer: Answer,
+    *,
+    labels: Labels | None = None,
+    verbose: bool = False,
+    generated: str | None = None,
+) -> str:
     """The Markdown report (see :mod:`netboard.render.markdown`)."""
     from netboard.render.markdown import render_markdown as _render
 
-    return _render(answer, labels=labels)
+    return _render(answer, labels=labels, verbose=verbose, generated=generated)
 
 
-def render_html(answer: Answer, *, labels: Labels | None = None) -> str:
+def render_html(
+    answer: Answer,
+    *,
+    labels: Labels | None = None,
+    verbose: bool = False,
+    generated: str | None = None,
+) -> str:
     """The standalone HTML report (see :mod:`netboard.render.html`)."""
     from netboard.render.html import render_html as _render
 
-    return _render(answer, labels=labels)
+    return _render(answer, labels=labels, verbose=verbose, generated=generated)
 
 
 RENDERERS: dict[str, Callable[..., str]] = {
@@ -45,6 +65,17 @@ RENDERERS: dict[str, Callable[..., str]] = {
 }
 
 
-def render(answer: Answer, fmt: str = "markdown", *, labels: Labels | None = None) -> str:
-    """Render ``answer`` in one of ``FORMATS``; ``labels`` default to the packaged KB's."""
-    return RENDERERS[fmt](answer, labels=labels)
+def render(
+    answer: Answer,
+    fmt: str = "markdown",
+    *,
+    labels: Labels | None = None,
+    verbose: bool = False,
+    generated: str | None = None,
+) -> str:
+    """Render ``answer`` in one of ``FORMATS``; ``labels`` default to the packaged KB's.
+
+    ``verbose`` shows rule ids and contract codes in the reports (for review); ``generated``
+    is the date and time shown in a report's header.
+    """
+    return RENDERERS[fmt](answer, labels=labels, verbose=verbose, generated=generated)

@@ -21,16 +21,29 @@ from netboard.render.report import Labels, build_report, default_labels, templat
 __all__ = ["render_html"]
 
 
-def render_html(answer: Answer, *, labels: Labels | None = None) -> str:
+def render_html(
+    answer: Answer,
+    *,
+    labels: Labels | None = None,
+    verbose: bool = False,
+    generated: str | None = None,
+) -> str:
     """Render the answer as a standalone HTML page (autoescaped, UTF-8, ``lang="en"``).
 
     Args:
         answer: the engine's answer.
         labels: reader labels; default those of the packaged knowledge base.
+        verbose: show rule ids and contract codes (for review).
+        generated: the date and time shown in the header; None leaves it out.
 
     Returns:
         The page, ending with exactly one newline; the same answer gives the same bytes.
     """
-    report = build_report(answer, default_labels() if labels is None else labels)
+    report = build_report(
+        answer,
+        default_labels() if labels is None else labels,
+        verbose=verbose,
+        generated=generated,
+    )
     text = template_environment(True).get_template("report.html.j2").render(report=report)
     return text.rstrip("\n") + "\n"

@@ -76,17 +76,30 @@ def code_span(text: str) -> str:
     return f"{fence}{pad}{text}{pad}{fence}".replace("|", "\\|")
 
 
-def render_markdown(answer: Answer, *, labels: Labels | None = None) -> str:
+def render_markdown(
+    answer: Answer,
+    *,
+    labels: Labels | None = None,
+    verbose: bool = False,
+    generated: str | None = None,
+) -> str:
     """Render the answer as a GitHub-flavoured Markdown report (no raw HTML).
 
     Args:
         answer: the engine's answer.
         labels: reader labels; default those of the packaged knowledge base.
+        verbose: show rule ids and contract codes (for review).
+        generated: the date and time shown in the header; None leaves it out.
 
     Returns:
         The report, ending with exactly one newline; the same answer gives the same bytes.
     """
-    report = build_report(answer, default_labels() if labels is None else labels)
+    report = build_report(
+        answer,
+        default_labels() if labels is None else labels,
+        verbose=verbose,
+        generated=generated,
+    )
     text = template_environment(False).get_template("report.md.j2").render(report=report)
     # Conditional blocks can leave blank-line runs; Markdown treats them as one blank line.
     text = re.sub(r"\n{3,}", "\n\n", text)

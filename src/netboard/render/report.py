@@ -211,6 +211,83 @@ class ReferenceGroup:
 
 
 @dataclass(frozen=True, slots=True)
+class PlanStepView:
+    """One plan step: its words, the options' labels, what it rests on, its checks."""
+
+    order: int
+    codes: tuple[str, ...]
+    text: str
+    status: str
+    status_label: str
+    rests_on: tuple[str, ...]
+    checks: tuple[str, ...]
+    cites: tuple[Cite, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PresumptionView:
+    """A presumption: the field's label, the presumed value in words, why, sources."""
+
+    field: str
+    label: str
+    value: str
+    why: str
+    cites: tuple[Cite, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class WhatIfView:
+    """What changes if a presumption is wrong, in one sentence."""
+
+    field: str
+    value: str
+    summary: str
+
+
+@dataclass(frozen=True, slots=True)
+class DoseGroupView:
+    """The doses of one drug of the plan."""
+
+    code: str
+    label: str
+    doses: tuple[DoseView, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class EligibilityBrief:
+    """One eligibility check in a line: status, criteria not met, criteria not known."""
+
+    name: str
+    title: str
+    status: str
+    status_label: str
+    unmet: tuple[str, ...]
+    unknown: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class NotAdvisedView:
+    """Options not advised for one reason (one line per reason, not one card per option)."""
+
+    codes: tuple[str, ...]
+    labels: str
+    status: str
+    status_label: str
+    reason: str
+    cites: tuple[Cite, ...]
+    rule_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class MissingView:
+    """A missing field: its reader label and why it matters."""
+
+    field: str
+    label: str
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
 class Report:
     """Everything a report template shows, in report order."""
 
@@ -234,6 +311,17 @@ class Report:
     missing_information: tuple[MissingInfo, ...]
     reference_groups: tuple[ReferenceGroup, ...]
     reference_count: int
+    scope_applies: bool | None = True
+    scope_reason: str = ""
+    plan: tuple[PlanStepView, ...] = ()
+    presumptions: tuple[PresumptionView, ...] = ()
+    what_if: tuple[WhatIfView, ...] = ()
+    doses: tuple[DoseGroupView, ...] = ()
+    eligibility_brief: tuple[EligibilityBrief, ...] = ()
+    not_advised: tuple[NotAdvisedView, ...] = ()
+    missing: tuple[MissingView, ...] = ()
+    verbose: bool = False
+    generated: str | None = None
 
 
 def _label(labels: Labels, group: str, code: str, default: str | None = None) -> str:
@@ -249,12 +337,16 @@ def _capfirst(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def build_report(answer: Answer, labels: Labels) -> Report:
+def build_report(
+    answer: Answer, labels: Labels, *, verbose: bool = False, generated: str | None = None
+) -> Report:
     """Lay the answer out as report rows, without adding or dropping anything clinical.
 
     Args:
         answer: the engine's answer.
-        labels: reader labels (``KnowledgeBase.labels``).
+        labels: reader labels (``KnowledgeBase.labels``; ``fields`` holds the field labels).
+        verbose: show rule ids and contract codes (for review), not only words.
+        generated: when the report was made (shown in its header); None leaves it out.
 
     Returns:
         The report view that both the Markdown and the HTML templates render.
@@ -377,7 +469,116 @@ def build_report(answer: Answer, labels: Labels) -> Report:
             slug = re.sub(r"[^a-z0-9]+", "-", heading.lower()).strip("-")
             groups.append(ReferenceGroup(heading, slug, (ref_view,)))
 
+    def field_label(path: str) -> str:
+        return _label(labels, "fields", path)
+
+    def option_label(code: str) -> str:
+        return _label(labels, "interventions", code)
+
+    plan = tuple(
+        PlanStepView(
+            order=st.order,
+            codes=tuple(str(c) for c in st.codes),
+            text=st.text,
+            status=str(st.status),
+            status_label=_label(
+                labels, "statuses", str(st.status), _STATUS_LABELS.get(str(st.status))
+            ),
+            rests_on=tuple(field_label(f) for f in st.presumes),
+            checks=st.checks,
+            cites=cites(st.evidence),
+        )
+        for st in answer.plan
+    )
+    presumptions = tuple(
+        PresumptionView(
+            field=p.field,
+            label=_capfirst(field_label(p.field)),
+            value=_label(labels, "values", str(p.value))
+            if isinstance(p.value, str)
+            else ("yes" if p.value is True else "no" if p.value is False else str(p.value)),
+            why=p.why,
+            cites=cites(p.evidence),
+        )
+        for p in answer.presumptions
+    )
+    what_if = tuple(WhatIfView(w.field, str(w.value), w.summary) for w in answer.what_if)
+    in_plan = [c for st in answer.plan for c in st.codes]
+    doses: list[DoseGroupView] = []
+    for code in dict.fromkeys(in_plan):
+        lines = {
+            d.text: d
+            for r in answer.recommendations
+            if r.code == code and r.status.positive
+            for d in r.dosing
+        }
+        if lines:
+            doses.append(
+                DoseGroupView(
+                    str(code),
+                    _capfirst(option_label(str(code))),
+                    tuple(DoseView(d.text, cites(d.evidence)) for d in lines.values()),
+                )
+            )
+    brief = tuple(
+        EligibilityBrief(
+            name=str(e.name),
+            title=e.title,
+            status=str(e.status),
+            status_label=_label(
+                labels,
+                "eligibility_statuses",
+                str(e.status),
+                _ELIGIBILITY_LABELS.get(str(e.status)),
+            ),
+            unmet=tuple(k.name for k in e.criteria if k.met is False),
+            unknown=tuple(k.name for k in e.criteria if k.met is None),
+        )
+        for e in answer.eligibility
+    )
+    not_advised: dict[str, list[Recommendation]] = {}
+    for r in answer.recommendations:
+        if not r.status.positive and r.applies_if is None:
+            not_advised.setdefault(r.rule_id, []).append(r)
+    advised_against = tuple(
+        NotAdvisedView(
+            codes=tuple(str(r.code) for r in recs),
+            labels=_capfirst(", ".join(dict.fromkeys(option_label(str(r.code)) for r in recs))),
+            status=str(recs[0].status),
+            status_label=_label(
+                labels, "statuses", str(recs[0].status), _STATUS_LABELS.get(str(recs[0].status))
+            ),
+            reason=recs[0].rationale,
+            cites=cites(recs[0].evidence),
+            rule_id=rule_id,
+        )
+        for rule_id, recs in sorted(
+            not_advised.items(), key=lambda item: str(item[1][0].status) != "contraindicated"
+        )
+    )
+    # The reader gets why a field matters; what it decides here, option by option, is for
+    # review (verbose) and the JSON.
+    missing = tuple(
+        MissingView(
+            m.field,
+            _capfirst(field_label(m.field)),
+            m.why if verbose else m.why.split(" Here it decides:", 1)[0],
+        )
+        for m in answer.missing_information
+    )
+
     return Report(
+        scope_applies=answer.scope.applies,
+        scope_reason=answer.scope.reason,
+        plan=plan,
+        presumptions=presumptions,
+        what_if=what_if,
+        doses=tuple(doses),
+        eligibility_brief=brief,
+        not_advised=advised_against,
+        missing=missing,
+        verbose=verbose,
+        generated=generated,
         title=TITLE,
         case_id=answer.case_id,
         case_label=answer.case_id if answer.case_id else "(no case id)",
