@@ -17,6 +17,8 @@ trigger phrases from the lexicon modify the mentions in their scope.
   negation and uncertainty still apply to them ("no prior PRRT").
 - Questions: in "Does he have bone mets?" the bone metastases are asked, not stated (see
   the ``question`` section of the lexicon).
+- A parenthesis is an aside: a trigger outside it does not reach into it, nor one inside it
+  out ("No flushing or diarrhoea (unknown primary)" keeps the unknown primary).
 
 Whatever is not plainly stated never becomes a positive field: wrong is worse than missing.
 """
@@ -56,6 +58,7 @@ _LIST_AND = re.compile(r"(?<![A-Za-z])and(?![A-Za-z])", FLAGS)
 _MAX_LIST_WORDS = 6
 _MAX_LIST_SEGMENTS = 5
 _AT_END = re.compile(r"[\s)\].,:=/'\"-]*\?+\s*")
+_PAREN = re.compile(r"\([^()]{0,200}\)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +236,15 @@ def assert_mentions(doc: Doc, lex: Lexicon, mentions: Sequence[Mention]) -> list
             if (m.start < hi) if forward else (m.end <= hi):
                 hits[i].setdefault(category, heap[0][2])
 
+    parens = [(p.start(), p.end()) for p in _PAREN.finditer(doc.text)]
+    starts = [s for s, _ in parens]
+    for m, found in zip(mentions, hits, strict=True):
+        if found and parens:
+            aside = _enclosing(parens, starts, m.start, m.end)
+            for category, t in list(found.items()):
+                if _enclosing(parens, starts, t.start, t.end) != aside:
+                    del found[category]
+
     questions = _QuestionReader(doc, rules)
     out: list[Assertion] = []
     for m, found in zip(mentions, hits, strict=True):
@@ -247,6 +259,14 @@ def assert_mentions(doc: Doc, lex: Lexicon, mentions: Sequence[Mention]) -> list
         else:
             out.append(Assertion(AFFIRMED, m.start, m.end))
     return out
+
+
+def _enclosing(parens: list[Span], starts: list[int], start: int, end: int) -> Span | None:
+    """The parenthesis holding ``[start, end)``, if any (parentheses do not nest here)."""
+    i = bisect_right(starts, start) - 1
+    if i >= 0 and parens[i][0] < start and end <= parens[i][1]:
+        return parens[i]
+    return None
 
 
 class _QuestionReader:
