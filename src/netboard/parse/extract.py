@@ -498,6 +498,15 @@ class Lexicon:
             ]
         self.met_sites = ValueTable.from_spec(site_words)
         self.lesion_met_sites = frozenset(_strs(ms["lesion_sites"]))
+        ctx_data = _map(d["context"])
+        self.lesion_doubt = re.compile(
+            alternation(
+                _strs(ms["lesion_doubt"])
+                + _strs(_map(ctx_data["uncertain"])["forward"])
+                + _strs(_map(ctx_data["uncertain"])["backward"])
+            ),
+            FLAGS,
+        )
         self.met_none = ValueTable.from_spec({"none": _strs(ms["none"])})
         self.met_standalone = ValueTable.from_spec(ms["standalone"])
         self.disease_sites = frozenset(_strs(ms["disease_sites"]))
@@ -747,7 +756,7 @@ class Lexicon:
         size_units = alternation(list(self.size_units))
         self.size = re.compile(
             rf"(?P<bound>{bound}\s*)?(?P<num>{NUM})(?P<more>(?:\s*(?:x|by|\*)\s*{NUM}){{0,2}})"
-            rf"\s*(?P<unit>{size_units})(?![\^A-Za-z0-9])",
+            rf"[\s-]*(?P<unit>{size_units})(?![\^A-Za-z0-9])",
             FLAGS,
         )
         self.size_range = re.compile(
@@ -756,9 +765,6 @@ class Lexicon:
         self.size_range_after = re.compile(r"\s*(?:-|to)\s*[0-9]", FLAGS)
         self.size_not_after = re.compile(rf"\s*(?:{alternation(_strs(sz['not_after']))})", FLAGS)
         self.size_met = re.compile(alternation(_strs(sz["metastasis_words"])), FLAGS)
-        self.size_anchor = re.compile(
-            alternation(_strs(d["tumor_nouns"]) + _strs(d["lesion_nouns"])), FLAGS
-        )
         gt = _map(d["gastric_type"])
         self.gastric_words = re.compile(alternation(_strs(gt["gastric_words"])), FLAGS)
         self.gastric_types = ValueTable.from_spec(_map(gt["types"]))
@@ -855,6 +861,7 @@ class Lexicon:
         self.not_after = frozenset(x.lower() for x in _strs(cues["not_after"]))
         self.progressed_later = re.compile(alternation(_strs(cues["progressed_later"])), FLAGS)
         self.progressed_later_codes = frozenset(_strs(cues["progressed_later_codes"]))
+        self.specific_resections = frozenset(_strs(cues["specific_resections"]))
         ctx = _map(d["context"])
         self.doubt = re.compile(
             alternation(
@@ -864,6 +871,7 @@ class Lexicon:
             ),
             FLAGS,
         )
+        self.sequence_separator = re.compile(alternation(_strs(d["sequence_separators"])), FLAGS)
         seps = _strs(d["treatment_separators"])
         self.treatment_separator = re.compile(
             rf"\s*(?:{alternation(seps)}\s*)*(?:(?:x\s*[0-9]+|\(?[0-9]+\s*(?:cycles?|doses?)\)?)\s*)?"
@@ -949,11 +957,16 @@ _PAREN = re.compile(r"\([^()]*\)")
 
 
 def _metastatic_sites(doc: Doc, lex: Lexicon) -> list[Mention]:
+    text = doc.text
     out: list[Mention] = []
     for i, pattern in enumerate(lex.met_patterns):
         for m in pattern.finditer(doc.text):
             disease_only = i == 0 and m.group("dnoun") is not None
             lesion_only = i == 0 and m.group("lnoun") is not None
+            # "liver lesions, likely metastases", "liver lesion, probably a cyst": what the
+            # lesions are is in doubt.
+            stop = min(doc.sentence(m.start())[1], m.end() + 50)
+            doubted = lesion_only and lex.lesion_doubt.search(text, m.end(), stop) is not None
             # "metastatic small bowel NET to the liver": the site words are the mention (the
             # words between name the primary).
             start = m.start("prep") if i == 2 else m.start()
@@ -980,7 +993,7 @@ def _metastatic_sites(doc: Doc, lex: Lexicon) -> list[Mention]:
                         start,
                         m.end(),
                         note=note,
-                        hedged=hedged,
+                        hedged=hedged or doubted,
                     )
                 )
     out.extend(
@@ -1389,6 +1402,9 @@ def _sizes(doc: Doc, lex: Lexicon, met_spans: Sequence[Span]) -> list[Mention]:
     return out
 
 
+_SIZE_NOUN_GAP = re.compile(r"[\sA-Za-z-]{0,30}")
+
+
 def _size_anchor(doc: Doc, lex: Lexicon, mets: Intervals, start: int, end: int) -> str:
     """The kind of the nearest tumour or metastasis word to a size: "primary",
     "metastasis", or "" when there is none."""
@@ -1402,7 +1418,7 @@ def _size_anchor(doc: Doc, lex: Lexicon, mets: Intervals, start: int, end: int) 
         return "primary"
 
     def found(lo: int, hi: int) -> list[tuple[int, int, str]]:
-        hits = [(x.start(), x.end(), "primary") for x in lex.size_anchor.finditer(text, lo, hi)]
+        hits = [(x.start(), x.end(), "primary") for x in lex.organ_primary.finditer(text, lo, hi)]
         hits += [(x.start(), x.end(), "met") for x in lex.size_met.finditer(text, lo, hi)]
         return sorted(hits)
 
@@ -1411,6 +1427,9 @@ def _size_anchor(doc: Doc, lex: Lexicon, mets: Intervals, start: int, end: int) 
         prev = doc.sentence(sentence[0] - 1)
         before = found(max(prev[0], start - 100), prev[1])
     after = found(end, min(segment[1], end + 40))
+    # "a 4 cm liver metastasis": a size right before its noun belongs to that noun.
+    if after and _SIZE_NOUN_GAP.fullmatch(text, end, after[0][0]):
+        before = []
     if before and (doc.segment(before[-1][0]) == segment or not after):
         a, b, word = before[-1]
         return kind(a, b, word)
@@ -1466,6 +1485,8 @@ def _treatments(
     doc: Doc, lex: Lexicon, terms: Sequence[tuple[Treatment, int, int]]
 ) -> list[Mention]:
     text = doc.text
+    named = {doc.segment_index(s) for t, s, _ in terms if t.code in lex.specific_resections}
+    terms = [t for t in terms if t[0].code != ORGAN or doc.segment_index(t[1]) not in named]
     groups: list[list[tuple[Treatment, int, int]]] = []
     for term in terms:
         if groups:
@@ -1526,8 +1547,14 @@ def _treatments(
         later = None
         if kind == "prior" and not question:
             later = _progressed_later(doc, lex, g_end, terms)
+        after_sequence = False
         for i, (t, t_start, t_end) in enumerate(group):
             this = kind
+            if i and lex.sequence_separator.search(text, group[i - 1][2], t_start):
+                # "progressed on X, then Y": Y came after the progression.
+                after_sequence = True
+            if this == "progressed" and after_sequence:
+                this = "prior"
             if not this and t.self_cued and not _planned(doc, lex, t_start):
                 this = "prior"
             if not this:
@@ -1567,10 +1594,18 @@ ORGAN = "@organ"
 
 
 def _organ(doc: Doc, lex: Lexicon, pos: int) -> tuple[str | None, tuple[tuple[str, Any], ...]]:
-    """Which resection "resection" is: the organ words before it (this sentence and the one
-    before) name the primary only (primary_resection), the liver only (hepatic_resection),
-    or neither or both (None: not a value)."""
+    """Which resection "resection" is: the nearest organ word before it in its clause; else
+    the organ words of this sentence and the one before name the primary only
+    (primary_resection), the liver only (hepatic_resection), or neither or both (None)."""
     text = doc.text
+    clause = doc.segment(pos)[0]
+    last_primary = max((x.end() for x in lex.organ_primary.finditer(text, clause, pos)), default=-1)
+    last_liver = max((x.end() for x in lex.organ_liver.finditer(text, clause, pos)), default=-1)
+    if last_primary != last_liver:
+        # Named in the same clause ("the ileal NET was resected"): the nearest organ.
+        if last_primary > last_liver:
+            return "primary_resection", (("primary_resected", True),)
+        return "hepatic_resection", ()
     sentence = doc.sentence(pos)
     lo = doc.sentence(sentence[0] - 1)[0] if sentence[0] > 0 else sentence[0]
     lo = max(lo, pos - 200)
