@@ -104,12 +104,15 @@ def _list_order(field: str, values: list[Any]) -> list[Any]:
 
 
 def _resolve(
-    field: str, mentions: list[Mention], doc: Doc, current: Any
+    field: str, mentions: list[Mention], doc: Doc, current: Any, ranked: tuple[str, ...] = ()
 ) -> tuple[Any, list[Mention]] | None:
-    """One value for a single-valued field, or None when the text disagrees with itself."""
+    """One value for a single-valued field, or None when the text disagrees with itself
+    (for a ``ranked`` field, such as the margin, the worst value stated wins)."""
     top = max(m.strength for m in mentions)
     strongest = [m for m in mentions if m.strength == top]
     values = {m.value for m in strongest}
+    if len(values) > 1 and values <= set(ranked):
+        values = {max(values, key=ranked.index)}
     if len(values) > 1 and field == "primary_site":
         for general, specific in _REFINES.items():
             rest = values - {general}
@@ -208,7 +211,7 @@ def parse_text(text: str) -> ParsedText:
             values[name] = _list_order(name, [m.value for m in sites])
             used[name] = found
             continue
-        resolved = _resolve(name, found, doc, lex.current)
+        resolved = _resolve(name, found, doc, lex.current, lex.worst_wins.get(name, ()))
         if resolved is None:
             unusable.extend((m.start, m.end) for m in found)
         else:

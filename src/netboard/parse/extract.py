@@ -454,6 +454,7 @@ class Lexicon:
             alternation(p for v in _map(d["unmapped_findings"]).values() for p in _strs(v)), FLAGS
         )
         self.current = re.compile(alternation(_strs(d["current_words"])), FLAGS)
+        self.worst_wins = {k: tuple(_strs(v)) for k, v in _map(d["worst_wins"]).items()}
         self.exclude = re.compile(alternation(_strs(d["exclude"])), FLAGS)
 
         # Primary site: words that need a tumour word, compounds, implied names.
@@ -508,6 +509,14 @@ class Lexicon:
             FLAGS,
         )
         self.met_none = ValueTable.from_spec({"none": _strs(ms["none"])})
+        self.met_biopsy = ValueTable.from_spec(ms["biopsy"])
+        verbs = alternation(_strs(ms["biopsy_verbs"]))
+        tumor_words = alternation(_strs(d["tumor_nouns"]) + _strs(d["tumor_nouns_after_site"]))
+        self.met_biopsy_pattern = re.compile(
+            rf"(?P<b>{self.met_biopsy.source})\s*(?:{verbs})?\s*"
+            rf"(?P<gap>(?:[A-Za-z0-9-]+[\s,]+){{0,4}}?)(?:{tumor_words})",
+            FLAGS,
+        )
         self.met_standalone = ValueTable.from_spec(ms["standalone"])
         self.disease_sites = frozenset(_strs(ms["disease_sites"]))
         site = self.met_sites.source
@@ -764,6 +773,9 @@ class Lexicon:
         )
         self.size_range_after = re.compile(r"\s*(?:-|to)\s*[0-9]", FLAGS)
         self.size_not_after = re.compile(rf"\s*(?:{alternation(_strs(sz['not_after']))})", FLAGS)
+        self.size_not_before = re.compile(
+            rf"(?:{alternation(_strs(sz['not_before']))})\s*\Z", FLAGS
+        )
         self.size_met = re.compile(alternation(_strs(sz["metastasis_words"])), FLAGS)
         gt = _map(d["gastric_type"])
         self.gastric_words = re.compile(alternation(_strs(gt["gastric_words"])), FLAGS)
@@ -1006,6 +1018,13 @@ def _metastatic_sites(doc: Doc, lex: Lexicon) -> list[Mention]:
         )
         for x in _phrase_mentions(doc, "metastatic_sites", lex.met_standalone)
     )
+    for m in lex.met_biopsy_pattern.finditer(text):
+        entry = lex.met_biopsy.lookup(m.group("b"))
+        if entry is None or entry.value is None or lex.doubt.search(m.group("gap")):
+            continue
+        if lex.negation_word.search(m.group("gap")) or "negative" in m.group("gap").lower():
+            continue
+        out.append(Mention("metastatic_sites", entry.value, m.start(), m.end()))
     # "no metastases", "localised disease": metastatic_sites is stated empty.
     out.extend(_phrase_mentions(doc, "metastatic_sites", lex.met_none))
     return out
@@ -1381,7 +1400,9 @@ def _sizes(doc: Doc, lex: Lexicon, met_spans: Sequence[Span]) -> list[Mention]:
         ):
             out.append(Mention(field, None, start, end, note="a range, not a value"))
             continue
-        if lex.size_not_after.match(text, end):
+        if lex.size_not_after.match(text, end) or lex.size_not_before.search(
+            text, max(0, start - 25), start
+        ):
             continue
         anchor = _size_anchor(doc, lex, mets, start, end)
         if anchor != "primary":
@@ -1402,7 +1423,9 @@ def _sizes(doc: Doc, lex: Lexicon, met_spans: Sequence[Span]) -> list[Mention]:
     return out
 
 
-_SIZE_NOUN_GAP = re.compile(r"[\sA-Za-z-]{0,30}")
+_SIZE_NOUN_GAP = re.compile(
+    r"\s*(?:(?!(?:with|and|or|of|in|at|from|on|for|to|by|than)\b)[A-Za-z-]+\s+){0,3}"
+)
 
 
 def _size_anchor(doc: Doc, lex: Lexicon, mets: Intervals, start: int, end: int) -> str:
@@ -1532,7 +1555,7 @@ def _treatments(
             cue_start = window_start + found.start()
             break
         span_end = g_end
-        after = text[g_end : min(len(text), g_end + 40)]
+        after = text[g_end : min(len(text), g_end + 70)]
         post = lex.cue_after_progressed.match(after)
         if post:
             span_end = g_end + post.end()
@@ -1611,6 +1634,12 @@ def _organ(doc: Doc, lex: Lexicon, pos: int) -> tuple[str | None, tuple[tuple[st
     lo = max(lo, pos - 200)
     primary = lex.organ_primary.search(text, lo, pos) is not None
     liver = lex.organ_liver.search(text, lo, pos) is not None
+    if not primary and not liver:
+        # "Right middle lobectomy was performed; pathology: atypical carcinoid": after it.
+        hi = doc.sentence(sentence[1])[1] if sentence[1] < len(text) else sentence[1]
+        hi = min(hi, pos + 200)
+        primary = lex.organ_primary.search(text, pos, hi) is not None
+        liver = lex.organ_liver.search(text, pos, hi) is not None
     if primary and not liver:
         return "primary_resection", (("primary_resected", True),)
     if liver and not primary:
