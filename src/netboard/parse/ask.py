@@ -201,6 +201,7 @@ def parse_text(text: str) -> ParsedText:
 
     values: dict[str, Any] = {}
     used: dict[str, list[Mention]] = {}
+    outvoted: list[Mention] = []
     for name, found in candidates.items():
         if _is_list(name):
             sites = [m for m in found if m.value != NO_SITES]
@@ -215,13 +216,21 @@ def parse_text(text: str) -> ParsedText:
         if resolved is None:
             unusable.extend((m.start, m.end) for m in found)
         else:
-            values[name], used[name] = resolved
+            values[name] = value = resolved[0]
+            # Every mention agreeing with the value supports it ("small bowel NET ... terminal
+            # ileum": ileum); a weaker reading of another value is reported ("gastric mass"
+            # beside a stated ileal NET).
+            general = {g for g, specific in _REFINES.items() if value in specific}
+            used[name] = [m for m in found if m.value == value or m.value in general]
+            outvoted.extend(m for m in found if m.value != value and m.value not in general)
     if "months_stable" in values and values.get("disease_status") != "stable":
         # "Stable for 18 months, now progressing": the stable time is history.
         del values["months_stable"]
         unusable.extend((m.start, m.end) for m in used.pop("months_stable"))
 
     case_dict = _validated(values, used, unusable)
+    taken = Intervals((m.start, m.end) for found in used.values() for m in found)
+    unusable.extend((m.start, m.end) for m in outvoted if not taken.covers((m.start, m.end)))
     if "metastatic_sites" not in case_dict:
         # "Stage IV" or "metastatic" with no site named: no site is invented.
         unusable.extend(context)

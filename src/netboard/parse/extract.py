@@ -553,12 +553,15 @@ class Lexicon:
         )
 
         self.near_liver = ValueTable.from_spec(d["liver_distribution_near_liver"])
+        not_liver = rf"(?![\s-]+{alternation(_strs(d['liver_words_not_before']))})"
         self.liver_word = re.compile(
-            alternation(_strs(d["liver_words"]) + _strs(_map(ms["site_words"])["liver"])), FLAGS
+            alternation(_strs(d["liver_words"]) + _strs(_map(ms["site_words"])["liver"]))
+            + not_liver,
+            FLAGS,
         )
 
         # Resectability, tumour burden.
-        liver = alternation(_strs(d["liver_words"]))
+        liver = alternation(_strs(d["liver_words"])) + not_liver
         self.resectable = ValueTable.from_spec(d["resectable"])
         res = f"(?P<res>{self.resectable.source})"
         fill_r = (
@@ -604,13 +607,13 @@ class Lexicon:
         self.grade_patterns = (
             re.compile(
                 r"(?<!CTCAE\s)(?<![A-Za-z0-9])(?:WHO\s+)?G(?P<g>[1-3])"
-                r"(?:\s*(?:-|/|to|or)\s*G?(?P<g2>[1-3]))?(?![A-Za-z0-9])"
+                r"(?:\s*(?:-|/|to|or)\s*G?(?P<g2>[1-3]))?(?![A-Za-z0-9]|[.,][0-9])"
                 rf"(?![\s-]*{adverse})",
                 FLAGS,
             ),
             re.compile(
                 r"(?<![A-Za-z])grade\s*:?\s*(?P<g>iii|ii|i|[1-3])"
-                r"(?:\s*(?:-|/|to|or)\s*(?P<g2>iii|ii|i|[1-3]))?(?![A-Za-z0-9])"
+                r"(?:\s*(?:-|/|to|or)\s*(?P<g2>iii|ii|i|[1-3]))?(?![A-Za-z0-9]|[.,][0-9])"
                 rf"(?=\s*(?:$|[,.;:)(\]/]|{follow}))",
                 FLAGS,
             ),
@@ -835,7 +838,7 @@ class Lexicon:
             FLAGS,
         )
         self.organ_liver = re.compile(
-            alternation(_strs(d["liver_words"])),
+            liver,
             FLAGS,
         )
         self.treatment_keys: dict[str, Treatment] = {}
@@ -1332,6 +1335,8 @@ def _grade_words(doc: Doc, lex: Lexicon) -> Iterator[Mention]:
         if entry is None:
             continue
         if entry.strength == 2 and not lex.grade_follow.match(doc.text, m.end()):
+            # "low-grade fever": not said of the tumour (reported, never read).
+            yield Mention("grade", None, m.start(), m.end(), note="not said of the tumour")
             continue
         note = "" if entry.value is not None else "does not name one grade"
         yield Mention("grade", entry.value, m.start(), m.end(), entry.strength, note=note)
