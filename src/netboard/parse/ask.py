@@ -178,7 +178,12 @@ def parse_text(text: str) -> ParsedText:
     candidates: dict[str, list[Mention]] = {}
     implied_found: list[Mention] = []
     topics: list[str] = []
+    # Every value a field is given anywhere, asked and doubted included: an implied value
+    # stands only when no other value is named ("NET or NEC?" implies nothing).
+    named: dict[str, set[Any]] = {}
     for m, a in zip(mentions, assertions, strict=True):
+        if a.status != NEGATED and m.value is not None and m.kind != "topic":
+            named.setdefault(m.field, set()).add(m.value)
         if m.kind == "topic":
             # Asked or planned: the question's subject, never a fact.
             if a.status != NEGATED and m.value not in topics:
@@ -262,21 +267,22 @@ def parse_text(text: str) -> ParsedText:
         case_dict,
         spans_used,
         tuple(unparsed),
-        _implied(case_dict, implied_found, text),
+        _implied(case_dict, implied_found, named, text),
         tuple(topics),
     )
 
 
 def _implied(
-    case_dict: dict[str, Any], found: list[Mention], text: str
+    case_dict: dict[str, Any], found: list[Mention], named: dict[str, set[Any]], text: str
 ) -> dict[str, tuple[Any, str]]:
-    """What the terms imply for the fields the case leaves unstated (one value, or nothing)."""
+    """What the terms imply for the fields the case leaves unstated: one value, named by no
+    other words of the text, or nothing."""
     out: dict[str, tuple[Any, str]] = {}
     by_field: dict[str, list[Mention]] = {}
     for m in found:
         by_field.setdefault(m.field, []).append(m)
     for name, group in by_field.items():
-        if name in case_dict or len({m.value for m in group}) != 1:
+        if name in case_dict or len(named.get(name, set())) != 1:
             continue
         out[name] = (group[0].value, _trim(text[group[0].start : group[0].end]))
     return out
