@@ -133,10 +133,32 @@ def _elements(value: Any) -> list[Any]:
     return items if items else [NONE]
 
 
-def score_item(item: Mapping[str, Any], predicted: Mapping[str, Any], score: Score) -> None:
-    """Add one corpus item's counts to ``score``."""
-    expected = flatten(item["expect"])
-    got = flatten(predicted)
+def v1_fields(case: Mapping[str, Any]) -> dict[str, Any]:
+    """A case cut to what a contract version 1 annotation can state: no version 2 field and
+    no empty list (version 1 had no way to say "no metastases")."""
+    from netboard.fields import registry
+
+    fields = registry().fields
+    out: dict[str, Any] = {}
+    for name, value in flatten(case).items():
+        spec = fields.get(name)
+        if spec is not None and str(getattr(spec, "since", "1")) != "1":
+            continue
+        if isinstance(value, list) and not value:
+            continue
+        out[name] = value
+    return out
+
+
+def score_item(
+    item: Mapping[str, Any],
+    predicted: Mapping[str, Any],
+    score: Score,
+    cut: Callable[[Mapping[str, Any]], dict[str, Any]] = flatten,
+) -> None:
+    """Add one corpus item's counts to ``score`` (both cases cut by ``cut`` first)."""
+    expected = cut(item["expect"])
+    got = cut(predicted)
     text = str(item["text"])
     score.items += 1
     if expected == got:
@@ -175,12 +197,15 @@ def score_item(item: Mapping[str, Any], predicted: Mapping[str, Any], score: Sco
 
 
 def score_corpus(
-    items: Iterable[Mapping[str, Any]], parse: Callable[[str], Mapping[str, Any]]
+    items: Iterable[Mapping[str, Any]],
+    parse: Callable[[str], Mapping[str, Any]],
+    cut: Callable[[Mapping[str, Any]], dict[str, Any]] = flatten,
 ) -> Score:
-    """Run ``parse`` (text -> case dict) over the corpus and count."""
+    """Run ``parse`` (text -> case dict) over the corpus and count (``cut``: see
+    :func:`v1_fields`, for a set annotated before contract version 2)."""
     score = Score()
     for item in items:
-        score_item(item, parse(str(item["text"])), score)
+        score_item(item, parse(str(item["text"])), score, cut)
     return score
 
 

@@ -176,12 +176,19 @@ def test_primary_size() -> None:
 
 
 def test_resection_margin() -> None:
-    assert parse_text("positive deep margin").case_dict == {"resection_margin": "r1"}
-    assert parse_text("margins clear").case_dict == {"resection_margin": "r0"}
-    assert parse_text("Surgical margins: negative").case_dict == {"resection_margin": "r0"}
-    assert parse_text("lateral margins free, deep margin positive").case_dict == {
-        "resection_margin": "r1"
+    # A margin is only had once the primary is out.
+    assert parse_text("positive deep margin").case_dict == {
+        "primary_resected": True,
+        "resection_margin": "r1",
     }
+    assert parse_text("margins clear").case_dict["resection_margin"] == "r0"
+    assert parse_text("Surgical margins: negative").case_dict["resection_margin"] == "r0"
+    parsed = parse_text("lateral margins free, deep margin positive")
+    assert parsed.case_dict["resection_margin"] == "r1"
+    assert parse_text("R0 resection is planned").case_dict == {}
+    assert parse_text("rectal NET, EMR, R1").case_dict["prior_treatments"] == [
+        "endoscopic_resection"
+    ]
     # The margin of a liver resection is not the primary's.
     assert "resection_margin" not in parse_text("liver resection (R1)").case_dict
 

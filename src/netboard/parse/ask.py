@@ -104,10 +104,16 @@ def _list_order(field: str, values: list[Any]) -> list[Any]:
 
 
 def _resolve(
-    field: str, mentions: list[Mention], doc: Doc, current: Any, ranked: tuple[str, ...] = ()
+    field: str,
+    mentions: list[Mention],
+    doc: Doc,
+    current: Any,
+    ranked: tuple[str, ...] = (),
+    sequence: Any = None,
 ) -> tuple[Any, list[Mention]] | None:
     """One value for a single-valued field, or None when the text disagrees with itself
-    (for a ``ranked`` field, such as the margin, the worst value stated wins)."""
+    (for a ``ranked`` field, such as the margin, the worst value stated wins; for the disease
+    status, the current statement, or the later one after a ``sequence`` word)."""
     top = max(m.strength for m in mentions)
     strongest = [m for m in mentions if m.strength == top]
     values = {m.value for m in strongest}
@@ -127,6 +133,14 @@ def _resolve(
         }
         if len(now) == 1:
             values = now
+        elif sequence is not None and values == {"stable", "progressive"}:
+            # "stable for 3 years on octreotide before progressing": the later one.
+            stable_end = max(m.end for m in strongest if m.value == "stable")
+            progressive_start = min(m.start for m in strongest if m.value == "progressive")
+            if stable_end <= progressive_start and sequence.search(
+                doc.text, stable_end, progressive_start
+            ):
+                values = {"progressive"}
     if len(values) != 1:
         return None
     value = next(iter(values))
@@ -217,7 +231,9 @@ def parse_text(text: str) -> ParsedText:
             values[name] = _list_order(name, [m.value for m in sites])
             used[name] = found
             continue
-        resolved = _resolve(name, found, doc, lex.current, lex.worst_wins.get(name, ()))
+        resolved = _resolve(
+            name, found, doc, lex.current, lex.worst_wins.get(name, ()), lex.sequence_words
+        )
         if resolved is None:
             unusable.extend((m.start, m.end) for m in found)
         else:

@@ -454,6 +454,7 @@ class Lexicon:
             alternation(p for v in _map(d["unmapped_findings"]).values() for p in _strs(v)), FLAGS
         )
         self.current = re.compile(alternation(_strs(d["current_words"])), FLAGS)
+        self.sequence_words = re.compile(alternation(_strs(d["sequence_words"])), FLAGS)
         self.worst_wins = {k: tuple(_strs(v)) for k, v in _map(d["worst_wins"]).items()}
         self.exclude = re.compile(alternation(_strs(d["exclude"])), FLAGS)
 
@@ -544,10 +545,16 @@ class Lexicon:
                 rf"(?:both\s+)?(?:the\s+)?{site_list}",
                 FLAGS,
             ),
-            # "metastatic small bowel NET to the liver"
+            # "metastatic small bowel NET to the liver" (index 2)
             re.compile(
                 rf"{alternation(_strs(ms['far_lead_words']))}\s+{far_fill}{{1,6}}?"
                 rf"(?P<prep>to|in|into|involving)\s+(?:both\s+)?(?:the\s+)?{site_list}",
+                FLAGS,
+            ),
+            # "several enhancing lesions in the liver" (index 3: read as lesion words)
+            re.compile(
+                rf"(?P<lnoun>{alternation(_strs(ms['lesion_nouns']))})\s+"
+                rf"(?:to|in|within|of|involving|throughout)\s+(?:both\s+)?(?:the\s+)?{site_list}",
                 FLAGS,
             ),
         )
@@ -977,7 +984,7 @@ def _metastatic_sites(doc: Doc, lex: Lexicon) -> list[Mention]:
     for i, pattern in enumerate(lex.met_patterns):
         for m in pattern.finditer(doc.text):
             disease_only = i == 0 and m.group("dnoun") is not None
-            lesion_only = i == 0 and m.group("lnoun") is not None
+            lesion_only = i in (0, 3) and m.group("lnoun") is not None
             # "liver lesions, likely metastases", "liver lesion, probably a cyst": what the
             # lesions are is in doubt.
             stop = min(doc.sentence(m.start())[1], m.end() + 50)
@@ -1361,7 +1368,7 @@ def _gastric_types(doc: Doc, lex: Lexicon) -> Iterator[Mention]:
         ):
             continue
         if lex.gastric_words.search(text, *doc.sentence(m.start())):
-            yield Mention("gastric_type", entry.value, m.start(), m.end())
+            yield Mention("gastric_type", entry.value, m.start(), m.end(), entry.strength)
 
 
 def _margin_of_primary(doc: Doc, lex: Lexicon, m: Mention) -> Mention:
@@ -1510,8 +1517,15 @@ def _resolve_terms(
 
 
 def _treatments(
-    doc: Doc, lex: Lexicon, terms: Sequence[tuple[Treatment, int, int]]
+    doc: Doc,
+    lex: Lexicon,
+    terms: Sequence[tuple[Treatment, int, int]],
+    margined: frozenset[Span] = frozenset(),
 ) -> list[Mention]:
+    """Treatment mentions: given (a cue says so), progressed on, or named only (topics).
+
+    A resection named with no cue in a sentence that states its margin ("EMR, R1") was done.
+    """
     text = doc.text
     named = {doc.segment_index(s) for t, s, _ in terms if t.code in lex.specific_resections}
     terms = [t for t in terms if t[0].code != ORGAN or doc.segment_index(t[1]) not in named]
@@ -1578,6 +1592,13 @@ def _treatments(
         after_sequence = False
         for i, (t, t_start, t_end) in enumerate(group):
             this = kind
+            if (
+                not this
+                and t.code in lex.specific_resections
+                and sentence in margined
+                and not question
+            ):
+                this = "prior"
             if i and lex.sequence_separator.search(text, group[i - 1][2], t_start):
                 # "progressed on X, then Y": Y came after the progression.
                 after_sequence = True
@@ -1729,11 +1750,15 @@ def extract(doc: Doc, lex: Lexicon) -> list[Mention]:
     mentions.extend(_findings(doc, lex))
     mentions.extend(_sizes(doc, lex, met_spans))
     mentions = [_margin_of_primary(doc, lex, m) for m in mentions]
+    # A margin is only had once the primary is out: it implies the primary was resected.
+    margins = [m for m in mentions if m.field == "resection_margin" and m.value is not None]
+    mentions.extend(Mention("primary_resected", True, m.start, m.end, strength=1) for m in margins)
     mentions.extend(_resectable(doc, lex))
     mentions.extend(_numbers(doc, lex))
     terms, modalities = _resolve_terms(_treatment_terms(doc, lex), _modalities(doc, lex))
     mentions.extend(_imaging(doc, lex, modalities))
-    mentions.extend(_treatments(doc, lex, terms))
+    margined = frozenset(doc.sentence(m.start) for m in margins)
+    mentions.extend(_treatments(doc, lex, terms, margined))
     mentions.extend(_context(doc, lex))
 
     excluded = Intervals((m.start(), m.end()) for m in lex.exclude.finditer(doc.text))
