@@ -49,9 +49,11 @@ NEGATED = "negated"
 UNCERTAIN = "uncertain"
 HISTORICAL = "historical"
 OTHER_PERSON = "other_person"
+#: A plan ("is proposed"): uncertain, for the fields of what is done to the patient only.
+PLANNED = "planned"
 
 #: The category that wins when several triggers reach one mention.
-_PRIORITY = {NEGATED: 4, OTHER_PERSON: 3, UNCERTAIN: 2, HISTORICAL: 1}
+_PRIORITY = {NEGATED: 4, OTHER_PERSON: 3, UNCERTAIN: 2, PLANNED: 2, HISTORICAL: 1}
 _WORD = re.compile(r"[A-Za-z]+")
 _LIST_OR = re.compile(r"(?<![A-Za-z])(?:or|nor)(?![A-Za-z])", FLAGS)
 _LIST_AND = re.compile(r"(?<![A-Za-z])and(?![A-Za-z])", FLAGS)
@@ -86,7 +88,7 @@ class ContextRules:
     def __init__(self, lex: Lexicon) -> None:
         ctx = _map(lex.data["context"])
         self.triggers: list[tuple[str, bool, re.Pattern[str]]] = []
-        for category in (NEGATED, UNCERTAIN, HISTORICAL, OTHER_PERSON):
+        for category in (NEGATED, UNCERTAIN, HISTORICAL, OTHER_PERSON, PLANNED):
             spec = _map(ctx[category])
             for direction in ("forward", "backward"):
                 phrases = _strs(spec.get(direction))
@@ -94,6 +96,7 @@ class ContextRules:
                     self.triggers.append(
                         (category, direction == "forward", re.compile(alternation(phrases), FLAGS))
                     )
+        self.planned_fields = frozenset(_strs(_map(ctx[PLANNED])["fields"]))
         self.pseudo = re.compile(alternation(_strs(ctx["pseudo"])), FLAGS)
         terms = _map(ctx["terminators"])
         self.terminate_all = re.compile(alternation(_strs(terms["all"])), FLAGS)
@@ -250,10 +253,13 @@ def assert_mentions(doc: Doc, lex: Lexicon, mentions: Sequence[Mention]) -> list
     for m, found in zip(mentions, hits, strict=True):
         if m.kind == "treatment":
             found.pop(HISTORICAL, None)
+        if m.field not in rules.planned_fields and m.kind != "topic":
+            found.pop(PLANNED, None)
         if found:
             category = max(found, key=lambda c: _PRIORITY[c])
             t = found[category]
-            out.append(Assertion(category, min(t.start, m.start), max(t.end, m.end)))
+            status = UNCERTAIN if category == PLANNED else category
+            out.append(Assertion(status, min(t.start, m.start), max(t.end, m.end)))
         elif m.hedged or (m.kind != "context" and questions.asked(m)):
             out.append(Assertion(UNCERTAIN, m.start, m.end))
         else:
