@@ -322,10 +322,13 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _kb_check(path: str | None) -> int:
     from netboard.kb import check_kb_dir
+    from netboard.kb.checks import kb_warnings
 
     kb, problems = check_kb_dir(path)
     if problems or kb is None:
         return _problems(problems)
+    for warning in kb_warnings(kb):
+        sys.stdout.write(f"warning: {warning}\n")
     sys.stdout.write(
         f"knowledge base {kb.version} (released {kb.released}): OK\n"
         f"  {len(kb.references)} references, {len(kb.facts)} facts, {len(kb.rules)} rules, "
@@ -424,7 +427,9 @@ def _run_audit(args: argparse.Namespace, today: dt.date | None) -> int:
         if args.report is not None:
             from netboard.batch.report import AuditReport
 
-            report = AuditReport(source=Path(source).name, kb_version=kb.version, engine=engine)
+            report = AuditReport(
+                source=Path(source).name, kb_version=kb.version, engine=engine, kb=kb
+            )
         writer = io.ResultWriter(args.out) if args.out is not None else None
         try:
             stats = io.audit_chunks(

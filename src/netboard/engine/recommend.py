@@ -92,7 +92,7 @@ def recommend(
     """
     kb = kb or load_kb()
     cls = classify(case, kb)
-    ctx = Context(case=case, computed=cls.computed, facts=kb.facts)
+    ctx = Context(case=case, computed=cls.computed, facts=kb.facts, kb=kb)
     scope = _scope(kb, ctx, neoplasm, neoplasm_detail)
     if scope.applies is False:
         return _out_of_scope(case, kb, scope)
@@ -348,9 +348,10 @@ def compile_plan(kb: KnowledgeBase) -> Plan:
 
     A negative rule (not_recommended/contraindicated) guards its code: while it holds, no
     positive rule for that code (in its phase, or in every phase with ``scope: all``) can put
-    the code on the plan, unless the positive rule ``overrides_guards``. A guard whose data are
-    missing keeps the option open as a branch, except a pre-treatment check
-    (``unknown_blocks: false``), which removes the option only when it holds.
+    the code on the plan. Exceptions are named: a guard's ``unless`` lifts it (it is folded
+    into the guard's condition), and a positive rule may ``pass`` guards it lists by id. A
+    guard whose data are missing keeps the option open as a branch, except a pre-treatment
+    check (``unknown_blocks: false``), which removes the option only when it holds.
     """
     cached = _PLANS.get(id(kb))
     if cached is not None and cached[0] is kb:
@@ -366,7 +367,11 @@ def compile_plan(kb: KnowledgeBase) -> Plan:
             cond: Condition = rule.when
             soft: tuple[Rule, ...] = ()
             if rule.status.positive and not rule.overrides_guards:
-                blocking = guards[(code, rule.phase.value)] + guards[(code, None)]
+                blocking = [
+                    g
+                    for g in guards[(code, rule.phase.value)] + guards[(code, None)]
+                    if g.id not in rule.passes
+                ]
                 strict = tuple(Shared(g.id, g.when) for g in blocking if g.unknown_blocks)
                 if strict:
                     cond = All((rule.when, Not(AnyOf(strict))))

@@ -14,6 +14,7 @@ from importlib.resources.abc import Traversable
 from typing import Any
 
 from netboard import vocab as v
+from netboard.conditions import All, Holds, Not
 from netboard.errors import Problem
 from netboard.fields import parse_registry, registry
 from netboard.kb.checks import check_kb
@@ -203,6 +204,8 @@ def parse_kb(files: Mapping[str, Any]) -> tuple[KnowledgeBase | None, list[Probl
         "evidence",
         "on_unknown",
         "scope",
+        "unless",
+        "passes",
         "overrides_guards",
         "unknown_blocks",
         "dossier",
@@ -233,6 +236,16 @@ def parse_kb(files: Mapping[str, Any]) -> tuple[KnowledgeBase | None, list[Probl
             scope = e.get("scope", "phase")
             if scope not in ("phase", "all"):
                 r.fail(f"{w}.scope", "expected phase or all")
+            when = r.condition(e["when"], f"{w}.when")
+            unless = r.condition(e["unless"], f"{w}.unless") if "unless" in e else None
+            if unless is not None:
+                if status is not None and status.positive:
+                    r.fail(f"{w}.unless", "only a not_recommended or contraindicated rule has one")
+                # The guard lifts only when its exception is known to hold.
+                when = All((when, Not(Holds(unless))))
+            passes = r.ids(e.get("passes", []), f"{w}.passes")
+            if passes and status is not None and not status.positive:
+                r.fail(f"{w}.passes", "only a recommended or consider rule passes guards")
             if phase and status and codes:
                 rules.append(
                     Rule(
@@ -241,7 +254,9 @@ def parse_kb(files: Mapping[str, Any]) -> tuple[KnowledgeBase | None, list[Probl
                         phase=phase,
                         status=status,
                         step=int(e["step"]),
-                        when=r.condition(e["when"], f"{w}.when"),
+                        when=when,
+                        unless=unless,
+                        passes=passes,
                         rationale=r.text(e["rationale"], f"{w}.rationale"),
                         evidence=r.ids(e["evidence"], f"{w}.evidence"),
                         on_unknown=on_unknown,

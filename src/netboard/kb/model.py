@@ -11,7 +11,7 @@ from netboard import vocab as v
 from netboard.conditions import (
     Condition,
 )
-from netboard.fields import Choice, ChoiceList, FieldDef, Flag, Spec
+from netboard.fields import FieldDef
 
 if TYPE_CHECKING:  # pragma: no cover
     from netboard.fhir.table import FhirMap
@@ -38,6 +38,12 @@ class Rule:
     evidence: tuple[str, ...]
     on_unknown: str = "branch"
     scope: str = "phase"
+    #: a negative rule's exception: the guard lifts when this is known to hold (already folded
+    #: into ``when``; kept for the reader)
+    unless: Condition | None = None
+    #: guard rule ids this positive rule may pass (a named exception)
+    passes: tuple[str, ...] = ()
+    #: deprecated blanket escape from every guard of the code; ``kb check`` warns on each use
     overrides_guards: bool = False
     unknown_blocks: bool = True
     dossier: tuple[str, ...] = ()
@@ -194,43 +200,3 @@ HTI1_INPUTS = (
     "social_determinants_of_health",
     "health_status_assessments",
 )
-
-
-# --- computed fields: values the engine derives, usable in conditions ----------------------
-
-#: Computed fields and the case fields each is derived from (for missing_information).
-COMPUTED_SOURCES: dict[str, tuple[str, ...]] = {
-    "grade": ("ki67_percent", "mitoses_per_2mm2", "grade", "primary_site"),
-    "who_2019": ("differentiation", "ki67_percent", "mitoses_per_2mm2", "grade", "primary_site"),
-    "differentiation_inferred": (
-        "differentiation",
-        "ki67_percent",
-        "mitoses_per_2mm2",
-        "grade",
-        "primary_site",
-    ),
-    "site_group": ("primary_site",),
-    "gut_region": ("primary_site",),
-    "portal_drained": ("primary_site",),
-    "thoracic_primary": ("primary_site",),
-    "pregnancy_status": ("pregnant",),
-    "grade_discordant": ("grade", "ki67_percent", "mitoses_per_2mm2"),
-    "treatments_received": ("prior_treatments",),
-    "treatments_failed": ("progressed_on",),
-}
-
-
-def computed_specs(sites: Mapping[v.Site, SiteInfo]) -> dict[str, Spec | Words]:
-    return {
-        "grade": Choice(v.Grade),
-        "who_2019": Choice(v.Who2019),
-        "differentiation_inferred": Choice(v.Differentiation),
-        "site_group": Words(tuple(sorted({s.group for s in sites.values()}))),
-        "gut_region": Words(tuple(sorted({s.region for s in sites.values()}))),
-        "portal_drained": Flag(),
-        "thoracic_primary": Flag(),
-        "pregnancy_status": Words(("pregnant", "not_pregnant")),
-        "grade_discordant": Flag(),
-        "treatments_received": ChoiceList(v.Intervention),
-        "treatments_failed": ChoiceList(v.Intervention),
-    }
