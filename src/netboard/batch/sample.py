@@ -52,12 +52,15 @@ def cut_offs(kb: KnowledgeBase) -> dict[str, list[float]]:
     return {k: sorted(v) for k, v in out.items()}
 
 
-def repair(flat: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+def repair(
+    flat: dict[str, Any], rng: random.Random, keep: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     """Make a generated case consistent by the registry's rules, keeping most of what it says.
 
     A field that needs another one's word (a pancreatic region needs a pancreatic primary)
     mostly brings that word along, else it goes; items that must lie within a list
-    (progressed_on within prior_treatments) are added to it.
+    (progressed_on within prior_treatments) are added to it. Fields in ``keep`` are never
+    changed: what contradicts them goes instead.
     """
     rules = registry().consistency
     for attempt in range(4 * len(rules) + 1):
@@ -72,7 +75,7 @@ def repair(flat: dict[str, Any], rng: random.Random) -> dict[str, Any]:
             flat.pop(path, None)
         elif rule.requires is not None:
             other, words = rule.requires
-            if rng.random() < 0.7:
+            if other not in keep and (path in keep or rng.random() < 0.7):
                 flat[other] = words[0]
             else:
                 del flat[path]

@@ -138,6 +138,15 @@ def check_kb(kb: KnowledgeBase) -> list[Problem]:
                     problems.append(
                         Problem(f"eligibility {es.name.value}", "criteria use case data only")
                     )
+    for pl in kb.plausible:
+        cite(f"plausible {pl.field} {pl.value}", pl.evidence)
+        cond(f"plausible {pl.field} {pl.value}", pl.when)
+    for pr in kb.presumptions:
+        cite(f"presumption {pr.field}", pr.evidence)
+        if pr.when is not None:
+            cond(f"presumption {pr.field}", pr.when)
+    for ch in kb.checks:
+        cite(f"check {ch.field}", ch.evidence)
     for d in kb.dosing:
         cite(f"dosing {d.code.value}", d.evidence)
         if d.when is not None:

@@ -114,6 +114,48 @@ class TopicDef:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PlausibleDef:
+    """A value an unknown field can take only where ``when`` is not false."""
+
+    field: str
+    value: str
+    when: Condition
+    why: str
+    evidence: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PresumptionDef:
+    """What the plan presumes for a field the case leaves out (``presumptions.yaml``).
+
+    ``value`` is a contract word (or boolean); a number is a band ``[lo, hi)`` given by
+    ``below``/``upto``/``above``, shown in words by ``shown``.
+    """
+
+    field: str
+    when: Condition | None
+    phrase: str
+    why: str
+    confirm: str
+    evidence: tuple[str, ...]
+    value: Any = None
+    band: tuple[float | None, float | None, bool] | None = None
+    shown: str = ""
+    source: str = "prevalence"
+    alternatives: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckDef:
+    """A pre-treatment fact the plan presumes adequate and lists as a check of its steps."""
+
+    field: str
+    value: Any
+    check: str
+    evidence: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class FactDef:
     name: str
     label: str
@@ -174,6 +216,12 @@ class KnowledgeBase:
     #: scope.yaml: the reason shown for each ``Neoplasm`` value, and the topics not covered
     scope_reasons: Mapping[str, str] = field(default_factory=dict)
     topics: tuple[TopicDef, ...] = ()
+    #: presumptions.yaml
+    plausible: tuple[PlausibleDef, ...] = ()
+    presumptions: tuple[PresumptionDef, ...] = ()
+    checks: tuple[CheckDef, ...] = ()
+    #: field -> value -> the condition under which the value is possible (from ``plausible``)
+    plausibility: Mapping[str, Mapping[str, Condition]] = field(default_factory=dict)
 
 
 #: Keys of the manifest's ``about`` block: the source attributes an EHR shows for a decision
