@@ -16,7 +16,7 @@ from netboard.case import field_paths, load_case
 from netboard.documents import yaml_loader
 from netboard.engine.recommend import recommend
 from netboard.errors import CaseError, Problem
-from netboard.fields import Choice, ChoiceList, Flag, Number, Text, registry
+from netboard.fields import Choice, ChoiceList, Flag, Number, Text, flatten, registry
 from netboard.kb import KnowledgeBase
 from netboard.parse.ask import MAX_TEXT_BYTES, ask
 from netboard.render import render_html
@@ -129,10 +129,8 @@ def form_of(case: dict[str, Any]) -> dict[str, list[str]]:
         return str(value)
 
     form: dict[str, list[str]] = {"mode": ["case"]}
-    for key, value in case.items():
-        if key == "labs":
-            form.update({f"labs.{k}": [text(x)] for k, x in value.items()})
-        elif isinstance(value, list):
+    for key, value in flatten(case).items():
+        if isinstance(value, list):
             form[key] = [text(x) for x in value] or [NONE_OF_THESE]
         else:
             form[key] = [text(value)]

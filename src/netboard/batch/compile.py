@@ -56,6 +56,7 @@ from netboard.conditions import (
 )
 from netboard.engine.derive import COMPUTED, unknown_sources
 from netboard.engine.recommend import SEVERITY_ORDER, compile_plan
+from netboard.fields import Choice, registry
 from netboard.kb.model import KnowledgeBase
 from netboard.vocab import (
     STATUS_RANK,
@@ -385,6 +386,8 @@ class Scope:
     eligibility: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     planned: Mapping[str, str] = field(default_factory=dict)
     nodes: Mapping[Condition, tuple[str, str | None]] = field(default_factory=dict)
+    #: the knowledge base's plausible values: field -> value -> when it is possible
+    plausibility: Mapping[str, Mapping[str, Condition]] = field(default_factory=dict)
 
 
 def truth(node: Condition, scope: Scope) -> exp.Expression:
@@ -469,8 +472,39 @@ def _field(name: str, scope: Scope) -> exp.Expression:
     return col(scope.computed.get(name, name))
 
 
+def _plausible(node: Compare, scope: Scope, stated: exp.Expression) -> exp.Expression:
+    """``stated`` where the field is known; where it is unknown, the truth over the values the
+    knowledge base still holds possible (``engine.evaluate``'s rule, column-wise)."""
+    limits = scope.plausibility.get(node.field)
+    spec = registry().spec(node.field)
+    if not limits or node.op == "known" or not isinstance(spec, Choice):
+        return stated
+    words = [m.value for m in spec.enum]
+    operand = node.value if isinstance(node.value, tuple) else (node.value,)
+    holding = [w for w in words if w in operand]
+    failing = [w for w in words if w not in operand]
+
+    def ruled_out(word: str) -> exp.Expression:
+        when = limits.get(word)
+        if when is None:
+            return FALSE_SQL.copy()
+        return exp.Coalesce(this=_not(truth(when, scope)), expressions=[FALSE_SQL.copy()])
+
+    return _case(
+        [
+            (_not(_is_null(_field(node.field, scope))), stated),
+            (_and([ruled_out(w) for w in failing]), TRUE_SQL.copy()),
+            (_and([ruled_out(w) for w in holding]), FALSE_SQL.copy()),
+        ]
+    )
+
+
 @truth_of.register
 def _truth_compare(node: Compare, scope: Scope) -> exp.Expression:
+    return _plausible(node, scope, _stated_compare(node, scope))
+
+
+def _stated_compare(node: Compare, scope: Scope) -> exp.Expression:
     value = _field(node.field, scope)
     op = node.op
     if op == "known":
@@ -491,6 +525,8 @@ def _truth_compare(node: Compare, scope: Scope) -> exp.Expression:
 def _mask_compare(node: Compare, scope: Scope) -> exp.Expression:
     if node.op == "known":
         return ZERO.copy()
+    if node.field in scope.plausibility:
+        return _when_unknown(truth(node, scope), col(scope.unknown[node.field]))
     return col(scope.unknown[node.field])
 
 
@@ -760,7 +796,7 @@ class _Compiler:
                     )
         computed, unknown = self.computed()
         facts: dict[str, tuple[str, str | None]] = {}
-        scope = Scope(RULES, computed, unknown, facts)
+        scope = Scope(RULES, computed, unknown, facts, plausibility=self.kb.plausibility)
         depth: dict[str, int] = {}
 
         def depth_of(name: str) -> int:
@@ -801,7 +837,7 @@ class _Compiler:
     def conditions(self, named: Mapping[str, Condition]) -> AuditQuery:
         """``id``, then per name its truth (BOOLEAN) and ``NAME.unknown`` (bit set)."""
         computed, unknown, facts = self.prefix()
-        scope = Scope(RULES, computed, unknown, facts)
+        scope = Scope(RULES, computed, unknown, facts, plausibility=self.kb.plausibility)
         cols = self.conditions_layers(named, scope, "conditions")
         outputs: list[tuple[str, exp.Expression]] = [("id", col("id"))]
         for name, (t, m) in cols.items():
@@ -813,7 +849,7 @@ class _Compiler:
         computed, unknown, facts = self.prefix()
 
         # 1. Eligibility criteria (no status yet), then each set's status and unknown fields.
-        crit_scope = Scope(CRITERIA, computed, unknown, facts)
+        crit_scope = Scope(CRITERIA, computed, unknown, facts, plausibility=self.kb.plausibility)
         named = {
             f"crit_{es.name.value}_{c.name}": c.when for es in kb.eligibility for c in es.criteria
         }
@@ -850,13 +886,28 @@ class _Compiler:
 
         # 2. Every rule's condition once (guards are rules too), then each code's guard set,
         # then every (rule, code) step with its guards folded in as recommend's plan has them.
-        scope = Scope(RULES, computed, unknown, facts, eligibility=eligibility)
+        scope = Scope(
+            RULES,
+            computed,
+            unknown,
+            facts,
+            eligibility=eligibility,
+            plausibility=self.kb.plausibility,
+        )
         whens: dict[Condition, str] = {}
         for rule in kb.rules:
             whens.setdefault(rule.when, f"when_{rule.id}")
         rule_cols = self.conditions_layers({k: c for c, k in whens.items()}, scope, "rules")
         nodes: dict[Condition, tuple[str, str | None]] = {c: rule_cols[k] for c, k in whens.items()}
-        scope = Scope(RULES, computed, unknown, facts, eligibility=eligibility, nodes=nodes)
+        scope = Scope(
+            RULES,
+            computed,
+            unknown,
+            facts,
+            eligibility=eligibility,
+            nodes=nodes,
+            plausibility=self.kb.plausibility,
+        )
         guard_sets: dict[Condition, str] = {}
         for step in plan.steps:
             cond = step.condition
@@ -921,7 +972,15 @@ class _Compiler:
         self.layer("plan", cols)
 
         # 3. Alerts: the plan is known now.
-        scope = Scope(ALERTS, computed, unknown, facts, eligibility=eligibility, planned=planned)
+        scope = Scope(
+            ALERTS,
+            computed,
+            unknown,
+            facts,
+            eligibility=eligibility,
+            planned=planned,
+            plausibility=self.kb.plausibility,
+        )
         cols = [(self.name("t_alert", a.id), truth(a.when, scope)) for a in plan.alerts]
         self.layer("alerts", cols)
         alert_cols = [

@@ -27,6 +27,7 @@ from netboard.conditions import (
     Shared,
 )
 from netboard.engine.derive import COMPUTED, PyOps, unknown_sources
+from netboard.fields import Choice, registry
 from netboard.kb.model import FactDef, KnowledgeBase
 from netboard.logic import Truth
 
@@ -234,14 +235,38 @@ def _compare(node: Compare) -> Evaluator:
     test = _test(node.op, node.value)
     computed = name in COMPUTED
     plain_unknown = frozenset({name})
+    spec = registry().spec(name)
+    words = [m.value for m in spec.enum] if isinstance(spec, Choice) else []
+    holding = [w for w in words if test(w)]
+    failing = [w for w in words if not test(w)]
 
     def run(ctx: Context) -> Result:
         value = ctx._values.get(name)
         if value is None:
+            limits = ctx.kb.plausibility.get(name) if ctx.kb is not None and words else None
+            if limits:
+                # An unknown field ranges only over the values possible given the stated facts.
+                if all(implausible(ctx, name, w) for w in failing):
+                    return TRUE
+                if all(implausible(ctx, name, w) for w in holding):
+                    return FALSE
             return Result(_UNKNOWN, node, sources(name, ctx) if computed else plain_unknown)
         return TRUE if test(value) else FALSE
 
     return run
+
+
+def implausible(ctx: Context, field_name: str, value: str) -> bool:
+    """Whether the knowledge base rules ``value`` out for ``field_name`` given the stated facts
+    (its plausibility condition is FALSE); a value without a condition is always possible."""
+    key = f"plausible:{field_name}:{value}"
+    hit = ctx._memo.get(key)
+    if hit is None:
+        assert ctx.kb is not None
+        when = ctx.kb.plausibility.get(field_name, {}).get(value)
+        ruled_out = when is not None and evaluate(when, ctx).truth is _FALSE_T
+        hit = ctx._memo[key] = TRUE if ruled_out else FALSE
+    return hit.truth is _TRUE_T
 
 
 @_builder(Fact)

@@ -96,59 +96,15 @@ def recommend(
     scope = _scope(kb, ctx, neoplasm, neoplasm_detail)
     if scope.applies is False:
         return _out_of_scope(case, kb, scope)
-    decides: dict[str, set[str]] = defaultdict(set)
-
-    def note_unknown(result: Result, what: str) -> None:
-        for f in result.unknown:
-            decides[f].add(what)
-
-    # 1. Eligibility, criterion by criterion.
-    eligibility: list[Eligibility] = []
-    eligibility_unknown: dict[str, frozenset[str]] = {}
-    for es in kb.eligibility:
-        criteria: list[Criterion] = []
-        unknown: set[str] = set()
-        for c in es.criteria:
-            r = evaluate(c.when, ctx)
-            met = None if r.truth is Truth.UNKNOWN else r.truth is Truth.TRUE
-            if met is None:
-                unknown |= r.unknown
-                note_unknown(r, f"{es.title} ({c.name})")
-            criteria.append(Criterion(name=c.name, met=met, detail=c.detail, evidence=c.evidence))
-        mets = [c.met for c in criteria]
-        status = (
-            EligibilityStatus.NOT_ELIGIBLE
-            if False in mets
-            else EligibilityStatus.UNDETERMINED
-            if None in mets
-            else EligibilityStatus.ELIGIBLE
-        )
-        eligibility_unknown[es.name.value] = frozenset(unknown)
-        eligibility.append(
-            Eligibility(
-                name=es.name, title=es.title, status=status, criteria=tuple(criteria), note=es.note
-            )
-        )
-    ctx.eligibility = {e.name.value: e.status.value for e in eligibility}
-    ctx.eligibility_unknown = eligibility_unknown
-
-    # 2. Rules, each positive one combined with the guards of its code (see compile_plan).
+    decision = decide(case, kb, ctx)
+    ctx, eligibility, chosen, decides = (
+        decision.ctx,
+        decision.eligibility,
+        decision.chosen,
+        decision.decides,
+    )
     plan = compile_plan(kb)
-    # Pre-treatment checks (unknown_blocks: false) hold or not once per case.
-    holding = frozenset(g.id for g in plan.soft_guards if evaluate(g.when, ctx).truth is Truth.TRUE)
-    candidates: list[_Candidate] = []
-    for step in plan.steps:
-        if step.soft_ids and not holding.isdisjoint(step.soft_ids):
-            continue
-        r = evaluate(step.condition, ctx)
-        if r.truth is Truth.TRUE:
-            candidates.append(_Candidate(step.rule, step.code, r))
-        elif r.truth is Truth.UNKNOWN:
-            if step.rule.on_unknown == "branch":
-                candidates.append(_Candidate(step.rule, step.code, r))
-            note_unknown(r, step.label)
 
-    chosen = _choose(candidates)
     positive_steps = sorted({c.rule.step for c in chosen if c.rule.status.positive})
     dense = {step: i + 1 for i, step in enumerate(positive_steps)}
 
@@ -206,7 +162,8 @@ def recommend(
                 rule_id=a.id,
             )
         elif r.truth is Truth.UNKNOWN and a.severity is Severity.CRITICAL:
-            note_unknown(r, f"the {a.code.value.replace('_', ' ')} alert")
+            for f in r.unknown:
+                decides[f].add(f"the {a.code.value.replace('_', ' ')} alert")
     alert_list = sorted(alerts.values(), key=lambda a: (SEVERITY_ORDER[a.severity], a.code.value))
 
     monitoring = [
@@ -316,6 +273,77 @@ def _out_of_scope(case: Case, kb: KnowledgeBase, scope: Scope) -> Answer:
         references=(),
         scope=scope,
     )
+
+
+@dataclass(slots=True)
+class Decision:
+    """What the rules decide for one case: eligibility, the candidates kept, what is open."""
+
+    ctx: Context
+    eligibility: list[Eligibility]
+    candidates: list[_Candidate]
+    chosen: list[_Candidate]
+    decides: dict[str, set[str]]
+
+
+def decide(case: Case, kb: KnowledgeBase, ctx: Context | None = None) -> Decision:
+    """Eligibility criterion by criterion, then every rule with its guards, then the choice
+    per (code, phase): the part of ``recommend`` that the board answer re-runs on a case with
+    presumptions or with one alternative value."""
+    if ctx is None:
+        ctx = Context(case=case, computed=classify(case, kb).computed, facts=kb.facts, kb=kb)
+    decides: dict[str, set[str]] = defaultdict(set)
+
+    def note_unknown(result: Result, what: str) -> None:
+        for f in result.unknown:
+            decides[f].add(what)
+
+    # 1. Eligibility, criterion by criterion.
+    eligibility: list[Eligibility] = []
+    eligibility_unknown: dict[str, frozenset[str]] = {}
+    for es in kb.eligibility:
+        criteria: list[Criterion] = []
+        unknown: set[str] = set()
+        for c in es.criteria:
+            r = evaluate(c.when, ctx)
+            met = None if r.truth is Truth.UNKNOWN else r.truth is Truth.TRUE
+            if met is None:
+                unknown |= r.unknown
+                note_unknown(r, f"{es.title} ({c.name})")
+            criteria.append(Criterion(name=c.name, met=met, detail=c.detail, evidence=c.evidence))
+        mets = [c.met for c in criteria]
+        status = (
+            EligibilityStatus.NOT_ELIGIBLE
+            if False in mets
+            else EligibilityStatus.UNDETERMINED
+            if None in mets
+            else EligibilityStatus.ELIGIBLE
+        )
+        eligibility_unknown[es.name.value] = frozenset(unknown)
+        eligibility.append(
+            Eligibility(
+                name=es.name, title=es.title, status=status, criteria=tuple(criteria), note=es.note
+            )
+        )
+    ctx.eligibility = {e.name.value: e.status.value for e in eligibility}
+    ctx.eligibility_unknown = eligibility_unknown
+
+    # 2. Rules, each positive one combined with the guards of its code (see compile_plan).
+    plan = compile_plan(kb)
+    # Pre-treatment checks (unknown_blocks: false) hold or not once per case.
+    holding = frozenset(g.id for g in plan.soft_guards if evaluate(g.when, ctx).truth is Truth.TRUE)
+    candidates: list[_Candidate] = []
+    for step in plan.steps:
+        if step.soft_ids and not holding.isdisjoint(step.soft_ids):
+            continue
+        r = evaluate(step.condition, ctx)
+        if r.truth is Truth.TRUE:
+            candidates.append(_Candidate(step.rule, step.code, r))
+        elif r.truth is Truth.UNKNOWN:
+            if step.rule.on_unknown == "branch":
+                candidates.append(_Candidate(step.rule, step.code, r))
+            note_unknown(r, step.label)
+    return Decision(ctx, eligibility, candidates, _choose(candidates), decides)
 
 
 @dataclass(frozen=True, slots=True)
