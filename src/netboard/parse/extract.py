@@ -513,6 +513,13 @@ class Lexicon:
         self.met_biopsy = ValueTable.from_spec(ms["biopsy"])
         verbs = alternation(_strs(ms["biopsy_verbs"]))
         tumor_words = alternation(_strs(d["tumor_nouns"]) + _strs(d["tumor_nouns_after_site"]))
+        self.met_imaging = ValueTable.from_spec(ms["organ_imaging"])
+        found_words = alternation(_strs(ms["nouns"]) + _strs(ms["lesion_nouns"]))
+        self.met_imaging_pattern = re.compile(
+            rf"(?P<b>{self.met_imaging.source})\s*(?:{verbs})?\s*"
+            rf"(?P<gap>(?:[A-Za-z0-9-]+[\s,]+){{0,4}}?)(?:{found_words})(?![A-Za-z])",
+            FLAGS,
+        )
         self.met_biopsy_pattern = re.compile(
             rf"(?P<b>{self.met_biopsy.source})\s*(?:{verbs})?\s*"
             rf"(?P<gap>(?:[A-Za-z0-9-]+[\s,]+){{0,4}}?)(?:{tumor_words})",
@@ -541,7 +548,8 @@ class Lexicon:
                 FLAGS,
             ),
             re.compile(
-                rf"{alternation(_strs(ms['lead_words']))}\s+(?:to|in|into|involving|within|of)\s+"
+                rf"{alternation(_strs(ms['lead_words']))}\s+"
+                rf"(?:to|in|into|involving|within|of|including|affecting)\s+"
                 rf"(?:both\s+)?(?:the\s+)?{site_list}",
                 FLAGS,
             ),
@@ -554,12 +562,15 @@ class Lexicon:
             # "several enhancing lesions in the liver" (index 3: read as lesion words)
             re.compile(
                 rf"(?P<lnoun>{alternation(_strs(ms['lesion_nouns']))})\s+"
-                rf"(?:to|in|within|of|involving|throughout)\s+(?:both\s+)?(?:the\s+)?{site_list}",
+                rf"(?:to|in|within|of|involving|throughout)\s+(?:both\s+)?"
+                r"(?:segments?\s+[0-9IVXivx][0-9IVXivx/,\s-]{0,10}?\s*(?:and\s+[0-9IVXivx]{1,4}\s+)?of\s+)?"
+                rf"(?:the\s+)?{site_list}",
                 FLAGS,
             ),
         )
 
         self.near_liver = ValueTable.from_spec(d["liver_distribution_near_liver"])
+        self.near_pancreas = ValueTable.from_spec(d["pancreas_region_near_pancreas"])
         not_liver = rf"(?![\s-]+{alternation(_strs(d['liver_words_not_before']))})"
         self.liver_word = re.compile(
             alternation(_strs(d["liver_words"]) + _strs(_map(ms["site_words"])["liver"]))
@@ -587,7 +598,8 @@ class Lexicon:
             # "liver mets bilobar, unresectable.", "liver met 3 cm, resectable." (the word
             # closes its clause)
             re.compile(
-                rf"{liver}(?:\s+{fill_c}{{0,3}}?{word_c})?\s*,\s*{res}(?=\s*(?:[,.;:)]|\Z))",
+                rf"{liver}(?:\s+{fill_c}{{0,3}}?{word_c})?\s*,(?:\s*[^,.;:()]{{1,30}},)?"
+                rf"\s*{res}(?=\s*(?:[,.;:)]|\Z))",
                 FLAGS,
             ),
         )
@@ -1028,13 +1040,21 @@ def _metastatic_sites(doc: Doc, lex: Lexicon) -> list[Mention]:
         )
         for x in _phrase_mentions(doc, "metastatic_sites", lex.met_standalone)
     )
-    for m in lex.met_biopsy_pattern.finditer(text):
-        entry = lex.met_biopsy.lookup(m.group("b"))
+    organ_patterns = (
+        (lex.met_biopsy_pattern, lex.met_biopsy),
+        (lex.met_imaging_pattern, lex.met_imaging),
+    )
+    for m, table in (
+        (m, table) for pattern, table in organ_patterns for m in pattern.finditer(text)
+    ):
+        entry = table.lookup(m.group("b"))
         if entry is None or entry.value is None or lex.doubt.search(m.group("gap")):
             continue
         if lex.negation_word.search(m.group("gap")) or "negative" in m.group("gap").lower():
             continue
-        out.append(Mention("metastatic_sites", entry.value, m.start(), m.end()))
+        stop = min(doc.sentence(m.start())[1], m.end() + 50)
+        doubted = table is lex.met_imaging and bool(lex.lesion_doubt.search(text, m.end(), stop))
+        out.append(Mention("metastatic_sites", entry.value, m.start(), m.end(), hedged=doubted))
     # "no metastases", "localised disease": metastatic_sites is stated empty.
     out.extend(_phrase_mentions(doc, "metastatic_sites", lex.met_none))
     return out
@@ -1264,7 +1284,7 @@ def _imaging(doc: Doc, lex: Lexicon, modalities: Sequence[tuple[str, int, int]])
         seg_start, seg_end = doc.segment(start)
         nxt = modalities[i + 1][1] if i + 1 < len(modalities) else len(text)
         prev = modalities[i - 1][2] if i > 0 else 0
-        limit = min(end + 45, seg_end, nxt)
+        limit = min(end + 60, seg_end, nxt)
         window = text[end:limit]
         term = re.search(
             r"(?<![A-Za-z])(?:but|however|whereas|although)(?![A-Za-z])", window, FLAGS
@@ -1332,6 +1352,19 @@ def _near_liver(doc: Doc, lex: Lexicon) -> Iterator[Mention]:
         lo = max(doc.sentence(m.start())[0], m.start() - 60)
         if lex.liver_word.search(text, lo, m.start()):
             yield Mention("liver_distribution", entry.value, m.start(), m.end())
+
+
+def _near_pancreas(doc: Doc, lex: Lexicon, primaries: Sequence[Mention]) -> Iterator[Mention]:
+    """The pancreatic region in words read only after a pancreas primary in the sentence."""
+    text = doc.text
+    pancreas = [m for m in primaries if m.value == "pancreas"]
+    for m in lex.near_pancreas.regex.finditer(text):
+        entry = lex.near_pancreas.lookup(m.group(0))
+        if entry is None or entry.value is None:
+            continue
+        sentence = doc.sentence(m.start())
+        if any(sentence[0] <= p.start and p.end <= m.start() for p in pancreas):
+            yield Mention("pancreas_region", entry.value, m.start(), m.end())
 
 
 def _grade_words(doc: Doc, lex: Lexicon) -> Iterator[Mention]:
@@ -1742,7 +1775,9 @@ def extract(doc: Doc, lex: Lexicon) -> list[Mention]:
     mets = _metastatic_sites(doc, lex)
     mentions.extend(mets)
     met_spans = [(m.start, m.end) for m in mets if m.value != NO_SITES]
-    mentions.extend(_primary_sites(doc, lex, met_spans))
+    primaries = _primary_sites(doc, lex, met_spans)
+    mentions.extend(primaries)
+    mentions.extend(_near_pancreas(doc, lex, primaries))
     mentions.extend(_near_liver(doc, lex))
     mentions.extend(_grade_words(doc, lex))
     mentions.extend(_who_terms(doc, lex))
