@@ -78,6 +78,11 @@ def test_sites_named_by_a_lesion_or_a_segment() -> None:
     parsed = parse_text("ileal NET; gastric mass")
     assert parsed.case_dict["primary_site"] == "ileum"
     assert "gastric mass" in parsed.unparsed
+    # A lesion names no primary when every tumour word of the text is doubted.
+    parsed = parse_text("gastric polyp, likely a NET")
+    assert parsed.case_dict == {}
+    assert "gastric polyp" in parsed.unparsed
+    assert parse_text("gastric mass; biopsy NET").case_dict["primary_site"] == "stomach"
     # An aside keeps its own words out of a negation.
     assert parse_text("No flushing or diarrhoea (unknown primary)").case_dict == {
         "primary_site": "unknown_primary",

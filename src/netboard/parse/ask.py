@@ -25,6 +25,7 @@ from netboard.case import load_case
 from netboard.errors import CaseError
 from netboard.fields import ChoiceList, field_paths, flatten, nest, registry
 from netboard.parse.extract import (
+    LESION,
     NO_SITES,
     Doc,
     Intervals,
@@ -195,7 +196,17 @@ def parse_text(text: str) -> ParsedText:
     # Every value a field is given anywhere, asked and doubted included: an implied value
     # stands only when no other value is named ("NET or NEC?" implies nothing).
     named: dict[str, set[Any]] = {}
+    # A lesion names the primary's site only when a neoplasm is not doubted: some tumour
+    # word is stated, or there is none ("gastric mass"; not "pancreatic lesion, suspicious
+    # for a NET").
+    evidence = [a.status for m, a in zip(mentions, assertions, strict=True) if m.kind == "evidence"]
+    doubted = bool(evidence) and AFFIRMED not in evidence
     for m, a in zip(mentions, assertions, strict=True):
+        if m.kind == "evidence":
+            continue
+        if doubted and m.note == LESION:
+            unusable.append((m.start, m.end))
+            continue
         if a.status != NEGATED and m.value is not None and m.kind != "topic":
             named.setdefault(m.field, set()).add(m.value)
         if m.kind == "topic":
@@ -262,7 +273,7 @@ def parse_text(text: str) -> ParsedText:
             unusable.append((s, e))
     # Nothing decisive is dropped: a clinical concept that no mention read (read, negated,
     # asked or reported) is reported with its clause.
-    read = Intervals((m.start, m.end) for m in mentions)
+    read = Intervals((m.start, m.end) for m in mentions if m.kind != "evidence")
     for s, e in concept_spans(doc, lex):
         if not read.overlaps((s, e)):
             unusable.append(doc.segment(s))

@@ -1085,10 +1085,23 @@ def _primary_sites(doc: Doc, lex: Lexicon, met_spans: Sequence[Span]) -> list[Me
             entry = lex.site_words.lookup(m.group("w"))
             if entry is None or entry.value not in lex.lesion_sites:
                 continue
-            out.append(Mention("primary_site", entry.value, m.start(), m.end(), strength=1))
+            out.append(
+                Mention("primary_site", entry.value, m.start(), m.end(), strength=1, note=LESION)
+            )
     for x in _phrase_mentions(doc, "primary_site", lex.site_compounds):
         out.append(x)
     return out
+
+
+#: The note of a primary site named by a lesion word ("gastric mass"): it stands only when the
+#: text does not doubt every tumour word it has ("pancreatic lesion, suspicious for a NET").
+LESION = "named by a lesion"
+
+
+def _tumour_words(doc: Doc, lex: Lexicon) -> Iterator[Mention]:
+    """Each tumour word, as evidence that a neoplasm is stated (never a field value)."""
+    for m in lex.tumor.finditer(doc.text):
+        yield Mention("", True, m.start(), m.end(), kind="evidence")
 
 
 def _resectable(doc: Doc, lex: Lexicon) -> list[Mention]:
@@ -1783,6 +1796,7 @@ def extract(doc: Doc, lex: Lexicon) -> list[Mention]:
     mentions.extend(_who_terms(doc, lex))
     mentions.extend(_gastric_types(doc, lex))
     mentions.extend(_findings(doc, lex))
+    mentions.extend(_tumour_words(doc, lex))
     mentions.extend(_sizes(doc, lex, met_spans))
     mentions = [_margin_of_primary(doc, lex, m) for m in mentions]
     # A margin is only had once the primary is out: it implies the primary was resected.
@@ -1819,7 +1833,7 @@ def _drop_contained(mentions: list[Mention]) -> list[Mention]:
     usable = Intervals(
         (m.start, m.end)
         for m in mentions
-        if m.value is not None and m.kind not in ("context", "implied", "topic")
+        if m.value is not None and m.kind not in ("context", "implied", "topic", "evidence")
     )
     keep: list[Mention] = []
     for field, group in by_field.items():
