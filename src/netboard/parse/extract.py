@@ -1370,13 +1370,15 @@ def _near_liver(doc: Doc, lex: Lexicon) -> Iterator[Mention]:
 def _near_pancreas(doc: Doc, lex: Lexicon, primaries: Sequence[Mention]) -> Iterator[Mention]:
     """The pancreatic region in words read only after a pancreas primary in the sentence."""
     text = doc.text
-    pancreas = [m for m in primaries if m.value == "pancreas"]
+    # Ends of the pancreas primaries, sorted: the last one before a region word is looked up.
+    ends = sorted((p.end, p.start) for p in primaries if p.value == "pancreas")
+    keys = [e for e, _ in ends]
     for m in lex.near_pancreas.regex.finditer(text):
         entry = lex.near_pancreas.lookup(m.group(0))
         if entry is None or entry.value is None:
             continue
-        sentence = doc.sentence(m.start())
-        if any(sentence[0] <= p.start and p.end <= m.start() for p in pancreas):
+        i = bisect_right(keys, m.start()) - 1
+        if i >= 0 and ends[i][1] >= doc.sentence(m.start())[0]:
             yield Mention("pancreas_region", entry.value, m.start(), m.end())
 
 
@@ -1423,7 +1425,7 @@ def _margin_of_primary(doc: Doc, lex: Lexicon, m: Mention) -> Mention:
     if m.field != "resection_margin" or m.value is None:
         return m
     text = doc.text
-    lo = doc.sentence(m.start)[0]
+    lo = max(doc.sentence(m.start)[0], m.start - 200)
     last_liver = max((x.end() for x in lex.organ_liver.finditer(text, lo, m.start)), default=-1)
     last_primary = max((x.end() for x in lex.organ_primary.finditer(text, lo, m.start)), default=-1)
     if last_liver > last_primary:
@@ -1575,6 +1577,7 @@ def _treatments(
     text = doc.text
     named = {doc.segment_index(s) for t, s, _ in terms if t.code in lex.specific_resections}
     terms = [t for t in terms if t[0].code != ORGAN or doc.segment_index(t[1]) not in named]
+    term_starts = [s for _, s, _ in terms]
     groups: list[list[tuple[Treatment, int, int]]] = []
     for term in terms:
         if groups:
@@ -1634,7 +1637,7 @@ def _treatments(
                 span_end = g_end + post.end()
         later = None
         if kind == "prior" and not question:
-            later = _progressed_later(doc, lex, g_end, terms)
+            later = _progressed_later(doc, lex, g_end, term_starts)
         after_sequence = False
         for i, (t, t_start, t_end) in enumerate(group):
             this = kind
@@ -1693,7 +1696,7 @@ def _organ(doc: Doc, lex: Lexicon, pos: int) -> tuple[str | None, tuple[tuple[st
     the organ words of this sentence and the one before name the primary only
     (primary_resection), the liver only (hepatic_resection), or neither or both (None)."""
     text = doc.text
-    clause = doc.segment(pos)[0]
+    clause = max(doc.segment(pos)[0], pos - 200)
     last_primary = max((x.end() for x in lex.organ_primary.finditer(text, clause, pos)), default=-1)
     last_liver = max((x.end() for x in lex.organ_liver.finditer(text, clause, pos)), default=-1)
     if last_primary != last_liver:
@@ -1725,9 +1728,7 @@ def _planned(doc: Doc, lex: Lexicon, pos: int) -> bool:
     return any(w.lower() in lex.not_after for w in words)
 
 
-def _progressed_later(
-    doc: Doc, lex: Lexicon, end: int, terms: Sequence[tuple[Treatment, int, int]]
-) -> int | None:
+def _progressed_later(doc: Doc, lex: Lexicon, end: int, starts: Sequence[int]) -> int | None:
     """Where "now progression" ends when it follows a treatment given (same sentence, or the
     start of the next) with nothing between that denies, doubts or names another treatment."""
     text = doc.text
@@ -1739,9 +1740,9 @@ def _progressed_later(
         if not doc.is_question(nxt):
             limit = nxt[1]
     limit = min(limit, end + 120)
-    for _, s, _ in terms:
-        if end < s < limit:
-            limit = s
+    k = bisect_right(starts, end)
+    if k < len(starts) and starts[k] < limit:
+        limit = starts[k]
     found = lex.progressed_later.search(text, end, limit)
     if found is None:
         return None
