@@ -162,9 +162,14 @@ def alternation(phrases: Iterable[str]) -> str:
     """One non-capturing group matching any of ``phrases``, the longest tried first.
 
     The phrases are merged into a prefix tree (one per kind of boundary check), which
-    keeps the compiled patterns small: compiling is most of the start-up time.
+    keeps the compiled patterns small: compiling is most of the start-up time. The same
+    phrase list is built once (the lexicon reuses its lists in several patterns).
     """
-    items = sorted(set(phrases), key=lambda p: (-len(p), p))
+    return _alternation(tuple(sorted(set(phrases), key=lambda p: (-len(p), p))))
+
+
+@lru_cache(maxsize=2048)
+def _alternation(items: tuple[str, ...]) -> str:
     if not items:
         return r"(?!)"
     groups: dict[tuple[bool, bool, bool], list[list[str]]] = {}
@@ -495,8 +500,11 @@ class Lexicon:
         site_words = {k: _strs(v) for k, v in _map(ms["site_words"]).items()}
         node_words = _strs(ms["node_words"])
         for value, prefixes in _map(ms["node_sites"]).items():
-            site_words[value] = site_words.get(value, []) + [
-                f"{prefix} {word}" for prefix in _strs(prefixes) for word in node_words
+            # One raw phrase per value: where the nodes are, then a node word (a cross
+            # product of phrases would make the site pattern several times larger).
+            site_words[value] = [
+                *site_words.get(value, []),
+                f"re:{alternation(_strs(prefixes))}[\\s-]+{alternation(node_words)}",
             ]
         self.met_sites = ValueTable.from_spec(site_words)
         self.lesion_met_sites = frozenset(_strs(ms["lesion_sites"]))
