@@ -293,7 +293,10 @@ def test_ask_json_is_the_recommend_answer_plus_parsed_case_and_unparsed(
     parsed = data.pop("parsed_case")
     assert data.pop("unparsed") == ["Hello"]
     assert parsed == parse_text(text).case_dict
-    assert data == json.loads(render_json(recommend(load_case(parsed), kb=kb)))
+    # The board answer presumes what the words imply ("NET": well differentiated) and says so.
+    implied = parse_text(text).implied
+    assert implied == {"differentiation": ("well", "NET")}
+    assert data == json.loads(render_json(recommend(load_case(parsed), kb=kb, implied=implied)))
 
 
 def test_ask_markdown_starts_with_what_i_understood(capsys: pytest.CaptureFixture[str]) -> None:
