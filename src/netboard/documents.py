@@ -241,13 +241,20 @@ def parse_document(text: str, *, source: str = "(case)") -> Any:
     """Parse case text: JSON when it starts with ``{`` or ``[`` (strictly), YAML otherwise.
 
     JSON-looking text is never re-read as YAML: a JSON typo such as a missing value would
-    otherwise turn into a silent null.
+    otherwise turn into a silent null. A YAML flow mapping (``{primary_site: ileum}``) is
+    YAML, not bad JSON: see :func:`yaml_flow_mapping`.
 
     Raises:
         CaseError: the text is not valid JSON/YAML.
     """
     if text.lstrip().startswith(("{", "[")):
-        return parse_json(text, source=source)
+        try:
+            return parse_json(text, source=source)
+        except CaseError:
+            flow = yaml_flow_mapping(text, source=source)
+            if flow is None:
+                raise
+            return flow
     import yaml
 
     try:
@@ -257,6 +264,38 @@ def parse_document(text: str, *, source: str = "(case)") -> Any:
         raise CaseError([Problem(source, f"not valid YAML: {detail}")]) from None
     except RecursionError:
         raise CaseError([Problem(source, "not valid YAML: nested too deeply")]) from None
+    _refuse_surrogates(text, data, source, "YAML")
+    return data
+
+
+_FLOW_KEY = re.compile(r"\s*\{\s*(?![\"'}])[^\s:,{}\[\]]")
+
+
+def yaml_flow_mapping(text: str, *, source: str = "(case)") -> dict[Any, Any] | None:
+    """The mapping of a YAML flow-style document (``{primary_site: ileum, grade: g2}``), or
+    None when the text is meant as JSON.
+
+    Told apart by its first key: JSON quotes every key, so text whose first key is quoted
+    (``{"grade": }``, or ``{'grade': 1}`` as a JSON typo) is JSON and keeps its strict JSON
+    error; an unquoted first key is YAML written inline, read as YAML only when the whole
+    text is one YAML mapping.
+
+    Example:
+        >>> yaml_flow_mapping("{primary_site: ileum, ki67_percent: 2}")
+        {'primary_site': 'ileum', 'ki67_percent': 2}
+        >>> yaml_flow_mapping('{"primary_site": }') is None
+        True
+    """
+    if _FLOW_KEY.match(text) is None:
+        return None
+    import yaml
+
+    try:
+        data = yaml.load(text, Loader=yaml_loader())
+    except (yaml.YAMLError, RecursionError):
+        return None
+    if not isinstance(data, dict):
+        return None
     _refuse_surrogates(text, data, source, "YAML")
     return data
 

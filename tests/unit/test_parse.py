@@ -27,7 +27,7 @@ from netboard.engine.recommend import recommend
 from netboard.fields import Choice, ChoiceList, Flag, registry
 from netboard.kb import KnowledgeBase
 from netboard.parse import parse_text
-from netboard.parse.extract import ValueTable, lexicon, phrase_key
+from netboard.parse.extract import ORGAN, ValueTable, lexicon, phrase_key
 from netboard.render import render_json
 
 FIELDS = {path: f.spec for path, f in registry().top.items()}
@@ -109,6 +109,7 @@ def test_no_extrahepatic_disease_keeps_exactly_the_stated_sites() -> None:
 def test_comma_ends_negation_scope_so_later_facts_stay() -> None:
     parsed = parse_text("no carcinoid syndrome, ECOG 1, bilobar liver mets")
     assert parsed.case_dict == {
+        "functional_syndrome": "none",
         "ecog": 1,
         "metastatic_sites": ["liver"],
         "liver_distribution": "bilobar",
@@ -166,8 +167,16 @@ def test_ki67_bound_or_range_is_never_a_value() -> None:
         assert parsed.unparsed, text
 
 
-def test_low_grade_and_typical_carcinoid_give_no_grade() -> None:
-    assert "grade" not in parse_text("low-grade typical carcinoid of the lung").case_dict
+def test_grade_words_and_thoracic_carcinoids_give_a_grade_a_stated_grade_wins() -> None:
+    assert parse_text("low-grade typical carcinoid of the lung").case_dict["grade"] == "g1"
+    assert parse_text("intermediate grade ileal NET").case_dict["grade"] == "g2"
+    assert parse_text("atypical carcinoid").case_dict["grade"] == "g2"
+    assert parse_text("atypical carcinoid, G1 per mitoses").case_dict["grade"] == "g1"
+    # An adverse event or a high grade (NET G3 or NEC) is not a tumour grade.
+    assert "grade" not in parse_text("low-grade fever").case_dict
+    parsed = parse_text("high-grade pNET")
+    assert "grade" not in parsed.case_dict
+    assert "high-grade" in parsed.unparsed
 
 
 def test_karnofsky_is_not_converted_to_ecog() -> None:
@@ -236,7 +245,7 @@ def test_every_lexicon_value_is_a_contract_word() -> None:
     assert _values(lex.resectable) <= {m.value for m in v.Resectable}
     codes = {m.value for m in v.Intervention}
     for treatment in lex.treatment_keys.values():
-        assert treatment.code in codes
+        assert treatment.code in codes | {ORGAN}
         for field, value in treatment.implies:
             assert value in _allowed(field), (field, value)
     assert {lab.name for lab in lex.labs} == set(LAB_FIELDS)
@@ -284,7 +293,10 @@ def test_ask_json_is_the_recommend_answer_plus_parsed_case_and_unparsed(
     parsed = data.pop("parsed_case")
     assert data.pop("unparsed") == ["Hello"]
     assert parsed == parse_text(text).case_dict
-    assert data == json.loads(render_json(recommend(load_case(parsed), kb=kb)))
+    # The board answer presumes what the words imply ("NET": well differentiated) and says so.
+    implied = parse_text(text).implied
+    assert implied == {"differentiation": ("well", "NET")}
+    assert data == json.loads(render_json(recommend(load_case(parsed), kb=kb, implied=implied)))
 
 
 def test_ask_markdown_starts_with_what_i_understood(capsys: pytest.CaptureFixture[str]) -> None:

@@ -14,6 +14,7 @@ patient report. See :func:`is_general_question`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import sys
@@ -24,10 +25,13 @@ from netboard.case import load_case
 from netboard.errors import CaseError
 from netboard.fields import ChoiceList, field_paths, flatten, nest, registry
 from netboard.parse.extract import (
+    LESION,
+    NO_SITES,
     Doc,
     Intervals,
     Mention,
     Span,
+    concept_spans,
     extract,
     lexicon,
     recognised_spans,
@@ -70,13 +74,23 @@ class ParsedText:
         case_dict: contract case fields only, exactly what ``load_case`` accepts (lists as
             lists, labs nested), in contract order.
         spans_used: the field values taken, each with the words it came from.
-        unparsed: text it could not use, in text order: fragments with no known word, and
-            mentions that were uncertain, historical, conflicting or not a usable value.
+        unparsed: text it could not use, in text order: fragments with no known word,
+            clauses naming a clinical concept that no field holds, and mentions that were
+            uncertain, historical, conflicting or not a usable value.
+        implied: values a term implies by convention but the text does not state, never in
+            ``case_dict``: field -> (value, the words it came from). A "neuroendocrine tumour"
+            (NET) with no differentiation stated gives ``{"differentiation": ("well",
+            "neuroendocrine tumour")}`` (WHO 2019: NET is well differentiated), so an answer
+            that presumes the differentiation can cite the words.
+        topics: treatment codes the text names without saying they were given (asked about,
+            proposed or planned: "radioembolization proposed"), in text order.
     """
 
     case_dict: dict[str, Any]
     spans_used: tuple[Used, ...]
     unparsed: tuple[str, ...]
+    implied: dict[str, tuple[Any, str]] = dataclasses.field(default_factory=dict)
+    topics: tuple[str, ...] = ()
 
 
 def _is_list(field: str) -> bool:
@@ -91,12 +105,21 @@ def _list_order(field: str, values: list[Any]) -> list[Any]:
 
 
 def _resolve(
-    field: str, mentions: list[Mention], doc: Doc, current: Any
+    field: str,
+    mentions: list[Mention],
+    doc: Doc,
+    current: Any,
+    ranked: tuple[str, ...] = (),
+    sequence: Any = None,
 ) -> tuple[Any, list[Mention]] | None:
-    """One value for a single-valued field, or None when the text disagrees with itself."""
+    """One value for a single-valued field, or None when the text disagrees with itself
+    (for a ``ranked`` field, such as the margin, the worst value stated wins; for the disease
+    status, the current statement, or the later one after a ``sequence`` word)."""
     top = max(m.strength for m in mentions)
     strongest = [m for m in mentions if m.strength == top]
     values = {m.value for m in strongest}
+    if len(values) > 1 and values <= set(ranked):
+        values = {max(values, key=ranked.index)}
     if len(values) > 1 and field == "primary_site":
         for general, specific in _REFINES.items():
             rest = values - {general}
@@ -111,6 +134,14 @@ def _resolve(
         }
         if len(now) == 1:
             values = now
+        elif sequence is not None and values == {"stable", "progressive"}:
+            # "stable for 3 years on octreotide before progressing": the later one.
+            stable_end = max(m.end for m in strongest if m.value == "stable")
+            progressive_start = min(m.start for m in strongest if m.value == "progressive")
+            if stable_end <= progressive_start and sequence.search(
+                doc.text, stable_end, progressive_start
+            ):
+                values = {"progressive"}
     if len(values) != 1:
         return None
     value = next(iter(values))
@@ -160,7 +191,33 @@ def parse_text(text: str) -> ParsedText:
     unusable: list[Span] = []
     context: list[Span] = []
     candidates: dict[str, list[Mention]] = {}
+    implied_found: list[Mention] = []
+    topics: list[str] = []
+    # Every value a field is given anywhere, asked and doubted included: an implied value
+    # stands only when no other value is named ("NET or NEC?" implies nothing).
+    named: dict[str, set[Any]] = {}
+    # A lesion names the primary's site only when a neoplasm is not doubted: some tumour
+    # word is stated, or there is none ("gastric mass"; not "pancreatic lesion, suspicious
+    # for a NET").
+    evidence = [a.status for m, a in zip(mentions, assertions, strict=True) if m.kind == "evidence"]
+    doubted = bool(evidence) and AFFIRMED not in evidence
     for m, a in zip(mentions, assertions, strict=True):
+        if m.kind == "evidence":
+            continue
+        if doubted and m.note == LESION:
+            unusable.append((m.start, m.end))
+            continue
+        if a.status != NEGATED and m.value is not None and m.kind != "topic":
+            named.setdefault(m.field, set()).add(m.value)
+        if m.kind == "topic":
+            # Asked or planned: the question's subject, never a fact.
+            if a.status != NEGATED and m.value not in topics:
+                topics.append(m.value)
+            continue
+        if m.kind == "implied":
+            if a.status == AFFIRMED:
+                implied_found.append(m)
+            continue
         if a.status == NEGATED:
             continue
         if a.status != AFFIRMED:
@@ -174,22 +231,38 @@ def parse_text(text: str) -> ParsedText:
 
     values: dict[str, Any] = {}
     used: dict[str, list[Mention]] = {}
-    for field, found in candidates.items():
-        if _is_list(field):
-            values[field] = _list_order(field, [m.value for m in found])
-            used[field] = found
+    outvoted: list[Mention] = []
+    for name, found in candidates.items():
+        if _is_list(name):
+            sites = [m for m in found if m.value != NO_SITES]
+            if len(sites) < len(found) and sites:
+                # "localised" and a named metastasis: the named site is the fact.
+                unusable.extend((m.start, m.end) for m in found if m.value == NO_SITES)
+                found = sites
+            values[name] = _list_order(name, [m.value for m in sites])
+            used[name] = found
             continue
-        resolved = _resolve(field, found, doc, lex.current)
+        resolved = _resolve(
+            name, found, doc, lex.current, lex.worst_wins.get(name, ()), lex.sequence_words
+        )
         if resolved is None:
             unusable.extend((m.start, m.end) for m in found)
         else:
-            values[field], used[field] = resolved
+            values[name] = value = resolved[0]
+            # Every mention agreeing with the value supports it ("small bowel NET ... terminal
+            # ileum": ileum); a weaker reading of another value is reported ("gastric mass"
+            # beside a stated ileal NET).
+            general = {g for g, specific in _REFINES.items() if value in specific}
+            used[name] = [m for m in found if m.value == value or m.value in general]
+            outvoted.extend(m for m in found if m.value != value and m.value not in general)
     if "months_stable" in values and values.get("disease_status") != "stable":
         # "Stable for 18 months, now progressing": the stable time is history.
         del values["months_stable"]
         unusable.extend((m.start, m.end) for m in used.pop("months_stable"))
 
     case_dict = _validated(values, used, unusable)
+    taken = Intervals((m.start, m.end) for found in used.values() for m in found)
+    unusable.extend((m.start, m.end) for m in outvoted if not taken.covers((m.start, m.end)))
     if "metastatic_sites" not in case_dict:
         # "Stage IV" or "metastatic" with no site named: no site is invented.
         unusable.extend(context)
@@ -198,6 +271,12 @@ def parse_text(text: str) -> ParsedText:
     for s, e in doc.segments:
         if _ALNUM.search(doc.text, s, e) and not known.overlaps((s, e)):
             unusable.append((s, e))
+    # Nothing decisive is dropped: a clinical concept that no mention read (read, negated,
+    # asked or reported) is reported with its clause.
+    read = Intervals((m.start, m.end) for m in mentions if m.kind != "evidence")
+    for s, e in concept_spans(doc, lex):
+        if not read.overlaps((s, e)):
+            unusable.append(doc.segment(s))
 
     unparsed: list[str] = []
     seen: set[str] = set()
@@ -207,11 +286,33 @@ def parse_text(text: str) -> ParsedText:
             seen.add(piece)
             unparsed.append(piece)
     spans_used = tuple(
-        Used(field, m.value, _trim(text[m.start : m.end]))
-        for field in _field_order(case_dict)
-        for m in used.get(field, [])
+        Used(name, m.value, _trim(text[m.start : m.end]))
+        for name in _field_order(case_dict)
+        for m in used.get(name, [])
     )
-    return ParsedText(case_dict, spans_used, tuple(unparsed))
+    return ParsedText(
+        case_dict,
+        spans_used,
+        tuple(unparsed),
+        _implied(case_dict, implied_found, named, text),
+        tuple(topics),
+    )
+
+
+def _implied(
+    case_dict: dict[str, Any], found: list[Mention], named: dict[str, set[Any]], text: str
+) -> dict[str, tuple[Any, str]]:
+    """What the terms imply for the fields the case leaves unstated: one value, named by no
+    other words of the text, or nothing."""
+    out: dict[str, tuple[Any, str]] = {}
+    by_field: dict[str, list[Mention]] = {}
+    for m in found:
+        by_field.setdefault(m.field, []).append(m)
+    for name, group in by_field.items():
+        if name in case_dict or len(named.get(name, set())) != 1:
+            continue
+        out[name] = (group[0].value, _trim(text[group[0].start : group[0].end]))
+    return out
 
 
 def _field_order(case_dict: dict[str, Any]) -> list[str]:
@@ -323,6 +424,18 @@ def question_part(text: str, parsed: ParsedText) -> str:
     return text
 
 
+def topic_question(parsed: ParsedText) -> str:
+    """The question a text asks by naming treatments it does not say were given: their
+    names and the metastatic sites ("radioembolization proposed" + liver mets: "tare liver").
+
+    Example:
+        >>> topic_question(parse_text("Liver mets. Radioembolization proposed."))
+        'tare liver'
+    """
+    sites = parsed.case_dict.get("metastatic_sites") or []
+    return " ".join([t.replace("_", " ") for t in parsed.topics] + [str(x) for x in sites])
+
+
 # --- the command ---------------------------------------------------------------------------
 
 
@@ -378,6 +491,12 @@ def understood_markdown(parsed: ParsedText) -> str:
             lines.append(f"| {field} | {_cell(str(value))} | {quoted} |")
     else:
         lines.append("Nothing in the text matched a case field.")
+    for name, (value, term) in parsed.implied.items():
+        lines += [
+            "",
+            f'Not stated, implied by the term "{_cell(term)}": {name} {_cell(str(value))}'
+            " (WHO 2019 convention; not put into the case).",
+        ]
     if parsed.unparsed:
         lines += ["", "Not used: " + "; ".join(f'"{_cell(u)}"' for u in parsed.unparsed)]
     return "\n".join(lines) + "\n"
@@ -439,6 +558,10 @@ def ask(text: str, kb: KnowledgeBase) -> AskResult:
         knowledge = answer_question(text, kb)
     elif asks_for_knowledge(text):
         knowledge = answer_question(question_part(text, parsed), kb)
+    elif parsed.topics:
+        # A treatment named but not given ("radioembolization proposed"): what the knowledge
+        # base says about it for these metastatic sites, beside the patient answer.
+        knowledge = answer_question(topic_question(parsed), kb)
     if knowledge is not None and not knowledge.answered and parsed.case_dict:
         general, knowledge = False, None
     # The words of the question can imply what it does not state ("neuroendocrine tumour"

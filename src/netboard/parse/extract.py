@@ -162,9 +162,14 @@ def alternation(phrases: Iterable[str]) -> str:
     """One non-capturing group matching any of ``phrases``, the longest tried first.
 
     The phrases are merged into a prefix tree (one per kind of boundary check), which
-    keeps the compiled patterns small: compiling is most of the start-up time.
+    keeps the compiled patterns small: compiling is most of the start-up time. The same
+    phrase list is built once (the lexicon reuses its lists in several patterns).
     """
-    items = sorted(set(phrases), key=lambda p: (-len(p), p))
+    return _alternation(tuple(sorted(set(phrases), key=lambda p: (-len(p), p))))
+
+
+@lru_cache(maxsize=2048)
+def _alternation(items: tuple[str, ...]) -> str:
     if not items:
         return r"(?!)"
     groups: dict[tuple[bool, bool, bool], list[list[str]]] = {}
@@ -442,10 +447,20 @@ class Lexicon:
             "primary_complications": ValueTable.from_spec(d["primary_complications"]),
             "primary_resected": ValueTable.from_spec(d["primary_resected"], _bool_word),
             "liver_distribution": ValueTable.from_spec(d["liver_distribution"]),
-            "differentiation": ValueTable.from_spec(d["differentiation"]),
+            "differentiation": ValueTable.from_spec(
+                {k: v for k, v in _map(d["differentiation"]).items()}
+            ),
             "pancreas_region": ValueTable.from_spec(d["pancreas_region"]),
+            "resection_margin": ValueTable.from_spec(d["resection_margin"]),
+            "hereditary_syndrome": ValueTable.from_spec(d["hereditary_syndrome"]),
         }
+        self.who_terms = ValueTable.from_spec(d["who_terms"])
+        self.findings = re.compile(
+            alternation(p for v in _map(d["unmapped_findings"]).values() for p in _strs(v)), FLAGS
+        )
         self.current = re.compile(alternation(_strs(d["current_words"])), FLAGS)
+        self.sequence_words = re.compile(alternation(_strs(d["sequence_words"])), FLAGS)
+        self.worst_wins = {k: tuple(_strs(v)) for k, v in _map(d["worst_wins"]).items()}
         self.exclude = re.compile(alternation(_strs(d["exclude"])), FLAGS)
 
         # Primary site: words that need a tumour word, compounds, implied names.
@@ -469,10 +484,55 @@ class Lexicon:
             ),
             re.compile(rf"primary(?:\s+(?:site|tumou?r))?\s*[:=]\s*(?:the\s+)?{w}", FLAGS),
         )
+        lesion = alternation(_strs(d["lesion_nouns"]))
+        self.lesion_sites = frozenset(_strs(d["lesion_sites"]))
+        self.primary_lesion_patterns = (
+            re.compile(rf"{w}[\s-]+{fill}{{0,1}}?{lesion}", FLAGS),
+            re.compile(
+                rf"{lesion}[\s,]+{fill}{{0,2}}?(?:of|in|at|within|arising\s+(?:in|from))\s+"
+                rf"(?:the\s+)?{fill}??{w}",
+                FLAGS,
+            ),
+        )
 
         # Metastatic sites.
         ms = _map(d["metastatic_sites"])
-        self.met_sites = ValueTable.from_spec(ms["site_words"])
+        site_words = {k: _strs(v) for k, v in _map(ms["site_words"]).items()}
+        node_words = _strs(ms["node_words"])
+        for value, prefixes in _map(ms["node_sites"]).items():
+            # One raw phrase per value: where the nodes are, then a node word (a cross
+            # product of phrases would make the site pattern several times larger).
+            site_words[value] = [
+                *site_words.get(value, []),
+                f"re:{alternation(_strs(prefixes))}[\\s-]+{alternation(node_words)}",
+            ]
+        self.met_sites = ValueTable.from_spec(site_words)
+        self.lesion_met_sites = frozenset(_strs(ms["lesion_sites"]))
+        ctx_data = _map(d["context"])
+        self.lesion_doubt = re.compile(
+            alternation(
+                _strs(ms["lesion_doubt"])
+                + _strs(_map(ctx_data["uncertain"])["forward"])
+                + _strs(_map(ctx_data["uncertain"])["backward"])
+            ),
+            FLAGS,
+        )
+        self.met_none = ValueTable.from_spec({"none": _strs(ms["none"])})
+        self.met_biopsy = ValueTable.from_spec(ms["biopsy"])
+        verbs = alternation(_strs(ms["biopsy_verbs"]))
+        tumor_words = alternation(_strs(d["tumor_nouns"]) + _strs(d["tumor_nouns_after_site"]))
+        self.met_imaging = ValueTable.from_spec(ms["organ_imaging"])
+        found_words = alternation(_strs(ms["nouns"]) + _strs(ms["lesion_nouns"]))
+        self.met_imaging_pattern = re.compile(
+            rf"(?P<b>{self.met_imaging.source})\s*(?:{verbs})?\s*"
+            rf"(?P<gap>(?:[A-Za-z0-9-]+[\s,]+){{0,4}}?)(?:{found_words})(?![A-Za-z])",
+            FLAGS,
+        )
+        self.met_biopsy_pattern = re.compile(
+            rf"(?P<b>{self.met_biopsy.source})\s*(?:{verbs})?\s*"
+            rf"(?P<gap>(?:[A-Za-z0-9-]+[\s,]+){{0,4}}?)(?:{tumor_words})",
+            FLAGS,
+        )
         self.met_standalone = ValueTable.from_spec(ms["standalone"])
         self.disease_sites = frozenset(_strs(ms["disease_sites"]))
         site = self.met_sites.source
@@ -484,21 +544,50 @@ class Lexicon:
         paren = r"(?:\s*\([^()]{0,40}\))?"
         site_list = rf"(?P<list>{site}(?:{paren}{sep}{site}){{0,7}})"
         self.met_site_regex = re.compile(site, FLAGS)
+        far_fill = (
+            r"(?:(?!(?:no|not|without|and|or|but|with|nor|a|an|this|that)\b)"
+            r"[A-Za-z0-9][A-Za-z0-9/'-]*\s+)"
+        )
         self.met_patterns = (
             re.compile(
                 rf"{site_list}[\s-]*(?:(?P<noun>{alternation(_strs(ms['nouns']))})"
-                rf"|(?P<dnoun>{alternation(_strs(ms['disease_nouns']))}))",
+                rf"|(?P<dnoun>{alternation(_strs(ms['disease_nouns']) + _strs(ms['node_nouns']))})"
+                rf"|(?P<lnoun>{alternation(_strs(ms['lesion_nouns']))}))",
                 FLAGS,
             ),
             re.compile(
-                rf"{alternation(_strs(ms['lead_words']))}\s+(?:to|in|into|involving|within|of)\s+"
+                rf"{alternation(_strs(ms['lead_words']))}\s+"
+                rf"(?:to|in|into|involving|within|of|including|affecting)\s+"
                 rf"(?:both\s+)?(?:the\s+)?{site_list}",
+                FLAGS,
+            ),
+            # "metastatic small bowel NET to the liver" (index 2)
+            re.compile(
+                rf"{alternation(_strs(ms['far_lead_words']))}\s+{far_fill}{{1,6}}?"
+                rf"(?P<prep>to|in|into|involving)\s+(?:both\s+)?(?:the\s+)?{site_list}",
+                FLAGS,
+            ),
+            # "several enhancing lesions in the liver" (index 3: read as lesion words)
+            re.compile(
+                rf"(?P<lnoun>{alternation(_strs(ms['lesion_nouns']))})\s+"
+                rf"(?:to|in|within|of|involving|throughout)\s+(?:both\s+)?"
+                r"(?:segments?\s+[0-9IVXivx][0-9IVXivx/,\s-]{0,10}?\s*(?:and\s+[0-9IVXivx]{1,4}\s+)?of\s+)?"
+                rf"(?:the\s+)?{site_list}",
                 FLAGS,
             ),
         )
 
+        self.near_liver = ValueTable.from_spec(d["liver_distribution_near_liver"])
+        self.near_pancreas = ValueTable.from_spec(d["pancreas_region_near_pancreas"])
+        not_liver = rf"(?![\s-]+{alternation(_strs(d['liver_words_not_before']))})"
+        self.liver_word = re.compile(
+            alternation(_strs(d["liver_words"]) + _strs(_map(ms["site_words"])["liver"]))
+            + not_liver,
+            FLAGS,
+        )
+
         # Resectability, tumour burden.
-        liver = alternation(_strs(d["liver_words"]))
+        liver = alternation(_strs(d["liver_words"])) + not_liver
         self.resectable = ValueTable.from_spec(d["resectable"])
         res = f"(?P<res>{self.resectable.source})"
         fill_r = (
@@ -517,7 +606,8 @@ class Lexicon:
             # "liver mets bilobar, unresectable.", "liver met 3 cm, resectable." (the word
             # closes its clause)
             re.compile(
-                rf"{liver}(?:\s+{fill_c}{{0,3}}?{word_c})?\s*,\s*{res}(?=\s*(?:[,.;:)]|\Z))",
+                rf"{liver}(?:\s+{fill_c}{{0,3}}?{word_c})?\s*,(?:\s*[^,.;:()]{{1,30}},)?"
+                rf"\s*{res}(?=\s*(?:[,.;:)]|\Z))",
                 FLAGS,
             ),
         )
@@ -544,17 +634,19 @@ class Lexicon:
         self.grade_patterns = (
             re.compile(
                 r"(?<!CTCAE\s)(?<![A-Za-z0-9])(?:WHO\s+)?G(?P<g>[1-3])"
-                r"(?:\s*(?:-|/|to|or)\s*G?(?P<g2>[1-3]))?(?![A-Za-z0-9])"
+                r"(?:\s*(?:-|/|to|or)\s*G?(?P<g2>[1-3]))?(?![A-Za-z0-9]|[.,][0-9])"
                 rf"(?![\s-]*{adverse})",
                 FLAGS,
             ),
             re.compile(
                 r"(?<![A-Za-z])grade\s*:?\s*(?P<g>iii|ii|i|[1-3])"
-                r"(?:\s*(?:-|/|to|or)\s*(?P<g2>iii|ii|i|[1-3]))?(?![A-Za-z0-9])"
+                r"(?:\s*(?:-|/|to|or)\s*(?P<g2>iii|ii|i|[1-3]))?(?![A-Za-z0-9]|[.,][0-9])"
                 rf"(?=\s*(?:$|[,.;:)(\]/]|{follow}))",
                 FLAGS,
             ),
         )
+        self.grade_words = ValueTable.from_spec(d["grade_words"])
+        self.grade_follow = re.compile(rf"\s*(?:$|[,.;:)(\]/]|{follow})", FLAGS)
         ki = alternation(_strs(d["ki67_labels"]))
         ksuf = alternation(_strs(d["ki67_suffixes"]))
         value = (
@@ -697,6 +789,34 @@ class Lexicon:
             FLAGS,
         )
 
+        # Contract v2: primary size and gastric type.
+        sz = _map(d["sizes"])
+        self.size_units = {str(k).lower(): float(v) for k, v in _map(sz["units"]).items()}
+        size_units = alternation(list(self.size_units))
+        self.size = re.compile(
+            rf"(?P<bound>{bound}\s*)?(?P<num>{NUM})(?P<more>(?:\s*(?:x|by|\*)\s*{NUM}){{0,2}})"
+            rf"[\s-]*(?P<unit>{size_units})(?![\^A-Za-z0-9])",
+            FLAGS,
+        )
+        self.size_range = re.compile(
+            rf"(?:{NUM}\s*(?:{size_units})?\s*(?:-|to)\s*\Z)|(?:per|/)\s*\Z", FLAGS
+        )
+        self.size_range_after = re.compile(r"\s*(?:-|to)\s*[0-9]", FLAGS)
+        self.size_not_after = re.compile(rf"\s*(?:{alternation(_strs(sz['not_after']))})", FLAGS)
+        self.size_not_before = re.compile(
+            rf"(?:{alternation(_strs(sz['not_before']))})\s*\Z", FLAGS
+        )
+        self.size_met = re.compile(alternation(_strs(sz["metastasis_words"])), FLAGS)
+        gt = _map(d["gastric_type"])
+        self.gastric_words = re.compile(alternation(_strs(gt["gastric_words"])), FLAGS)
+        self.gastric_types = ValueTable.from_spec(_map(gt["types"]))
+        self.gastric_not_before = re.compile(
+            rf"[\s-]*(?:{alternation(_strs(gt['not_before']))})", FLAGS
+        )
+        self.gastric_not_after = re.compile(
+            rf"(?:{alternation(_strs(gt['not_after']))})[\s-]*\Z", FLAGS
+        )
+
         # Labs.
         uln = alternation(_strs(d["uln_words"]))
         labs: list[LabSpec] = []
@@ -735,6 +855,19 @@ class Lexicon:
         self.labs = tuple(labs)
 
         # Treatments.
+        self.organ_primary = re.compile(
+            alternation(
+                _strs(d["tumor_nouns"])
+                + _strs(d["lesion_nouns"])
+                + [p for k, v in _map(ps["words"]).items() if k != "unmapped" for p in _strs(v)]
+                + [p for v in _map(ps["compounds"]).values() for p in _strs(v)]
+            ),
+            FLAGS,
+        )
+        self.organ_liver = re.compile(
+            liver,
+            FLAGS,
+        )
         self.treatment_keys: dict[str, Treatment] = {}
         for item in d["treatments"]:
             entry = _map(item)
@@ -768,6 +901,19 @@ class Lexicon:
             rf"[\s-]*(?:{alternation(_strs(cues['symptom_words']))})", FLAGS
         )
         self.not_after = frozenset(x.lower() for x in _strs(cues["not_after"]))
+        self.progressed_later = re.compile(alternation(_strs(cues["progressed_later"])), FLAGS)
+        self.progressed_later_codes = frozenset(_strs(cues["progressed_later_codes"]))
+        self.specific_resections = frozenset(_strs(cues["specific_resections"]))
+        ctx = _map(d["context"])
+        self.doubt = re.compile(
+            alternation(
+                _strs(_map(ctx["negated"])["forward"])
+                + _strs(_map(ctx["uncertain"])["forward"])
+                + _strs(_map(ctx["other_person"])["forward"])
+            ),
+            FLAGS,
+        )
+        self.sequence_separator = re.compile(alternation(_strs(d["sequence_separators"])), FLAGS)
         seps = _strs(d["treatment_separators"])
         self.treatment_separator = re.compile(
             rf"\s*(?:{alternation(seps)}\s*)*(?:(?:x\s*[0-9]+|\(?[0-9]+\s*(?:cycles?|doses?)\)?)\s*)?"
@@ -793,6 +939,30 @@ class Lexicon:
             ),
         ]
         self.terms = tuple(re.compile(src, FLAGS) for src in term_sources)
+        # Clinical concepts of the knowledge base: a clause naming one is read into the case
+        # or reported, never dropped (tumour nouns name the topic, not a decisive fact).
+        concept_sources = [
+            self.site_words.source,
+            self.site_compounds.source,
+            self.met_sites.source,
+            self.met_standalone.source,
+            self.treatment_any.pattern,
+            self.sstr_modality.pattern,
+            self.fdg_modality.pattern,
+            ki,
+            mit,
+            ecog,
+            self.findings.pattern,
+            self.grade_words.source,
+            self.gastric_types.source,
+            self.sstr_standalone.source,
+            self.fdg_standalone.source,
+            alternation(
+                [p for spec in _map(d["labs"]).values() for p in _strs(_map(spec)["labels"])]
+                + [p for v in _map(d["unusable_labels"]).values() for p in _strs(v)]
+            ),
+        ] + [t.source for name, t in self.tables.items() if name not in ("sex",)]
+        self.concepts = tuple(re.compile(src, FLAGS) for src in concept_sources)
 
 
 def _unit_pattern(unit: str) -> str:
@@ -829,10 +999,19 @@ _PAREN = re.compile(r"\([^()]*\)")
 
 
 def _metastatic_sites(doc: Doc, lex: Lexicon) -> list[Mention]:
+    text = doc.text
     out: list[Mention] = []
     for i, pattern in enumerate(lex.met_patterns):
         for m in pattern.finditer(doc.text):
             disease_only = i == 0 and m.group("dnoun") is not None
+            lesion_only = i in (0, 3) and m.group("lnoun") is not None
+            # "liver lesions, likely metastases", "liver lesion, probably a cyst": what the
+            # lesions are is in doubt.
+            stop = min(doc.sentence(m.start())[1], m.end() + 50)
+            doubted = lesion_only and lex.lesion_doubt.search(text, m.end(), stop) is not None
+            # "metastatic small bowel NET to the liver": the site words are the mention (the
+            # words between name the primary).
+            start = m.start("prep") if i == 2 else m.start()
             list_text = m.group("list")
             hedged = re.search(r"(?<![A-Za-z])or(?![A-Za-z])", list_text, FLAGS) is not None
             # A site word inside a parenthesis of the list ("bone (not liver)") is not read.
@@ -846,15 +1025,17 @@ def _metastatic_sites(doc: Doc, lex: Lexicon) -> list[Mention]:
                 key = "unmapped" if entry.value is None else entry.value
                 if disease_only and key not in lex.disease_sites:
                     continue
+                if lesion_only and key not in lex.lesion_met_sites:
+                    continue
                 note = "" if entry.value is not None else "does not say which site"
                 out.append(
                     Mention(
                         "metastatic_sites",
                         entry.value,
-                        m.start(),
+                        start,
                         m.end(),
                         note=note,
-                        hedged=hedged,
+                        hedged=hedged or doubted,
                     )
                 )
     out.extend(
@@ -867,7 +1048,28 @@ def _metastatic_sites(doc: Doc, lex: Lexicon) -> list[Mention]:
         )
         for x in _phrase_mentions(doc, "metastatic_sites", lex.met_standalone)
     )
+    organ_patterns = (
+        (lex.met_biopsy_pattern, lex.met_biopsy),
+        (lex.met_imaging_pattern, lex.met_imaging),
+    )
+    for m, table in (
+        (m, table) for pattern, table in organ_patterns for m in pattern.finditer(text)
+    ):
+        entry = table.lookup(m.group("b"))
+        if entry is None or entry.value is None or lex.doubt.search(m.group("gap")):
+            continue
+        if lex.negation_word.search(m.group("gap")) or "negative" in m.group("gap").lower():
+            continue
+        stop = min(doc.sentence(m.start())[1], m.end() + 50)
+        doubted = table is lex.met_imaging and bool(lex.lesion_doubt.search(text, m.end(), stop))
+        out.append(Mention("metastatic_sites", entry.value, m.start(), m.end(), hedged=doubted))
+    # "no metastases", "localised disease": metastatic_sites is stated empty.
+    out.extend(_phrase_mentions(doc, "metastatic_sites", lex.met_none))
     return out
+
+
+#: The value of a "no metastases" mention: no metastatic site is known (``[]``).
+NO_SITES = "none"
 
 
 def _primary_sites(doc: Doc, lex: Lexicon, met_spans: Sequence[Span]) -> list[Mention]:
@@ -883,9 +1085,31 @@ def _primary_sites(doc: Doc, lex: Lexicon, met_spans: Sequence[Span]) -> list[Me
                 continue
             note = "" if entry.value is not None else "does not name one primary site"
             out.append(Mention("primary_site", entry.value, m.start(), m.end(), note=note))
+    # "gastric mass", "a polyp in the gastric body": implied (a stated tumour site wins).
+    for pattern in lex.primary_lesion_patterns:
+        for m in pattern.finditer(doc.text):
+            if in_mets.overlaps((m.start("w"), m.end("w"))):
+                continue
+            entry = lex.site_words.lookup(m.group("w"))
+            if entry is None or entry.value not in lex.lesion_sites:
+                continue
+            out.append(
+                Mention("primary_site", entry.value, m.start(), m.end(), strength=1, note=LESION)
+            )
     for x in _phrase_mentions(doc, "primary_site", lex.site_compounds):
         out.append(x)
     return out
+
+
+#: The note of a primary site named by a lesion word ("gastric mass"): it stands only when the
+#: text does not doubt every tumour word it has ("pancreatic lesion, suspicious for a NET").
+LESION = "named by a lesion"
+
+
+def _tumour_words(doc: Doc, lex: Lexicon) -> Iterator[Mention]:
+    """Each tumour word, as evidence that a neoplasm is stated (never a field value)."""
+    for m in lex.tumor.finditer(doc.text):
+        yield Mention("", True, m.start(), m.end(), kind="evidence")
 
 
 def _resectable(doc: Doc, lex: Lexicon) -> list[Mention]:
@@ -1081,7 +1305,7 @@ def _imaging(doc: Doc, lex: Lexicon, modalities: Sequence[tuple[str, int, int]])
         seg_start, seg_end = doc.segment(start)
         nxt = modalities[i + 1][1] if i + 1 < len(modalities) else len(text)
         prev = modalities[i - 1][2] if i > 0 else 0
-        limit = min(end + 45, seg_end, nxt)
+        limit = min(end + 60, seg_end, nxt)
         window = text[end:limit]
         term = re.search(
             r"(?<![A-Za-z])(?:but|however|whereas|although)(?![A-Za-z])", window, FLAGS
@@ -1139,6 +1363,176 @@ def _imaging(doc: Doc, lex: Lexicon, modalities: Sequence[tuple[str, int, int]])
     return out
 
 
+def _near_liver(doc: Doc, lex: Lexicon) -> Iterator[Mention]:
+    """The liver distribution in words read only after a liver word ("both lobes")."""
+    text = doc.text
+    for m in lex.near_liver.regex.finditer(text):
+        entry = lex.near_liver.lookup(m.group(0))
+        if entry is None or entry.value is None:
+            continue
+        lo = max(doc.sentence(m.start())[0], m.start() - 60)
+        if lex.liver_word.search(text, lo, m.start()):
+            yield Mention("liver_distribution", entry.value, m.start(), m.end())
+
+
+def _near_pancreas(doc: Doc, lex: Lexicon, primaries: Sequence[Mention]) -> Iterator[Mention]:
+    """The pancreatic region in words read only after a pancreas primary in the sentence."""
+    text = doc.text
+    # Ends of the pancreas primaries, sorted: the last one before a region word is looked up.
+    ends = sorted((p.end, p.start) for p in primaries if p.value == "pancreas")
+    keys = [e for e, _ in ends]
+    for m in lex.near_pancreas.regex.finditer(text):
+        entry = lex.near_pancreas.lookup(m.group(0))
+        if entry is None or entry.value is None:
+            continue
+        i = bisect_right(keys, m.start()) - 1
+        if i >= 0 and ends[i][1] >= doc.sentence(m.start())[0]:
+            yield Mention("pancreas_region", entry.value, m.start(), m.end())
+
+
+def _grade_words(doc: Doc, lex: Lexicon) -> Iterator[Mention]:
+    """A grade in words: "low-grade ileal NET", "atypical carcinoid" (implied)."""
+    table = lex.grade_words
+    for m in table.regex.finditer(doc.text):
+        entry = table.lookup(m.group(0))
+        if entry is None:
+            continue
+        if entry.strength == 2 and not lex.grade_follow.match(doc.text, m.end()):
+            # "low-grade fever": not said of the tumour (reported, never read).
+            yield Mention("grade", None, m.start(), m.end(), note="not said of the tumour")
+            continue
+        note = "" if entry.value is not None else "does not name one grade"
+        yield Mention("grade", entry.value, m.start(), m.end(), entry.strength, note=note)
+
+
+def _who_terms(doc: Doc, lex: Lexicon) -> Iterator[Mention]:
+    """WHO 2019 tumour words ("NET"): the differentiation they imply, never a stated value."""
+    for x in _phrase_mentions(doc, "differentiation", lex.who_terms):
+        if x.value is not None:
+            yield Mention(x.field, x.value, x.start, x.end, strength=0, kind="implied")
+
+
+def _gastric_types(doc: Doc, lex: Lexicon) -> Iterator[Mention]:
+    """The gastric NET type: a type word ("type 1") in a sentence naming the stomach."""
+    text = doc.text
+    for m in lex.gastric_types.regex.finditer(text):
+        entry = lex.gastric_types.lookup(m.group(0))
+        if entry is None or entry.value is None:
+            continue
+        if lex.gastric_not_before.match(text, m.end()) or lex.gastric_not_after.search(
+            text, max(0, m.start() - 30), m.start()
+        ):
+            continue
+        if lex.gastric_words.search(text, *doc.sentence(m.start())):
+            yield Mention("gastric_type", entry.value, m.start(), m.end(), entry.strength)
+
+
+def _margin_of_primary(doc: Doc, lex: Lexicon, m: Mention) -> Mention:
+    """A margin belongs to the resection named last before it: after a liver resection
+    ("liver resection (R1)") it is not the primary's margin."""
+    if m.field != "resection_margin" or m.value is None:
+        return m
+    text = doc.text
+    lo = max(doc.sentence(m.start)[0], m.start - 200)
+    last_liver = max((x.end() for x in lex.organ_liver.finditer(text, lo, m.start)), default=-1)
+    last_primary = max((x.end() for x in lex.organ_primary.finditer(text, lo, m.start)), default=-1)
+    if last_liver > last_primary:
+        return Mention(m.field, None, m.start, m.end, note="the margin of a liver resection")
+    return m
+
+
+def _findings(doc: Doc, lex: Lexicon) -> Iterator[Mention]:
+    """Findings with no case field ("therapy-related MDS"): reported, never dropped."""
+    for m in lex.findings.finditer(doc.text):
+        yield Mention("", None, m.start(), m.end(), kind="context", note="no case field for it")
+
+
+def _sizes(doc: Doc, lex: Lexicon, met_spans: Sequence[Span]) -> list[Mention]:
+    """The primary's size: a length in mm or cm whose nearest tumour word names the primary.
+
+    The nearest anchor is looked for before the size (same sentence, 80 characters; the
+    sentence before when the size opens its own) and after it (same clause, 40 characters).
+    An anchor inside a metastasis mention or a metastasis word makes it a metastasis's size.
+    """
+    text = doc.text
+    mets = Intervals(met_spans)
+    out: list[Mention] = []
+    for m in lex.size.finditer(text):
+        start, end = m.start(), m.end()
+        field = "primary_size_mm"
+        if m.group("bound"):
+            out.append(Mention(field, None, start, end, note="a bound, not a value"))
+            continue
+        if lex.size_range.search(text, max(0, start - 14), start) or lex.size_range_after.match(
+            text, end
+        ):
+            out.append(Mention(field, None, start, end, note="a range, not a value"))
+            continue
+        if lex.size_not_after.match(text, end) or lex.size_not_before.search(
+            text, max(0, start - 25), start
+        ):
+            continue
+        anchor = _size_anchor(doc, lex, mets, start, end)
+        if anchor != "primary":
+            note = (
+                "the size of a metastasis, not of the primary"
+                if anchor == "metastasis"
+                else "the size of what is not said"
+            )
+            out.append(Mention(field, None, start, end, note=note))
+            continue
+        nums = [m.group("num"), *re.findall(NUM, m.group("more") or "")]
+        factor = lex.size_units[m.group("unit").lower()]
+        value = max(parse_number(n) for n in nums) * factor
+        if value <= 0 or value > 500:
+            out.append(Mention(field, None, start, end, note="outside the possible range"))
+            continue
+        out.append(Mention(field, _clean(value), start, end))
+    return out
+
+
+_SIZE_NOUN_GAP = re.compile(
+    r"\s*(?:(?!(?:with|and|or|of|in|at|from|on|for|to|by|than)\b)[A-Za-z-]+\s+){0,3}"
+)
+
+
+def _size_anchor(doc: Doc, lex: Lexicon, mets: Intervals, start: int, end: int) -> str:
+    """The kind of the nearest tumour or metastasis word to a size: "primary",
+    "metastasis", or "" when there is none."""
+    text = doc.text
+    sentence = doc.sentence(start)
+    segment = doc.segment(start)
+
+    def kind(a: int, b: int, word: str) -> str:
+        if word == "met" or mets.overlaps((a, b)):
+            return "metastasis"
+        return "primary"
+
+    def found(lo: int, hi: int) -> list[tuple[int, int, str]]:
+        hits = [(x.start(), x.end(), "primary") for x in lex.organ_primary.finditer(text, lo, hi)]
+        hits += [(x.start(), x.end(), "met") for x in lex.size_met.finditer(text, lo, hi)]
+        return sorted(hits)
+
+    before = found(max(sentence[0], start - 80), start)
+    if not before and segment[0] == sentence[0] and sentence[0] > 0:
+        prev = doc.sentence(sentence[0] - 1)
+        before = found(max(prev[0], start - 100), prev[1])
+    after = found(end, min(segment[1], end + 40))
+    # "a 4 cm liver metastasis": a size right before its noun belongs to that noun.
+    if after and _SIZE_NOUN_GAP.fullmatch(text, end, after[0][0]):
+        before = []
+    if before and (doc.segment(before[-1][0]) == segment or not after):
+        a, b, word = before[-1]
+        return kind(a, b, word)
+    if after:
+        a, b, word = after[0]
+        # "a 3 cm lesion in the liver": a metastasis word right after the anchor.
+        if word != "met" and lex.size_met.search(text, b, min(segment[1], b + 25)):
+            return "metastasis"
+        return kind(a, b, word)
+    return ""
+
+
 def _treatment_terms(doc: Doc, lex: Lexicon) -> list[tuple[Treatment, int, int]]:
     out: list[tuple[Treatment, int, int]] = []
     for m in lex.treatment_any.finditer(doc.text):
@@ -1179,9 +1573,19 @@ def _resolve_terms(
 
 
 def _treatments(
-    doc: Doc, lex: Lexicon, terms: Sequence[tuple[Treatment, int, int]]
+    doc: Doc,
+    lex: Lexicon,
+    terms: Sequence[tuple[Treatment, int, int]],
+    margined: frozenset[Span] = frozenset(),
 ) -> list[Mention]:
+    """Treatment mentions: given (a cue says so), progressed on, or named only (topics).
+
+    A resection named with no cue in a sentence that states its margin ("EMR, R1") was done.
+    """
     text = doc.text
+    named = {doc.segment_index(s) for t, s, _ in terms if t.code in lex.specific_resections}
+    terms = [t for t in terms if t[0].code != ORGAN or doc.segment_index(t[1]) not in named]
+    term_starts = [s for _, s, _ in terms]
     groups: list[list[tuple[Treatment, int, int]]] = []
     for term in terms:
         if groups:
@@ -1227,7 +1631,7 @@ def _treatments(
             cue_start = window_start + found.start()
             break
         span_end = g_end
-        after = text[g_end : min(len(text), g_end + 40)]
+        after = text[g_end : min(len(text), g_end + 70)]
         post = lex.cue_after_progressed.match(after)
         if post:
             span_end = g_end + post.end()
@@ -1239,16 +1643,121 @@ def _treatments(
             if post:
                 kind = "prior"
                 span_end = g_end + post.end()
-        for t, _, _ in group:
-            this = kind or ("prior" if t.self_cued else "")
+        later = None
+        if kind == "prior" and not question:
+            later = _progressed_later(doc, lex, g_end, term_starts)
+        after_sequence = False
+        for i, (t, t_start, t_end) in enumerate(group):
+            this = kind
+            if (
+                not this
+                and t.code in lex.specific_resections
+                and sentence in margined
+                and not question
+            ):
+                this = "prior"
+            if i and lex.sequence_separator.search(text, group[i - 1][2], t_start):
+                # "progressed on X, then Y": Y came after the progression.
+                after_sequence = True
+            if this == "progressed" and after_sequence:
+                this = "prior"
+            if not this and t.self_cued and not _planned(doc, lex, t_start):
+                this = "prior"
             if not this:
+                if t.code != ORGAN:
+                    # Named, not given: what the text asks or plans about ("TARE proposed").
+                    out.append(Mention("", t.code, t_start, t_end, kind="topic"))
                 continue
-            out.append(Mention("prior_treatments", t.code, cue_start, span_end, kind="treatment"))
+            code: str | None = t.code
+            implies = t.implies
+            if code == ORGAN:
+                code, implies = _organ(doc, lex, t_start)
+            if code is None:
+                out.append(
+                    Mention(
+                        "prior_treatments",
+                        None,
+                        cue_start,
+                        span_end,
+                        kind="treatment",
+                        note="which organ was operated on is not said",
+                    )
+                )
+                continue
+            out.append(Mention("prior_treatments", code, cue_start, span_end, kind="treatment"))
             if this == "progressed":
-                out.append(Mention("progressed_on", t.code, cue_start, span_end, kind="treatment"))
-            for field, value in t.implies:
+                out.append(Mention("progressed_on", code, cue_start, span_end, kind="treatment"))
+            elif later is not None and i == len(group) - 1 and code in lex.progressed_later_codes:
+                # "on lanreotide for 14 months, now progression": progressed on the last one.
+                out.append(Mention("progressed_on", code, cue_start, later, kind="treatment"))
+            for field, value in implies:
                 out.append(Mention(field, value, cue_start, span_end, strength=1, kind="treatment"))
     return out
+
+
+#: The code of the treatment words whose organ decides the code ("s/p resection").
+ORGAN = "@organ"
+
+
+def _organ(doc: Doc, lex: Lexicon, pos: int) -> tuple[str | None, tuple[tuple[str, Any], ...]]:
+    """Which resection "resection" is: the nearest organ word before it in its clause; else
+    the organ words of this sentence and the one before name the primary only
+    (primary_resection), the liver only (hepatic_resection), or neither or both (None)."""
+    text = doc.text
+    clause = max(doc.segment(pos)[0], pos - 200)
+    last_primary = max((x.end() for x in lex.organ_primary.finditer(text, clause, pos)), default=-1)
+    last_liver = max((x.end() for x in lex.organ_liver.finditer(text, clause, pos)), default=-1)
+    if last_primary != last_liver:
+        # Named in the same clause ("the ileal NET was resected"): the nearest organ.
+        if last_primary > last_liver:
+            return "primary_resection", (("primary_resected", True),)
+        return "hepatic_resection", ()
+    sentence = doc.sentence(pos)
+    lo = doc.sentence(sentence[0] - 1)[0] if sentence[0] > 0 else sentence[0]
+    lo = max(lo, pos - 200)
+    primary = lex.organ_primary.search(text, lo, pos) is not None
+    liver = lex.organ_liver.search(text, lo, pos) is not None
+    if not primary and not liver:
+        # "Right middle lobectomy was performed; pathology: atypical carcinoid": after it.
+        hi = doc.sentence(sentence[1])[1] if sentence[1] < len(text) else sentence[1]
+        hi = min(hi, pos + 200)
+        primary = lex.organ_primary.search(text, pos, hi) is not None
+        liver = lex.organ_liver.search(text, pos, hi) is not None
+    if primary and not liver:
+        return "primary_resection", (("primary_resected", True),)
+    if liver and not primary:
+        return "hepatic_resection", ()
+    return None, ()
+
+
+def _planned(doc: Doc, lex: Lexicon, pos: int) -> bool:
+    """True when a self-cued word is a plan: "to be resected", "should be excised"."""
+    words = re.findall(r"[A-Za-z']+", doc.text[max(doc.sentence(pos)[0], pos - 30) : pos])[-2:]
+    return any(w.lower() in lex.not_after for w in words)
+
+
+def _progressed_later(doc: Doc, lex: Lexicon, end: int, starts: Sequence[int]) -> int | None:
+    """Where "now progression" ends when it follows a treatment given (same sentence, or the
+    start of the next) with nothing between that denies, doubts or names another treatment."""
+    text = doc.text
+    sentence = doc.sentence(end)
+    limit = sentence[1]
+    if sentence[1] < len(text) and sentence[1] - end < 60:
+        # The treatment closes its sentence: the next one may say what happened on it.
+        nxt = doc.sentence(sentence[1])
+        if not doc.is_question(nxt):
+            limit = nxt[1]
+    limit = min(limit, end + 120)
+    k = bisect_right(starts, end)
+    if k < len(starts) and starts[k] < limit:
+        limit = starts[k]
+    found = lex.progressed_later.search(text, end, limit)
+    if found is None:
+        return None
+    gap = text[end : found.start()]
+    if "?" in gap or lex.doubt.search(gap):
+        return None
+    return found.end()
 
 
 def _context(doc: Doc, lex: Lexicon) -> list[Mention]:
@@ -1281,20 +1790,44 @@ def extract(doc: Doc, lex: Lexicon) -> list[Mention]:
         "liver_distribution",
         "differentiation",
         "pancreas_region",
+        "resection_margin",
+        "hereditary_syndrome",
     ):
         mentions.extend(_phrase_mentions(doc, field, lex.tables[field]))
     mets = _metastatic_sites(doc, lex)
     mentions.extend(mets)
-    mentions.extend(_primary_sites(doc, lex, [(m.start, m.end) for m in mets]))
+    met_spans = [(m.start, m.end) for m in mets if m.value != NO_SITES]
+    primaries = _primary_sites(doc, lex, met_spans)
+    mentions.extend(primaries)
+    mentions.extend(_near_pancreas(doc, lex, primaries))
+    mentions.extend(_near_liver(doc, lex))
+    mentions.extend(_grade_words(doc, lex))
+    mentions.extend(_who_terms(doc, lex))
+    mentions.extend(_gastric_types(doc, lex))
+    mentions.extend(_findings(doc, lex))
+    mentions.extend(_tumour_words(doc, lex))
+    mentions.extend(_sizes(doc, lex, met_spans))
+    mentions = [_margin_of_primary(doc, lex, m) for m in mentions]
+    # A margin is only had once the primary is out: it implies the primary was resected.
+    margins = [m for m in mentions if m.field == "resection_margin" and m.value is not None]
+    mentions.extend(Mention("primary_resected", True, m.start, m.end, strength=1) for m in margins)
     mentions.extend(_resectable(doc, lex))
     mentions.extend(_numbers(doc, lex))
     terms, modalities = _resolve_terms(_treatment_terms(doc, lex), _modalities(doc, lex))
     mentions.extend(_imaging(doc, lex, modalities))
-    mentions.extend(_treatments(doc, lex, terms))
+    margined = frozenset(doc.sentence(m.start) for m in margins)
+    mentions.extend(_treatments(doc, lex, terms, margined))
     mentions.extend(_context(doc, lex))
 
     excluded = Intervals((m.start(), m.end()) for m in lex.exclude.finditer(doc.text))
     mentions = [m for m in mentions if not excluded.overlaps((m.start, m.end))]
+    # "no metastatic disease" states localised disease: its "metastatic" is no context.
+    localised = Intervals(
+        (m.start, m.end) for m in mentions if m.field == "metastatic_sites" and m.value == NO_SITES
+    )
+    mentions = [
+        m for m in mentions if not (m.kind == "context" and localised.overlaps((m.start, m.end)))
+    ]
     mentions = _drop_contained(mentions)
     return sorted(mentions, key=lambda m: (m.start, m.end, m.field, str(m.value)))
 
@@ -1307,7 +1840,9 @@ def _drop_contained(mentions: list[Mention]) -> list[Mention]:
     for m in sorted(mentions, key=lambda x: (x.start, -x.end)):
         by_field.setdefault(m.field, []).append(m)
     usable = Intervals(
-        (m.start, m.end) for m in mentions if m.value is not None and m.kind != "context"
+        (m.start, m.end)
+        for m in mentions
+        if m.value is not None and m.kind not in ("context", "implied", "topic", "evidence")
     )
     keep: list[Mention] = []
     for field, group in by_field.items():
@@ -1325,6 +1860,20 @@ def _drop_contained(mentions: list[Mention]) -> list[Mention]:
                 continue
             keep.append(m)
     return keep
+
+
+def concept_spans(doc: Doc, lex: Lexicon) -> list[Span]:
+    """Spans of the words that name a clinical concept of the knowledge base (a site, a
+    metastasis, a treatment, a grade, a syndrome, a lab...), outside ``exclude`` phrases."""
+    excluded = Intervals((m.start(), m.end()) for m in lex.exclude.finditer(doc.text))
+    spans: list[Span] = []
+    for pattern in lex.concepts:
+        spans.extend(
+            (m.start(), m.end())
+            for m in pattern.finditer(doc.text)
+            if m.end() > m.start() and not excluded.overlaps((m.start(), m.end()))
+        )
+    return spans
 
 
 def recognised_spans(doc: Doc, lex: Lexicon) -> list[Span]:

@@ -17,6 +17,8 @@ trigger phrases from the lexicon modify the mentions in their scope.
   negation and uncertainty still apply to them ("no prior PRRT").
 - Questions: in "Does he have bone mets?" the bone metastases are asked, not stated (see
   the ``question`` section of the lexicon).
+- A parenthesis is an aside: a trigger outside it does not reach into it, nor one inside it
+  out ("No flushing or diarrhoea (unknown primary)" keeps the unknown primary).
 
 Whatever is not plainly stated never becomes a positive field: wrong is worse than missing.
 """
@@ -47,15 +49,18 @@ NEGATED = "negated"
 UNCERTAIN = "uncertain"
 HISTORICAL = "historical"
 OTHER_PERSON = "other_person"
+#: A plan ("is proposed"): uncertain, for the fields of what is done to the patient only.
+PLANNED = "planned"
 
 #: The category that wins when several triggers reach one mention.
-_PRIORITY = {NEGATED: 4, OTHER_PERSON: 3, UNCERTAIN: 2, HISTORICAL: 1}
+_PRIORITY = {NEGATED: 4, OTHER_PERSON: 3, UNCERTAIN: 2, PLANNED: 2, HISTORICAL: 1}
 _WORD = re.compile(r"[A-Za-z]+")
 _LIST_OR = re.compile(r"(?<![A-Za-z])(?:or|nor)(?![A-Za-z])", FLAGS)
 _LIST_AND = re.compile(r"(?<![A-Za-z])and(?![A-Za-z])", FLAGS)
 _MAX_LIST_WORDS = 6
 _MAX_LIST_SEGMENTS = 5
 _AT_END = re.compile(r"[\s)\].,:=/'\"-]*\?+\s*")
+_PAREN = re.compile(r"\([^()]{0,200}\)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +88,7 @@ class ContextRules:
     def __init__(self, lex: Lexicon) -> None:
         ctx = _map(lex.data["context"])
         self.triggers: list[tuple[str, bool, re.Pattern[str]]] = []
-        for category in (NEGATED, UNCERTAIN, HISTORICAL, OTHER_PERSON):
+        for category in (NEGATED, UNCERTAIN, HISTORICAL, OTHER_PERSON, PLANNED):
             spec = _map(ctx[category])
             for direction in ("forward", "backward"):
                 phrases = _strs(spec.get(direction))
@@ -91,6 +96,7 @@ class ContextRules:
                     self.triggers.append(
                         (category, direction == "forward", re.compile(alternation(phrases), FLAGS))
                     )
+        self.planned_fields = frozenset(_strs(_map(ctx[PLANNED])["fields"]))
         self.pseudo = re.compile(alternation(_strs(ctx["pseudo"])), FLAGS)
         terms = _map(ctx["terminators"])
         self.terminate_all = re.compile(alternation(_strs(terms["all"])), FLAGS)
@@ -233,20 +239,40 @@ def assert_mentions(doc: Doc, lex: Lexicon, mentions: Sequence[Mention]) -> list
             if (m.start < hi) if forward else (m.end <= hi):
                 hits[i].setdefault(category, heap[0][2])
 
+    parens = [(p.start(), p.end()) for p in _PAREN.finditer(doc.text)]
+    starts = [s for s, _ in parens]
+    for m, found in zip(mentions, hits, strict=True):
+        if found and parens:
+            aside = _enclosing(parens, starts, m.start, m.end)
+            for category, t in list(found.items()):
+                if _enclosing(parens, starts, t.start, t.end) != aside:
+                    del found[category]
+
     questions = _QuestionReader(doc, rules)
     out: list[Assertion] = []
     for m, found in zip(mentions, hits, strict=True):
         if m.kind == "treatment":
             found.pop(HISTORICAL, None)
+        if m.field not in rules.planned_fields and m.kind != "topic":
+            found.pop(PLANNED, None)
         if found:
             category = max(found, key=lambda c: _PRIORITY[c])
             t = found[category]
-            out.append(Assertion(category, min(t.start, m.start), max(t.end, m.end)))
+            status = UNCERTAIN if category == PLANNED else category
+            out.append(Assertion(status, min(t.start, m.start), max(t.end, m.end)))
         elif m.hedged or (m.kind != "context" and questions.asked(m)):
             out.append(Assertion(UNCERTAIN, m.start, m.end))
         else:
             out.append(Assertion(AFFIRMED, m.start, m.end))
     return out
+
+
+def _enclosing(parens: list[Span], starts: list[int], start: int, end: int) -> Span | None:
+    """The parenthesis holding ``[start, end)``, if any (parentheses do not nest here)."""
+    i = bisect_right(starts, start) - 1
+    if i >= 0 and parens[i][0] < start and end <= parens[i][1]:
+        return parens[i]
+    return None
 
 
 class _QuestionReader:
