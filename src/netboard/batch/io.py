@@ -44,11 +44,13 @@ __all__ = [
     "CHUNK_ROWS",
     "AuditStats",
     "Chunk",
+    "Registry",
     "RegistryError",
     "ResultWriter",
     "audit_chunks",
     "input_schema",
     "layout_row",
+    "open_registry",
     "read_registry",
     "registry_format",
 ]
@@ -471,14 +473,18 @@ def _chunk_from_table(
     offset: int,
     has_given: bool,
     skipped_before: Sequence[int] = (),
+    numbers: Sequence[int] | None = None,
 ) -> Chunk:
     """Check and normalise one chunk; ``offset`` rows came before it in the file.
 
     ``skipped_before``: data-row numbers (ascending) the CSV parser already dropped as malformed,
-    so that row numbers still count every data row of the file.
+    so that row numbers still count every data row of the file. ``numbers``: the row number of
+    each row, when the caller knows them (then ``offset`` and ``skipped_before`` are unused).
     """
 
     def number(i: int) -> int:
+        if numbers is not None:
+            return numbers[i]
         n = offset + i + 1
         for dropped in skipped_before:
             if dropped <= n:
@@ -504,33 +510,191 @@ def _chunk_from_table(
     return Chunk(valid, lines, table.num_rows, len(bad_rows) - len(good))
 
 
+def check_table(
+    table: pa.Table,
+    *,
+    csv_text: bool = False,
+    offset: int = 0,
+    has_given: bool | None = None,
+    numbers: Sequence[int] | None = None,
+) -> Chunk:
+    """Check and normalise registry rows as ``netboard audit`` does (the Spark tasks use it).
+
+    Args:
+        table: registry columns (CSV text when ``csv_text``).
+        offset: rows before these (row numbers start at ``offset + 1``).
+        has_given: whether the result layout has ``given`` (default: the table has it).
+        numbers: each row's number, when known (e.g. a Parquet row index).
+    """
+    if has_given is None:
+        has_given = "given" in table.column_names
+    return _chunk_from_table(table, csv_text, offset, has_given, numbers=numbers)
+
+
+def check_columns(names: Sequence[str], source: str) -> None:
+    """Refuse column names that are not case fields, ``labs.FIELD`` or ``given``.
+
+    Raises:
+        RegistryError: one problem per unknown or repeated column (with a close match).
+    """
+    _check_columns(names, source)
+
+
 # --- readers -------------------------------------------------------------------------------
+
+_UTF16 = (b"\xff\xfe", b"\xfe\xff")
+
+
+def _check_encoding(path: Path, head: bytes) -> None:
+    """Refuse a text registry that is plainly not UTF-8 (UTF-16/32 byte-order mark or NULs)."""
+    if head.startswith(_UTF16) or (len(head) >= 4 and head[1:4:2] == b"\0\0"):
+        raise RegistryError(
+            [
+                Problem(
+                    str(path),
+                    "encoded as UTF-16 (or UTF-32): save the file as UTF-8 and run again",
+                )
+            ]
+        )
+    if b"\0" in head:
+        raise RegistryError([Problem(str(path), "holds NUL bytes: not a UTF-8 text file")])
+
+
+def _utf8_fault(raw: bytes) -> str:
+    """Where and why ``raw`` is not UTF-8, as a short phrase."""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = raw[exc.start : exc.start + 1].hex()
+        return f"not valid UTF-8 text (byte 0x{bad} at position {exc.start + 1})"
+    return "not valid UTF-8 text"
+
+
+def _surrogates(value: Any, where: str) -> list[Problem]:
+    """Problems for strings holding a lone surrogate (``"\ud800"`` in JSON): not Unicode text."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            code = ord(value[exc.start])
+            return [
+                Problem(where, f"holds a lone surrogate (U+{code:04X}), which is not Unicode text")
+            ]
+        return []
+    if isinstance(value, dict):
+        return [p for k, x in value.items() for p in _surrogates(x, f"{where}.{k}" if where else k)]
+    if isinstance(value, list):
+        return [p for i, x in enumerate(value) for p in _surrogates(x, f"{where}[{i}]")]
+    return []
 
 
 def _csv_header(path: Path) -> list[str]:
-    with path.open(encoding="utf-8-sig", newline="") as fh:
-        first = next(csv.reader(fh), None)
+    with path.open("rb") as fh:
+        head = fh.read(4096)
+    _check_encoding(path, head)
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as fh:
+            first = next(csv.reader(fh), None)
+    except UnicodeDecodeError as exc:
+        raise RegistryError(
+            [Problem(str(path), f"header row: {_utf8_fault(exc.object[: exc.end + 1])}")]
+        ) from None
+    except csv.Error as exc:
+        raise RegistryError(
+            [Problem(str(path), f"header row: not readable as CSV: {exc}")]
+        ) from None
     if first is None:
         raise RegistryError([Problem(str(path), "empty file: expected a header row")])
     return first
 
 
-def _read_csv(path: Path, chunk_rows: int) -> Iterator[Chunk]:
+def _row_numbers(offset: int, n: int, skipped_before: Sequence[int]) -> list[int]:
+    """Data-row numbers of ``n`` rows after ``offset`` parsed rows, past the dropped ones."""
+    out = []
+    dropped = list(skipped_before)
+    for i in range(n):
+        number = offset + i + 1
+        for d in dropped:
+            if d <= number:
+                number += 1
+        out.append(number)
+    return out
+
+
+def _decode_csv(table: pa.Table, numbers: list[int]) -> tuple[pa.Table, list[int], list[str]]:
+    """Binary CSV cells as text; rows with a cell that is not UTF-8 are dropped and named."""
+    import numpy as np
+    import pyarrow as pa
+
+    bad = np.zeros(table.num_rows, bool)
+    lines: dict[int, list[str]] = {}
+    cols = []
+    for name in table.column_names:
+        col = table.column(name).combine_chunks()
+        try:
+            cols.append(col.cast(pa.string()))
+            continue
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            pass
+        values = col.to_pylist()
+        text: list[str | None] = []
+        for i, raw in enumerate(values):
+            if raw is None:
+                text.append(None)
+                continue
+            try:
+                text.append(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                bad[i] = True
+                lines.setdefault(i, []).append(f"row {numbers[i]}: {name}: {_utf8_fault(raw)}")
+                text.append(None)
+        cols.append(pa.array(text, pa.string()))
+    decoded = pa.Table.from_arrays(cols, names=table.column_names)
+    if not bad.any():
+        return decoded, numbers, []
+    keep = ~bad
+    problems = [line for i in sorted(lines) for line in lines[i]]
+    kept = [n for n, k in zip(numbers, keep.tolist(), strict=True) if k]
+    return decoded.filter(pa.array(keep)), kept, problems
+
+
+@dataclass(slots=True)
+class Registry:
+    """A registry whose header or schema has been checked; :meth:`chunks` reads it."""
+
+    path: Path
+    format: str
+    columns: list[str]
+    chunk_rows: int = CHUNK_ROWS
+
+    @property
+    def has_given(self) -> bool:
+        """Whether the registry has a ``given`` column (NDJSON: assumed)."""
+        return self.format == "ndjson" or "given" in self.columns
+
+    def chunks(self) -> Iterator[Chunk]:
+        """The registry chunk by chunk (see :func:`read_registry`)."""
+        if self.format == "csv":
+            return _read_csv(self.path, self.columns, self.chunk_rows)
+        if self.format == "parquet":
+            return _read_parquet(self.path, self.chunk_rows)
+        return _read_ndjson(self.path, self.chunk_rows)
+
+
+def _read_csv(path: Path, names: list[str], chunk_rows: int) -> Iterator[Chunk]:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    names = _csv_header(path)
-    _check_columns(names, str(path))
     has_given = "given" in names
     read = pacsv.ReadOptions(
         column_names=names,
         skip_rows=1,
         block_size=max(1 << 20, min(chunk_rows * 256, 64 << 20)),
-        encoding="utf-8",
         use_threads=False,  # so that a malformed row's line number is known
     )
     convert = pacsv.ConvertOptions(
-        column_types={n: pa.string() for n in names},
+        # Bytes, not text: a cell that is not UTF-8 is then one bad row, not a bad file.
+        column_types={n: pa.binary() for n in names},
         null_values=[""],
         strings_can_be_null=True,
         quoted_strings_can_be_null=True,
@@ -546,17 +710,22 @@ def _read_csv(path: Path, chunk_rows: int) -> Iterator[Chunk]:
         return "skip"
 
     parse = pacsv.ParseOptions(invalid_row_handler=invalid)
+    offset = 0
     try:
         reader = pacsv.open_csv(
             path, read_options=read, convert_options=convert, parse_options=parse
         )
-        offset = 0
         reported = 0
         for batch in reader:
             dropped = sorted(n for n, _ in malformed)
             for start in range(0, batch.num_rows, chunk_rows):
                 part = pa.Table.from_batches([batch.slice(start, chunk_rows)])
-                chunk = _chunk_from_table(part, True, offset, has_given, dropped)
+                numbers = _row_numbers(offset, part.num_rows, dropped)
+                text, kept, faults = _decode_csv(part, numbers)
+                chunk = _chunk_from_table(text, True, offset, has_given, numbers=kept)
+                chunk.problems[:0] = faults
+                chunk.rows += len(numbers) - len(kept)
+                chunk.skipped += len(numbers) - len(kept)
                 offset += part.num_rows
                 yield chunk
             fresh = malformed[reported:]
@@ -569,22 +738,46 @@ def _read_csv(path: Path, chunk_rows: int) -> Iterator[Chunk]:
                     len(fresh),
                 )
     except pa.ArrowInvalid as exc:
-        raise RegistryError([Problem(str(path), f"not readable as CSV: {exc}")]) from None
+        raise RegistryError(
+            [Problem(str(path), f"not readable as CSV after data row {offset}: {exc}")]
+        ) from None
 
 
-def _read_parquet(path: Path, chunk_rows: int) -> Iterator[Chunk]:
+def _parquet_file(path: Path) -> Any:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        pf = pq.ParquetFile(path)
-    except (pa.ArrowInvalid, OSError) as exc:
+        return pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as exc:
         raise RegistryError([Problem(str(path), f"not a Parquet file: {exc}")]) from None
+
+
+def _parquet_columns(path: Path) -> list[str]:
+    import pyarrow as pa
+
+    pf = _parquet_file(path)
     probe = pa.Table.from_batches([], schema=pf.schema_arrow).flatten()
-    _check_columns(probe.column_names, str(path))
-    has_given = "given" in probe.column_names
+    names: list[str] = probe.column_names
+    return names
+
+
+def _read_parquet(path: Path, chunk_rows: int) -> Iterator[Chunk]:
+    import pyarrow as pa
+
+    pf = _parquet_file(path)
+    has_given = "given" in pa.Table.from_batches([], schema=pf.schema_arrow).column_names
     offset = 0
-    for batch in pf.iter_batches(batch_size=chunk_rows):
+    batches = pf.iter_batches(batch_size=chunk_rows)
+    while True:
+        try:
+            batch = next(batches, None)
+        except (pa.ArrowException, OSError) as exc:
+            raise RegistryError(
+                [Problem(str(path), f"corrupt Parquet data after row {offset}: {exc}")]
+            ) from None
+        if batch is None:
+            return
         table = pa.Table.from_batches([batch]).flatten()
         yield _chunk_from_table(table, False, offset, has_given)
         offset += table.num_rows
@@ -607,29 +800,40 @@ def _read_ndjson(path: Path, chunk_rows: int) -> Iterator[Chunk]:
         rows, lines, read, skipped = [], [], 0, 0
         return out
 
-    with path.open(encoding="utf-8-sig") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
+    def bad(number: int, problems: Iterable[Problem | str]) -> None:
+        nonlocal skipped
+        lines.extend(f"row {number}: {p}" for p in problems)
+        skipped += 1
+
+    with path.open("rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            if not raw.strip():
                 continue
             read += 1
             try:
-                record = parse_json(line, source="(row)")
-            except CaseError as exc:
-                lines.append(f"row {number}: {exc.problems[0]}")
-                skipped += 1
-                record = None
-            if record is not None and not isinstance(record, dict):
-                lines.append(f"row {number}: (row): expected a JSON object of case fields")
-                skipped += 1
-                record = None
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                bad(number, [f"(row): {_utf8_fault(raw)}"])
+                line = None
+            record: Any = None
+            if line is not None:
+                try:
+                    record = parse_json(line, source="(row)")
+                    if not isinstance(record, dict):
+                        bad(number, ["(row): expected a JSON object of case fields"])
+                        record = None
+                except CaseError as exc:
+                    bad(number, exc.problems[:1])
             if record is not None:
                 unknown = [k for k in record if k not in allowed]
                 if unknown:
                     _check_columns(unknown, f"{path} (line {number})")
-                case, problems = check_row(record)
+                faults = _surrogates(record, "")
+                case, problems = (None, faults) if faults else check_row(record)
                 if case is None:
-                    lines.extend(f"row {number}: {p}" for p in problems)
-                    skipped += 1
+                    bad(number, problems)
                 else:
                     rows.append(layout_row(case, record.get("given")))
             if read >= chunk_rows:
@@ -638,24 +842,49 @@ def _read_ndjson(path: Path, chunk_rows: int) -> Iterator[Chunk]:
         yield flush()
 
 
-def read_registry(path: str | Path, *, chunk_rows: int = CHUNK_ROWS) -> Iterator[Chunk]:
-    """Read a registry chunk by chunk: valid rows normalised, bad rows as problem lines.
+def open_registry(path: str | Path, *, chunk_rows: int = CHUNK_ROWS) -> Registry:
+    """Check a registry file before anything is read from it or written.
+
+    The file must exist and not be empty; its extension gives the format; CSV must be UTF-8
+    with a header of known columns; Parquet must have a readable footer and known columns;
+    NDJSON must not be UTF-16 (its keys are checked line by line while reading).
 
     Raises:
-        RegistryError: the file is missing, empty, of unknown format, or has an unknown column
-            (raised before the first chunk, except for an NDJSON key first met further down).
+        RegistryError: one problem per fault, naming the file and the fault.
     """
     p = Path(path)
     fmt = registry_format(p)
     if not p.is_file():
         raise RegistryError([Problem(str(p), "no such file")])
-    if p.stat().st_size == 0:
+    try:
+        size = p.stat().st_size
+        with p.open("rb") as fh:
+            head = fh.read(4096)
+    except OSError as exc:
+        raise RegistryError([Problem(str(p), f"cannot read: {exc.strerror or exc}")]) from None
+    if size == 0:
         raise RegistryError([Problem(str(p), "empty file")])
     if fmt == "csv":
-        return _read_csv(p, chunk_rows)
-    if fmt == "parquet":
-        return _read_parquet(p, chunk_rows)
-    return _read_ndjson(p, chunk_rows)
+        columns = _csv_header(p)
+    elif fmt == "parquet":
+        columns = _parquet_columns(p)
+    else:
+        _check_encoding(p, head)
+        columns = []
+    if columns:
+        _check_columns(columns, str(p))
+    return Registry(p, fmt, columns, chunk_rows)
+
+
+def read_registry(path: str | Path, *, chunk_rows: int = CHUNK_ROWS) -> Iterator[Chunk]:
+    """Read a registry chunk by chunk: valid rows normalised, bad rows as problem lines.
+
+    Raises:
+        RegistryError: the file is missing, empty, of unknown format, not UTF-8, or has an
+            unknown column (raised here, before the first chunk, except for an NDJSON key first
+            met further down or a Parquet page found corrupt while reading).
+    """
+    return open_registry(path, chunk_rows=chunk_rows).chunks()
 
 
 # --- writing -------------------------------------------------------------------------------

@@ -1,0 +1,237 @@
+"""Spark as the distributed audit engine, with DuckDB's speed on each partition.
+
+Spark does what it is for: reading the registry where it lives, partitioning, scheduling,
+retrying failed tasks and writing the result. Each partition is evaluated by the *same*
+compiled query as the embedded audit, on DuckDB, over the Arrow batches Spark hands to Python
+(``DataFrame.mapInArrow``). The query is rendered once on the driver and shipped to the tasks
+as text; a task needs ``netboard``, ``duckdb`` and ``pyarrow`` installed (docs/audit.md,
+"Spark on a cluster").
+
+Why not the Spark SQL plan (:func:`netboard.batch.run.run_spark`)? The query has about 880
+working columns and 15,000 expression nodes a patient; Spark's code generation gives up on it
+and interprets it, about 100 times slower per core than DuckDB (docs/benchmarks.md,
+"audit-scale").
+
+With ``validate`` the tasks also check each row exactly as ``netboard audit`` does
+(:func:`netboard.batch.io.check_table`): bad rows are left out of the result and come back as
+problem lines ``row N: field: message`` in the ``PROBLEM`` column of otherwise empty rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from netboard.batch.columns import GIVEN
+from netboard.kb import KnowledgeBase
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    import pyarrow as pa
+
+__all__ = [
+    "PROBLEM",
+    "ROW",
+    "audit_arrow_spark",
+    "audit_frame",
+    "local_session",
+    "result_ddl",
+]
+
+#: The column of a problem line in :func:`audit_frame`'s output (NULL on result rows).
+PROBLEM = "__netboard_problem"
+#: An optional input column: the row number problem lines name (else the place in the task).
+ROW = "__netboard_row"
+#: Rows per Arrow batch handed between Spark and Python.
+ARROW_BATCH_ROWS = 50_000
+
+
+def result_ddl(only: Collection[str] | None = None, *, problems: bool = True) -> str:
+    """The Spark DDL of the result columns of ``only`` (and the problem column)."""
+    from netboard.batch.run import output_columns
+
+    parts = []
+    for name in output_columns(only):
+        kind = "ARRAY<STRING>" if name in ("alerts", "missing") else "STRING"
+        if name == "concordant":
+            kind = "BOOLEAN"
+        parts.append(f"`{name}` {kind}")
+    if problems:
+        parts.append(f"`{PROBLEM}` STRING")
+    return ", ".join(parts)
+
+
+def _arrow_result_schema(only: Collection[str] | None) -> pa.Schema:
+    import pyarrow as pa
+
+    from netboard.batch.reference import result_schema
+    from netboard.batch.run import output_columns
+
+    full = result_schema()
+    return pa.schema([full.field(n) for n in output_columns(only)])
+
+
+def partition_auditor(
+    sql: str,
+    input_schema: pa.Schema,
+    only: Collection[str] | None,
+    *,
+    validate: bool,
+    csv_text: bool = False,
+) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """The function each Spark task runs on its partition's Arrow batches.
+
+    ``sql`` reads the table ``__netboard_chunk`` with ``input_schema`` (the checked input
+    layout when ``validate``, else the frame's own schema).
+    """
+    out_schema = _arrow_result_schema(only)
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        import duckdb
+        import pyarrow as pa
+
+        problems: list[str] = []
+        feed: Iterable[pa.RecordBatch] = (_undotted(b, reverse=True) for b in batches)
+        if validate:
+            feed = _checked(batches, input_schema, csv_text, problems)
+        con = duckdb.connect(config={"threads": 1})
+        try:
+            con.register("__netboard_chunk", pa.RecordBatchReader.from_batches(input_schema, feed))
+            reader = con.sql(sql).to_arrow_reader(ARROW_BATCH_ROWS)
+            for batch in reader:
+                cols = [batch.column(i) for i in range(batch.num_columns)]
+                yield pa.RecordBatch.from_arrays(
+                    [*cols, pa.nulls(batch.num_rows, pa.string())],
+                    schema=out_schema.append(pa.field(PROBLEM, pa.string())),
+                )
+        finally:
+            con.close()
+        if problems:
+            n = len(problems)
+            arrays = [pa.nulls(n, f.type) for f in out_schema]
+            yield pa.RecordBatch.from_arrays(
+                [*arrays, pa.array(problems, pa.string())],
+                schema=out_schema.append(pa.field(PROBLEM, pa.string())),
+            )
+
+    return run
+
+
+def _undotted(batch: pa.RecordBatch, *, reverse: bool = False) -> pa.RecordBatch:
+    """Column names with ``.`` as ``:`` and back (``mapInArrow`` cannot resolve dotted names)."""
+    names = [n.replace(":", ".") if reverse else n.replace(".", ":") for n in batch.schema.names]
+    return batch.rename_columns(names)
+
+
+def _checked(
+    batches: Iterator[pa.RecordBatch], schema: pa.Schema, csv_text: bool, problems: list[str]
+) -> Iterator[pa.RecordBatch]:
+    """Each batch checked as ``netboard audit`` checks a chunk; problem lines kept aside."""
+    import pyarrow as pa
+
+    from netboard.batch.io import check_table
+
+    seen = 0
+    for batch in batches:
+        table = pa.Table.from_batches([batch])
+        numbers: list[int] | None = None
+        if ROW in table.column_names:
+            numbers = [int(x) for x in table.column(ROW).to_pylist()]
+            table = table.drop_columns([ROW])
+        chunk = check_table(
+            table, csv_text=csv_text, offset=seen, has_given=GIVEN in schema.names, numbers=numbers
+        )
+        seen += batch.num_rows
+        problems.extend(chunk.problems)
+        yield from chunk.table.select(schema.names).to_batches()
+
+
+def audit_frame(
+    df: Any,
+    kb: KnowledgeBase,
+    *,
+    only: Collection[str] | None = None,
+    validate: bool = True,
+    csv_text: bool = False,
+) -> Any:
+    """The audit of a Spark DataFrame, each partition evaluated on DuckDB (``mapInArrow``).
+
+    Args:
+        df: the registry (columns as ``netboard audit`` reads them; with ``validate`` they are
+            checked and columns that are not case fields are refused before any task runs).
+        kb: the knowledge base (the query is compiled and rendered here, on the driver).
+        only: result families (``netboard.batch.run.FAMILIES``); None for all.
+        validate: check each row as ``netboard audit`` does; bad rows become problem rows.
+        csv_text: the columns are CSV text (strings) to be read as ``netboard audit`` reads CSV.
+
+    Returns:
+        A DataFrame with the result columns of ``only`` and :data:`PROBLEM` (NULL on result
+        rows; on a problem row every other column is NULL).
+
+    Raises:
+        RegistryError: ``validate`` and a column is not a case field, ``labs.FIELD`` or
+            ``given``.
+    """
+    import pyarrow as pa
+
+    from netboard.batch.io import check_columns, input_schema
+    from netboard.batch.run import _duckdb_sql, _duckdb_types
+
+    names = [f.name for f in df.schema.fields if f.name != ROW]
+    if validate:
+        check_columns(names, "registry")
+        schema = input_schema(GIVEN in names)
+    else:
+        from pyspark.sql.pandas.types import to_arrow_schema
+
+        schema = to_arrow_schema(df.select(*names).schema)
+        schema = pa.schema([f for f in schema if f.name != ROW])
+    sql = _duckdb_sql(kb, "__netboard_chunk", _duckdb_types(schema), only)
+    fn = partition_auditor(sql, schema, only, validate=validate, csv_text=csv_text)
+    safe = df.toDF(*(f.name.replace(".", ":") for f in df.schema.fields))
+    return safe.mapInArrow(fn, result_ddl(only))
+
+
+_SESSION: list[Any] = []
+
+
+def local_session(master: str = "local[*]") -> Any:
+    """A local Spark session for ``netboard audit --engine spark`` and checks (started once).
+
+    Its Python tasks run this interpreter (``PYSPARK_PYTHON`` unless already set), so they
+    find netboard, DuckDB and pyarrow.
+    """
+    import os
+    import sys
+
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+
+    builder = (
+        SparkSession.builder.master(master)
+        .appName("netboard-audit")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(ARROW_BATCH_ROWS))
+    )
+    return builder.getOrCreate()
+
+
+def audit_arrow_spark(
+    table: pa.Table, kb: KnowledgeBase, *, only: Collection[str] | None = None
+) -> pa.Table:
+    """The audit of an (already checked) Arrow chunk on the local Spark session."""
+    import pyarrow as pa
+
+    from netboard.batch.columns import input_schema
+
+    spark = local_session()
+    given = GIVEN in table.column_names
+    wanted = input_schema(given=given)
+    present = [f for f in wanted if f.name in table.column_names]
+    typed = table.select([f.name for f in present]).cast(pa.schema(present))
+    df = spark.createDataFrame(typed)
+    out = audit_frame(df, kb, only=only, validate=False).drop(PROBLEM)
+    result: pa.Table = out.toArrow()
+    return result.cast(_arrow_result_schema(only))
