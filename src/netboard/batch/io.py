@@ -24,7 +24,7 @@ import difflib
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -890,8 +890,35 @@ def read_registry(path: str | Path, *, chunk_rows: int = CHUNK_ROWS) -> Iterator
 # --- writing -------------------------------------------------------------------------------
 
 
-def _for_csv(table: pa.Table, empty_list: str = "") -> pa.Table:
-    """List columns joined with ``;`` (an empty list as ``empty_list``), the rest unchanged."""
+#: Characters that make a spreadsheet read a cell as a formula (OWASP "CSV injection").
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def escape_formulas(col: pa.Array) -> pa.Array:
+    """Text cells starting with ``= + - @``, tab or CR get a leading ``'`` (spreadsheets then
+    show the text instead of running it); other cells are unchanged.
+
+    >>> import pyarrow as pa
+    >>> escape_formulas(pa.array(["=1+1", "p1", None, "-3", "@x"])).to_pylist()
+    ["'=1+1", 'p1', None, "'-3", "'@x"]
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+        return col
+    risky = pc.fill_null(pc.match_substring_regex(col, r"^[=+\-@\t\r]"), False)
+    if not pc.any(risky).as_py():
+        return col
+    out: pa.Array = pc.if_else(risky, pc.binary_join_element_wise("'", col, ""), col)
+    return out
+
+
+def _for_csv(table: pa.Table, empty_list: str = "", *, formulas: bool = False) -> pa.Table:
+    """List columns joined with ``;`` (an empty list as ``empty_list``), the rest unchanged.
+
+    ``formulas``: escape cells a spreadsheet would run (:func:`escape_formulas`).
+    """
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -902,18 +929,25 @@ def _for_csv(table: pa.Table, empty_list: str = "") -> pa.Table:
             if empty_list:
                 empty = pc.equal(pc.list_value_length(col), 0)
                 joined = pc.if_else(empty, pa.scalar(empty_list), joined)
-            cols.append(joined)
-        else:
-            cols.append(col)
+            col = joined
+        if formulas:
+            col = escape_formulas(col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col)
+        cols.append(col)
     return pa.Table.from_arrays(cols, names=table.column_names)
 
 
 class TableWriter:
     """Writes tables chunk by chunk to Parquet, CSV or NDJSON (by extension), atomically.
 
-    The data go to ``PATH.partial`` and are renamed to PATH by :meth:`close`, so a failed run
-    leaves no half-written result. In CSV, lists are ``;``-joined; ``csv_empty_list`` is
-    written for an empty list (a registry needs ``[]``; a result leaves the cell empty).
+    The data go to ``PATH.netboard-PID.partial`` and are renamed to PATH by :meth:`close`, so a
+    failed run leaves no half-written result (``netboard.batch.outputs``). In CSV, lists are
+    ``;``-joined; ``csv_empty_list`` is written for an empty list (a registry needs ``[]``; a
+    result leaves the cell empty); with ``csv_formulas`` cells a spreadsheet would run as a
+    formula get a leading ``'`` (results; never in Parquet or NDJSON).
+
+    Raises:
+        RegistryError: unknown extension; :class:`netboard.batch.outputs.OutputError` when the
+            file cannot be written (permission, full disk, ...).
     """
 
     def __init__(
@@ -923,7 +957,10 @@ class TableWriter:
         *,
         formats: Sequence[str] = ("parquet", "csv"),
         csv_empty_list: str = "",
+        csv_formulas: bool = False,
     ) -> None:
+        from netboard.batch.outputs import cannot_write, partial_path
+
         self.path = Path(path)
         suffix = self.path.suffix.lower()
         fmt = _FORMATS.get(suffix)
@@ -935,7 +972,8 @@ class TableWriter:
         self.format = fmt
         self.schema = schema
         self.csv_empty_list = csv_empty_list
-        self.tmp = self.path.with_name(self.path.name + ".partial")
+        self.csv_formulas = csv_formulas
+        self.tmp = partial_path(self.path)
         self._writer: Any = None
         self._fh: Any = None
         self.rows = 0
@@ -943,7 +981,8 @@ class TableWriter:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._open()
         except OSError as exc:
-            raise RegistryError([Problem(str(path), f"cannot write: {exc}")]) from None
+            self.tmp.unlink(missing_ok=True)
+            raise cannot_write(path, exc) from None
 
     def _open(self) -> None:
         import pyarrow.csv as pacsv
@@ -959,29 +998,49 @@ class TableWriter:
 
     def write(self, table: pa.Table) -> None:
         """Append a table with this writer's schema."""
+        from netboard.batch.outputs import cannot_write
+
         table = table.cast(self.schema)
         self.rows += table.num_rows
-        if self.format == "parquet":
-            self._writer.write_table(table)
-        elif self.format == "csv":
-            self._writer.write_table(_for_csv(table, self.csv_empty_list))
-        else:
-            for start in range(0, table.num_rows, 20_000):
-                part = table.slice(start, 20_000).to_pylist()
-                self._fh.write(
-                    "".join(
-                        json.dumps({k: x for k, x in row.items() if x is not None}) + "\n"
-                        for row in part
-                    )
+        try:
+            if self.format == "parquet":
+                self._writer.write_table(table)
+            elif self.format == "csv":
+                self._writer.write_table(
+                    _for_csv(table, self.csv_empty_list, formulas=self.csv_formulas)
                 )
+            else:
+                for start in range(0, table.num_rows, 20_000):
+                    part = table.slice(start, 20_000).to_pylist()
+                    self._fh.write(
+                        "".join(
+                            json.dumps({k: x for k, x in row.items() if x is not None}) + "\n"
+                            for row in part
+                        )
+                    )
+        except OSError as exc:
+            raise cannot_write(self.path, exc) from None
 
     def close(self) -> Path:
-        """Finish the file and move it into place."""
-        if self._writer is not None:
-            self._writer.close()
-        if self._fh is not None:
-            self._fh.close()
-        os.replace(self.tmp, self.path)
+        """Finish the file, flush it to disk and move it into place."""
+        from netboard.batch.outputs import cannot_write
+
+        try:
+            if self._writer is not None:
+                writer, self._writer = self._writer, None
+                writer.close()
+            if self._fh is not None:
+                fh, self._fh = self._fh, None
+                fh.close()
+            fd = os.open(self.tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(self.tmp, self.path)
+        except OSError as exc:
+            self.tmp.unlink(missing_ok=True)
+            raise cannot_write(self.path, exc) from None
         return self.path
 
     def abort(self) -> None:
@@ -991,15 +1050,26 @@ class TableWriter:
                 self._writer.close()
             if self._fh is not None:
                 self._fh.close()
+        except OSError:
+            pass
         finally:
+            self._writer = self._fh = None
             self.tmp.unlink(missing_ok=True)
 
 
 class ResultWriter(TableWriter):
-    """A result file (Parquet, or CSV by extension) with ``result_schema()``."""
+    """A result file (Parquet, or CSV by extension) with ``result_schema()`` or a part of it.
 
-    def __init__(self, path: str | Path) -> None:
-        super().__init__(path, result_schema(), formats=("parquet", "csv"))
+    In CSV, cells a spreadsheet would run as formulas get a leading ``'`` (docs/audit.md).
+    """
+
+    def __init__(self, path: str | Path, schema: pa.Schema | None = None) -> None:
+        super().__init__(
+            path,
+            result_schema() if schema is None else schema,
+            formats=("parquet", "csv"),
+            csv_formulas=True,
+        )
 
 
 # --- the audit loop ------------------------------------------------------------------------
@@ -1014,6 +1084,12 @@ class AuditStats:
     skipped: int = 0
 
 
+#: Input columns the report reads beside each result row (``AuditReport.add``).
+REPORT_INPUTS = ("primary_site", "ki67_percent", "mitoses_per_2mm2", "grade", "differentiation")
+#: Rows per batch DuckDB pulls from the stream (small enough to spread over the threads).
+STREAM_BATCH_ROWS = 16_384
+
+
 def audit_chunks(
     chunks: Iterable[Chunk],
     *,
@@ -1022,12 +1098,19 @@ def audit_chunks(
     writer: TableWriter | None = None,
     on_problem: Callable[[str], None] | None = None,
     on_result: Callable[[pa.Table, pa.Table], None] | None = None,
+    only: Collection[str] | None = None,
+    threads: int | None = None,
 ) -> AuditStats:
     """Audit chunk by chunk: each chunk's valid rows through the engine, then out.
 
     ``on_problem`` receives each problem line, ``on_result`` each (input, result) pair (the
-    report's statistics); ``writer`` receives the results. Only one chunk is held at a time.
+    report's statistics; it needs every result family); ``writer`` receives the results, the
+    columns of ``only`` (``netboard.batch.run.FAMILIES``; None for all). On DuckDB the whole
+    stream is one query on ``threads`` threads (default: every core) with a few batches in
+    memory at a time; the other engines take one chunk at a time.
     """
+    if engine == "duckdb":
+        return _audit_streamed(chunks, kb, writer, on_problem, on_result, only, threads)
     stats = AuditStats()
     for chunk in chunks:
         stats.rows += chunk.rows
@@ -1037,10 +1120,62 @@ def audit_chunks(
                 on_problem(line)
         if chunk.table.num_rows == 0:
             continue
-        result = audit_table(chunk.table, kb, engine=engine)
+        result = audit_table(chunk.table, kb, engine=engine, only=None if on_result else only)
         stats.audited += result.num_rows
         if writer is not None:
-            writer.write(result)
+            writer.write(result.select(writer.schema.names))
         if on_result is not None:
             on_result(chunk.table, result)
+    return stats
+
+
+def _audit_streamed(
+    chunks: Iterable[Chunk],
+    kb: KnowledgeBase,
+    writer: TableWriter | None,
+    on_problem: Callable[[str], None] | None,
+    on_result: Callable[[pa.Table, pa.Table], None] | None,
+    only: Collection[str] | None,
+    threads: int | None,
+) -> AuditStats:
+    import pyarrow as pa
+
+    from netboard.batch.run import CARRY, audit_stream
+
+    stats = AuditStats()
+    it = iter(chunks)
+
+    def take(chunk: Chunk) -> pa.Table:
+        stats.rows += chunk.rows
+        stats.skipped += chunk.skipped
+        if on_problem is not None:
+            for line in chunk.problems:
+                on_problem(line)
+        return chunk.table
+
+    first = next(it, None)
+    if first is None:
+        return stats
+    head = take(first)
+    schema = head.schema
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        yield from head.to_batches(max_chunksize=STREAM_BATCH_ROWS)
+        for chunk in it:
+            table = take(chunk)
+            if table.num_rows:
+                yield from table.cast(schema).to_batches(max_chunksize=STREAM_BATCH_ROWS)
+
+    carry = REPORT_INPUTS if on_result is not None else ()
+    families = None if on_result is not None else only
+    for batch in audit_stream(batches(), schema, kb, only=families, carry=carry, threads=threads):
+        table = pa.Table.from_batches([batch])
+        stats.audited += table.num_rows
+        inputs = [n for n in table.column_names if n.startswith(CARRY)]
+        result = table.drop_columns(inputs)
+        if writer is not None:
+            writer.write(result.select(writer.schema.names))
+        if on_result is not None:
+            ins = table.select(inputs).rename_columns([n[len(CARRY) :] for n in inputs])
+            on_result(ins, result)
     return stats
