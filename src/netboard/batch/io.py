@@ -1140,7 +1140,7 @@ def _audit_streamed(
 ) -> AuditStats:
     import pyarrow as pa
 
-    from netboard.batch.run import CARRY, audit_stream
+    from netboard.batch.run import CARRY, audit_tables
 
     stats = AuditStats()
     it = iter(chunks)
@@ -1159,17 +1159,14 @@ def _audit_streamed(
     head = take(first)
     schema = head.schema
 
-    def batches() -> Iterator[pa.RecordBatch]:
-        yield from head.to_batches(max_chunksize=STREAM_BATCH_ROWS)
+    def tables() -> Iterator[pa.Table]:
+        yield head
         for chunk in it:
             table = take(chunk)
             if table.num_rows:
-                yield from table.cast(schema).to_batches(max_chunksize=STREAM_BATCH_ROWS)
+                yield table.cast(schema)
 
-    carry = REPORT_INPUTS if on_result is not None else ()
-    families = None if on_result is not None else only
-    for batch in audit_stream(batches(), schema, kb, only=families, carry=carry, threads=threads):
-        table = pa.Table.from_batches([batch])
+    def consume(table: pa.Table) -> None:
         stats.audited += table.num_rows
         inputs = [n for n in table.column_names if n.startswith(CARRY)]
         result = table.drop_columns(inputs)
@@ -1178,4 +1175,8 @@ def _audit_streamed(
         if on_result is not None:
             ins = table.select(inputs).rename_columns([n[len(CARRY) :] for n in inputs])
             on_result(ins, result)
+
+    carry = REPORT_INPUTS if on_result is not None else ()
+    families = None if on_result is not None else only
+    audit_tables(tables(), schema, kb, consume=consume, only=families, carry=carry, threads=threads)
     return stats

@@ -7,7 +7,7 @@ exactly the columns of :func:`netboard.batch.result_columns`. Engines are import
 from __future__ import annotations
 
 import itertools
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlglot import exp
@@ -27,7 +27,7 @@ __all__ = [
     "FAMILIES",
     "audit_arrow",
     "audit_expression",
-    "audit_stream",
+    "audit_tables",
     "output_columns",
     "parse_only",
     "run_duckdb",
@@ -281,57 +281,145 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-class _Feed:
-    """Record batches for DuckDB to pull; an error raised while producing them is kept."""
-
-    def __init__(self, batches: Iterable[pa.RecordBatch]) -> None:
-        self.batches = batches
-        self.error: BaseException | None = None
-
-    def __iter__(self) -> Iterator[pa.RecordBatch]:
-        try:
-            yield from self.batches
-        except BaseException as exc:
-            self.error = exc
-            raise
+class _Stopped(Exception):
+    """Another thread of :func:`audit_tables` failed or the caller stopped: wind down."""
 
 
-def audit_stream(
-    batches: Iterable[pa.RecordBatch],
+def audit_tables(
+    tables: Iterable[pa.Table],
     schema: pa.Schema,
     kb: KnowledgeBase,
     *,
+    consume: Callable[[pa.Table], None],
     only: Collection[str] | None = None,
     carry: Sequence[str] = (),
     threads: int | None = None,
-    batch_rows: int = 50_000,
-) -> Iterator[pa.RecordBatch]:
-    """The DuckDB audit of a stream of record batches, as a stream of result batches.
+    piece_rows: int = 25_000,
+) -> None:
+    """The DuckDB audit of a stream of tables on ``threads`` cores, results in input order.
 
-    One query is planned for the whole stream (planning the large query costs about half a
-    second) and DuckDB evaluates it on ``threads`` threads (default: every core), pulling the
-    input batches as it goes, so memory holds a few batches whatever the stream's length.
-    Results come in input order. An exception raised by ``batches`` is re-raised as is.
+    Each of ``threads`` workers (default: every core) runs *one* DuckDB query, single-threaded,
+    over the pieces (``piece_rows``) dealt to it in turn: planning the large query costs about
+    half a second, so it is paid once per worker, not once per chunk. A single-threaded query
+    keeps its input order, and dealing the pieces in turn lets ``consume`` receive the result
+    of every piece in input order (DuckDB's own parallel plan does not keep the order of this
+    query). ``tables`` is read on the calling thread (a signal handler's exception lands
+    there) and ``consume`` runs on one background thread, so reading, evaluation and writing
+    overlap. Every queue is bounded: memory holds a few pieces per worker.
+
+    Raises:
+        whatever ``tables``, the query or ``consume`` raised (the first of them).
     """
+    import collections
+    import queue
+    import threading
+
     import duckdb
     import pyarrow as pa
 
-    feed = _Feed(batches)
-    con = duckdb.connect(config={"threads": threads or default_threads()})
-    try:
-        sql = _duckdb_sql(kb, _CHUNK, _duckdb_types(schema), only, carry)
-        con.register(_CHUNK, pa.RecordBatchReader.from_batches(schema, iter(feed)))
+    workers = threads or default_threads()
+    sql = _duckdb_sql(kb, _CHUNK, _duckdb_types(schema), only, carry)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    inputs: list[queue.Queue[pa.Table | None]] = [queue.Queue(maxsize=2) for _ in range(workers)]
+    results: list[queue.Queue[pa.RecordBatch | None]] = [
+        queue.Queue(maxsize=4) for _ in range(workers)
+    ]
+    order: queue.Queue[tuple[int, int] | None] = queue.Queue()
+
+    def fail(exc: BaseException) -> None:
+        if not isinstance(exc, _Stopped):
+            errors.append(exc)
+        stop.set()
+
+    def put(q: queue.Queue[Any], item: Any) -> None:
+        while True:
+            if stop.is_set():
+                raise _Stopped
+            try:
+                q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def get(q: queue.Queue[Any]) -> Any:
+        while True:
+            if stop.is_set():
+                raise _Stopped
+            try:
+                return q.get(timeout=0.1)
+            except queue.Empty:
+                continue
+
+    def evaluate(k: int) -> None:
+        def feed() -> Iterator[pa.RecordBatch]:
+            while (piece := get(inputs[k])) is not None:
+                yield from piece.to_batches()
+
+        con = duckdb.connect(config={"threads": 1})
         try:
-            reader = con.sql(sql).to_arrow_reader(batch_rows)
-            yield from reader
-        except duckdb.Error:
-            if feed.error is not None:
-                raise feed.error from None
-            raise
-        if feed.error is not None:
-            raise feed.error
+            con.register(_CHUNK, pa.RecordBatchReader.from_batches(schema, feed()))
+            for batch in con.sql(sql).to_arrow_reader(piece_rows):
+                put(results[k], batch)
+            put(results[k], None)
+        except BaseException as exc:
+            fail(exc)
+        finally:
+            con.close()
+
+    def deliver() -> None:
+        held: list[collections.deque[pa.RecordBatch]] = [
+            collections.deque() for _ in range(workers)
+        ]
+        try:
+            while (item := get(order)) is not None:
+                k, need = item
+                parts: list[pa.RecordBatch] = []
+                while need:
+                    if not held[k]:
+                        batch = get(results[k])
+                        if batch is None:
+                            raise RuntimeError("an audit worker ended before its input")
+                        held[k].append(batch)
+                    batch = held[k].popleft()
+                    if batch.num_rows > need:
+                        held[k].appendleft(batch.slice(need))
+                        batch = batch.slice(0, need)
+                    parts.append(batch)
+                    need -= batch.num_rows
+                consume(pa.Table.from_batches(parts))
+        except BaseException as exc:
+            fail(exc)
+
+    threads_ = [
+        threading.Thread(target=evaluate, args=(k,), name=f"netboard-duckdb-{k}", daemon=True)
+        for k in range(workers)
+    ]
+    threads_.append(threading.Thread(target=deliver, name="netboard-write", daemon=True))
+    for t in threads_:
+        t.start()
+    try:
+        dealt = 0
+        for table in tables:
+            for start in range(0, table.num_rows, piece_rows):
+                piece = table.slice(start, piece_rows)
+                k = dealt % workers
+                put(inputs[k], piece)
+                order.put((k, piece.num_rows))
+                dealt += 1
+        for q in inputs:
+            put(q, None)
+        order.put(None)
+        while threads_[-1].is_alive():
+            threads_[-1].join(timeout=0.2)  # short waits: signals reach this thread
+    except _Stopped:
+        pass
     finally:
-        con.close()
+        stop.set()
+        for t in threads_:
+            t.join()
+    if errors:
+        raise errors[0]
 
 
 def run_spark(

@@ -92,7 +92,7 @@ def partition_auditor(
         problems: list[str] = []
         feed: Iterable[pa.RecordBatch] = (_undotted(b, reverse=True) for b in batches)
         if validate:
-            feed = _checked(batches, input_schema, csv_text, problems)
+            feed = _checked(iter(feed), input_schema, csv_text, problems)
         con = duckdb.connect(config={"threads": 1})
         try:
             con.register("__netboard_chunk", pa.RecordBatchReader.from_batches(input_schema, feed))
