@@ -1138,7 +1138,6 @@ def _audit_streamed(
     only: Collection[str] | None,
     threads: int | None,
 ) -> AuditStats:
-    import pyarrow as pa
 
     from netboard.batch.run import CARRY, audit_tables
 
