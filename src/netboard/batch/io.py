@@ -591,21 +591,29 @@ def _surrogates(value: Any, where: str) -> list[Problem]:
 def _csv_header(path: Path) -> list[str]:
     with path.open("rb") as fh:
         head = fh.read(4096)
+        line = head + (fh.readline() if b"\n" not in head else b"")
     _check_encoding(path, head)
+    first_line = line.split(b"\n", 1)[0]
     try:
-        with path.open(encoding="utf-8-sig", newline="") as fh:
-            first = next(csv.reader(fh), None)
-    except UnicodeDecodeError as exc:
+        text = first_line.decode("utf-8-sig")
+    except UnicodeDecodeError:
         raise RegistryError(
-            [Problem(str(path), f"header row: {_utf8_fault(exc.object[: exc.end + 1])}")]
+            [Problem(str(path), f"header row: {_utf8_fault(first_line)}")]
         ) from None
+    try:
+        first = next(csv.reader([text]), None)
     except csv.Error as exc:
         raise RegistryError(
             [Problem(str(path), f"header row: not readable as CSV: {exc}")]
         ) from None
-    if first is None:
+    if not first or first == [""]:
         raise RegistryError([Problem(str(path), "empty file: expected a header row")])
     return first
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's text on one line."""
+    return " ".join(str(exc).split())
 
 
 def _row_numbers(offset: int, n: int, skipped_before: Sequence[int]) -> list[int]:
@@ -739,7 +747,7 @@ def _read_csv(path: Path, names: list[str], chunk_rows: int) -> Iterator[Chunk]:
                 )
     except pa.ArrowInvalid as exc:
         raise RegistryError(
-            [Problem(str(path), f"not readable as CSV after data row {offset}: {exc}")]
+            [Problem(str(path), f"not readable as CSV after data row {offset}: {_one_line(exc)}")]
         ) from None
 
 
@@ -750,7 +758,7 @@ def _parquet_file(path: Path) -> Any:
     try:
         return pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as exc:
-        raise RegistryError([Problem(str(path), f"not a Parquet file: {exc}")]) from None
+        raise RegistryError([Problem(str(path), f"not a Parquet file: {_one_line(exc)}")]) from None
 
 
 def _parquet_columns(path: Path) -> list[str]:
@@ -774,7 +782,7 @@ def _read_parquet(path: Path, chunk_rows: int) -> Iterator[Chunk]:
             batch = next(batches, None)
         except (pa.ArrowException, OSError) as exc:
             raise RegistryError(
-                [Problem(str(path), f"corrupt Parquet data after row {offset}: {exc}")]
+                [Problem(str(path), f"corrupt Parquet data after row {offset}: {_one_line(exc)}")]
             ) from None
         if batch is None:
             return

@@ -59,8 +59,16 @@ class Interrupted(KeyboardInterrupt):
 
 
 def cannot_write(path: str | Path, exc: OSError) -> OutputError:
-    """The one-line error for an output that could not be written."""
-    return OutputError([Problem(str(path), f"cannot write: {exc.strerror or exc}")])
+    """The one-line error for an output that could not be written (the system's reason)."""
+    return OutputError([Problem(str(path), f"cannot write: {os_reason(exc)}")])
+
+
+def os_reason(exc: OSError) -> str:
+    """The system's words for an OSError (Arrow's errors carry the errno in their text)."""
+    if exc.errno:
+        return os.strerror(exc.errno)
+    m = re.search(r"\[errno (\d+)\]", str(exc))
+    return os.strerror(int(m.group(1))) if m else str(exc)
 
 
 def partial_path(path: Path) -> Path:

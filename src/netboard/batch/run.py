@@ -363,7 +363,8 @@ def audit_tables(
                 put(results[k], batch)
             put(results[k], None)
         except BaseException as exc:
-            fail(exc)
+            if not stop.is_set():  # else: stopped on purpose, or another thread's error
+                fail(exc)
         finally:
             con.close()
 
@@ -389,7 +390,8 @@ def audit_tables(
                     need -= batch.num_rows
                 consume(pa.Table.from_batches(parts))
         except BaseException as exc:
-            fail(exc)
+            if not stop.is_set():
+                fail(exc)
 
     threads_ = [
         threading.Thread(target=evaluate, args=(k,), name=f"netboard-duckdb-{k}", daemon=True)
