@@ -43,7 +43,7 @@ def wait_for(check: Callable[[], bool], proc: subprocess.Popen[str], what: str) 
     deadline = time.monotonic() + WAIT
     while not check():
         if proc.poll() is not None:
-            out, err = proc.communicate()
+            _out, err = proc.communicate()
             pytest.fail(f"the audit ended before {what}: {proc.returncode} {err}")
         if time.monotonic() > deadline:
             proc.kill()
@@ -171,7 +171,7 @@ def test_ctrl_c_removes_the_partial_result(big: Path, tmp_path: Path) -> None:
         [*CHILD, "audit", str(big), "--out", str(out), "--threads", "1"],
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     wait_for(lambda: bool(partials(tmp_path)), proc, "the partial result appeared")
     proc.send_signal(signal.SIGINT)
@@ -359,7 +359,7 @@ def test_full_disk_is_one_line_and_leaves_nothing(tmp_path: Path, outputs: list[
         capture_output=True,
         text=True,
         timeout=WAIT,
-        preexec_fn=_limited(20_000),  # noqa: PLW1509
+        preexec_fn=_limited(20_000),
         check=False,
     )
     assert done.returncode == 2, done.stderr
