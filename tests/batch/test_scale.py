@@ -194,3 +194,80 @@ def test_spark_reads_a_registry_checks_rows_and_agrees(
     got = result.to_pylist()
     assert len(got) == 4_000
     assert all(r == by_id[r["id"]] for r in got)
+
+
+@pytest.mark.spark
+def test_spark_submit_job_writes_the_result_and_names_bad_rows(
+    tmp_path: Path, kb: KnowledgeBase
+) -> None:
+    """The cluster entry point, run as a cluster runs it: ``spark-submit spark_job.py``."""
+    import os
+    import subprocess
+    import sys
+
+    _spark()
+    import pyspark
+
+    import netboard.batch.spark_job as job
+
+    table = synth_table(1_500, seed=8, given=True)
+    bad = table.slice(5, 1).set_column(
+        table.schema.get_field_index("ki67_percent"), "ki67_percent", pa.array([250.0])
+    )
+    registry = tmp_path / "reg.parquet"
+    pq.write_table(pa.concat_tables([table, bad]), registry)
+    submit = Path(pyspark.__file__).parent / "bin" / "spark-submit"
+    out, problems = tmp_path / "result", tmp_path / "problems"
+    done = subprocess.run(
+        [
+            str(submit),
+            "--master",
+            "local[2]",
+            "--conf",
+            "spark.ui.enabled=false",
+            str(job.__file__),
+            str(registry),
+            "--out",
+            str(out),
+            "--problems",
+            str(problems),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"},
+        check=False,
+    )
+    output = done.stdout + done.stderr  # the JVM passes the driver's stderr on either
+    tail = "\n".join(output.splitlines()[-40:])
+    assert done.returncode == 0, tail
+    assert "netboard: 1500 patients audited, 1 problem lines" in output, tail
+    assert (out / "_SUCCESS").exists()
+    lines = "".join(p.read_text("utf-8") for p in problems.glob("part-*"))
+    assert lines == "row 1501: ki67_percent: 250 is outside the possible range 0-100\n"
+    got = pq.read_table(out).sort_by("id")
+    want = audit_arrow(table, kb).sort_by("id")
+    assert got.column_names == result_columns()
+    assert got.to_pylist() == want.to_pylist()
+
+
+@pytest.mark.spark
+def test_spark_job_reads_csv_as_netboard_audit_does(tmp_path: Path, kb: KnowledgeBase) -> None:
+    from netboard.batch.io import read_registry
+    from netboard.batch.spark_job import run_job
+
+    spark = _spark()
+    registry = tmp_path / "reg.csv"
+    write_synth(registry, 800, seed=6, given=True)
+    with registry.open("a", encoding="utf-8") as fh:
+        columns = registry.read_text("utf-8").splitlines()[0].count(",") + 1
+        fh.write("bad,,,ileon" + "," * (columns - 4) + "\n")
+    audited, skipped, first = run_job(
+        spark, str(registry), str(tmp_path / "out"), only=frozenset({"rec", "elig"})
+    )
+    assert (audited, skipped) == (800, 1)
+    assert first[0].startswith("primary_site:") or "primary_site" in first[0]
+    local = next(iter(read_registry(registry, chunk_rows=10_000)))
+    want = audit_arrow(local.table, kb, only={"rec", "elig"}).sort_by("id")
+    got = pq.read_table(tmp_path / "out").sort_by("id")
+    assert got.to_pylist() == want.to_pylist()
