@@ -37,13 +37,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import ROOT, write_section  # noqa: E402
+from run import ROOT, write_section
 
 NETBOARD = Path(sys.executable).parent / "netboard"
 CORES = 2
 SPARK_PER_CORE_SHARE = 0.5
 COPY_RATIO = 4.0
 SECONDS_1M = 10.0
+SPARK_FILES = "spark local[2], row groups as tasks, each on DuckDB (file plan, chosen)"
+SPARK_FRAME = "spark local[2], Spark reads/writes, partitions on DuckDB via mapInArrow"
 
 
 def write_registry(path: Path, n: int, row_group: int) -> None:
@@ -113,14 +115,39 @@ def spark_session() -> Any:
     return spark
 
 
-def spark_duckdb(spark: Any, registry: Path, out: Path) -> int:
-    from netboard.batch.spark_job import run_job
+def spark_files(spark: Any, registry: Path, out: Path) -> int:
+    """Spark schedules row groups; tasks read, check, evaluate on DuckDB, write part files."""
+    from netboard.batch.spark_engine import audit_parquet_files
+    from netboard.kb import load_kb
+
+    rows_per_task = -(-_rows(registry) // CORES)
+    _, audited, skipped, _ = audit_parquet_files(
+        spark, str(registry), str(out), load_kb(), rows_per_task=rows_per_task
+    )
+    assert skipped == 0
+    return audited
+
+
+def spark_frame(spark: Any, registry: Path, out: Path) -> int:
+    """Spark reads and writes; each partition is evaluated on DuckDB through mapInArrow."""
+    from pyspark.sql import functions as F
+
+    from netboard.batch.spark_engine import PROBLEM, audit_frame
+    from netboard.kb import load_kb
 
     size = registry.stat().st_size
     spark.conf.set("spark.sql.files.maxPartitionBytes", str(size // CORES + 1))
-    audited, skipped, _ = run_job(spark, str(registry), str(out), show=0)
-    assert skipped == 0
-    return audited
+    df = spark.read.parquet(str(registry))
+    audited = audit_frame(df, load_kb())
+    audited.where(F.col(PROBLEM).isNull()).drop(PROBLEM).write.parquet(str(out))
+    spark.conf.unset("spark.sql.files.maxPartitionBytes")
+    return int(spark.read.parquet(str(out)).count())
+
+
+def _rows(registry: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return int(pq.ParquetFile(registry).metadata.num_rows)
 
 
 def spark_sql(spark: Any, registry: Path, out: Path) -> int:
@@ -146,8 +173,8 @@ def child(args: list[str]) -> tuple[float, float]:
 def duckdb_copy(registry: Path, out: Path) -> tuple[float, float]:
     code = (
         "import duckdb, sys\n"
-        "duckdb.sql(\"COPY (FROM read_parquet('\" + sys.argv[1] + \"')) TO '\" + sys.argv[2]"
-        " + \"' (FORMAT parquet, COMPRESSION zstd)\")\n"
+        'duckdb.sql("COPY (FROM read_parquet(\'" + sys.argv[1] + "\')) TO \'" + sys.argv[2]'
+        ' + "\' (FORMAT parquet, COMPRESSION zstd)")\n'
     )
     return child([sys.executable, "-c", code, str(registry), str(out)])
 
@@ -207,11 +234,15 @@ def main() -> int:
         spark = spark_session()
         small = tmp / "small.parquet"
         write_registry(small, 10_000, row_group=5_000)
-        spark_duckdb(spark, small, tmp / "spark-warm")
+        spark_files(spark, small, tmp / "spark-warm")
+        spark_frame(spark, small, tmp / "spark-warm-frame")
         startup = time.perf_counter() - t0
-        wall, cpu, done = timed(lambda: spark_duckdb(spark, registry, tmp / "spark-duckdb"))
-        rows.append(("spark local[2], partitions on DuckDB", done, wall, cpu))
-        print("spark duckdb", done, f"{wall:.1f} s wall, {cpu:.1f} s CPU", flush=True)
+        wall, cpu, done = timed(lambda: spark_files(spark, registry, tmp / "spark-files"))
+        rows.append((SPARK_FILES, done, wall, cpu))
+        print("spark files", done, f"{wall:.1f} s wall, {cpu:.1f} s CPU", flush=True)
+        wall, cpu, done = timed(lambda: spark_frame(spark, registry, tmp / "spark-frame"))
+        rows.append((SPARK_FRAME, done, wall, cpu))
+        print("spark frame", done, f"{wall:.1f} s wall, {cpu:.1f} s CPU", flush=True)
         sample = tmp / "sample.parquet"
         write_registry(sample, args.sql_sample, row_group=args.sql_sample)
         wall, cpu, done = timed(lambda: spark_sql(spark, sample, tmp / "spark-sql"))
@@ -234,7 +265,7 @@ def main() -> int:
 
     per_core = {name: done / wall / CORES for name, done, wall, _ in rows}
     duck = per_core["duckdb"]
-    spark_name = "spark local[2], partitions on DuckDB"
+    spark_name = SPARK_FILES
     table = [
         "| engine | patients | wall | CPU | patients/s per core (wall) | patients per CPU-second "
         "| vs DuckDB per core |",
@@ -261,6 +292,10 @@ def main() -> int:
     for key, (w, c) in e2e.items():
         e2e_table.append(f"| {labels[key]} | {w:.1f} s | {c:.1f} s | {w / copy_wall:.1f} |")
     spark_share = per_core[spark_name] / duck
+    cpu_of = {name: cpu / done for name, done, _, cpu in rows}
+    cpu_share = cpu_of["duckdb"] / cpu_of[SPARK_FILES]
+    files_cpu, frame_cpu = cpu_of[SPARK_FILES], cpu_of[SPARK_FRAME]
+    sql_share = per_core["spark local[2], Spark SQL plan (sample)"] / duck
     kb_version = _kb_version()
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     body = f"""## Cohort audit at scale (`bench/audit_scale.py`, issue 17)
@@ -277,8 +312,14 @@ result family and writing a Parquet result on {CORES} cores. Spark is timed afte
 
 {chr(10).join(table)}
 
-- Spark per core against DuckDB's: {spark_share:.2f} (target >= {SPARK_PER_CORE_SHARE}):
-  {verdict(spark_share >= SPARK_PER_CORE_SHARE)}.
+- Spark per core against DuckDB's (file plan): {spark_share:.2f} by wall time, {cpu_share:.2f}
+  by CPU time (target >= {SPARK_PER_CORE_SHARE}): {verdict(spark_share >= SPARK_PER_CORE_SHARE)}.
+- Why the file plan: with `mapInArrow` Spark's JVM reads the Parquet file into rows, converts
+  them to Arrow for Python and the results back to rows for its Parquet writer; that costs
+  {frame_cpu / files_cpu:.1f}x the CPU of the file plan, in which Spark schedules row groups
+  and every row stays in Arrow (tasks read and write with pyarrow). Spark's own plan of the
+  query (Spark SQL, interpreted: too large for code generation) is {sql_share:.3f}x DuckDB per
+  core. `mapInArrow` remains the plan for CSV registries and for any Spark DataFrame.
 - Parity on Spark (vignettes and 12,000 generated cases, tasks on DuckDB, against
   `recommend`): {compared - differing:,} of {compared:,} rows equal.
 

@@ -94,7 +94,7 @@ def pid_alive(pid: int) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return True  # no /proc: the process exists, assume it is ours
-    return b"netboard" in cmdline or b"pytest" in cmdline
+    return b"netboard" in cmdline
 
 
 def remove_stale(folder: Path, pattern: str, pid_of: re.Pattern[str]) -> list[Path]:

@@ -19,7 +19,10 @@ problem lines ``row N: field: message`` in the ``PROBLEM`` column of otherwise e
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Collection, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from netboard.batch.columns import GIVEN
@@ -31,9 +34,12 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 __all__ = [
     "PROBLEM",
     "ROW",
+    "FileTask",
     "audit_arrow_spark",
     "audit_frame",
+    "audit_parquet_files",
     "local_session",
+    "plan_file_tasks",
     "result_ddl",
 ]
 
@@ -238,3 +244,218 @@ def audit_arrow_spark(
     out = audit_frame(df, kb, only=only, validate=False).drop(PROBLEM)
     result: pa.Table = out.toArrow()
     return result.cast(_arrow_result_schema(only))
+
+
+# --- the file plan: Spark schedules row groups, tasks read and write Arrow themselves ---------
+
+
+@dataclass(frozen=True, slots=True)
+class FileTask:
+    """One task of :func:`audit_parquet_files`: row groups of one Parquet file."""
+
+    index: int
+    path: str
+    row_groups: tuple[int, ...]
+    first_row: int  # the file row number (from 1) of the first row of the first group
+    has_given: bool
+    source: str  # the registry as given (its file system, for the task to reopen)
+
+
+def _filesystem(uri: str) -> tuple[Any, str]:
+    """A pyarrow file system and the path in it (local paths, ``file:``, ``hdfs:``, ``s3:``...)."""
+    import pyarrow.fs as pafs
+
+    if "://" in uri:
+        fs, path = pafs.FileSystem.from_uri(uri)
+        return fs, path
+    return pafs.LocalFileSystem(), str(Path(uri).resolve())
+
+
+def plan_file_tasks(registry: str, rows_per_task: int = 500_000) -> list[FileTask]:
+    """Tasks of about ``rows_per_task`` rows: whole row groups of the registry's Parquet files.
+
+    Raises:
+        RegistryError: no Parquet file, an unreadable footer, or a column that is not a case
+            field, ``labs.FIELD`` or ``given``.
+    """
+    import pyarrow as pa
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+
+    from netboard.batch.io import RegistryError, check_columns
+    from netboard.errors import Problem
+
+    fs, root = _filesystem(registry)
+    info = fs.get_file_info(root)
+    if info.type == pafs.FileType.Directory:
+        found = fs.get_file_info(pafs.FileSelector(root, recursive=True))
+        files = sorted(
+            f.path
+            for f in found
+            if f.type == pafs.FileType.File
+            and f.base_name.lower().endswith((".parquet", ".pq"))
+            and not f.base_name.startswith(("_", "."))
+        )
+    elif info.type == pafs.FileType.File:
+        files = [root]
+    else:
+        raise RegistryError([Problem(registry, "no such file or folder")])
+    if not files:
+        raise RegistryError([Problem(registry, "no Parquet file in this folder")])
+    tasks: list[FileTask] = []
+    for path in files:
+        try:
+            with fs.open_input_file(path) as fh:
+                meta = pq.ParquetFile(fh)
+                names = pa.Table.from_batches([], schema=meta.schema_arrow).flatten().column_names
+                sizes = [meta.metadata.row_group(i).num_rows for i in range(meta.num_row_groups)]
+        except (pa.ArrowException, OSError) as exc:
+            raise RegistryError([Problem(path, f"not a Parquet file: {exc}")]) from None
+        check_columns(names, path)
+        group: list[int] = []
+        rows = start = 0
+        row = 1
+        for i, size in enumerate(sizes):
+            if group and rows + size > rows_per_task:
+                tasks.append(
+                    FileTask(len(tasks), path, tuple(group), start, "given" in names, registry)
+                )
+                group, rows = [], 0
+            if not group:
+                start = row
+            group.append(i)
+            rows += size
+            row += size
+        if group:
+            tasks.append(
+                FileTask(len(tasks), path, tuple(group), start, "given" in names, registry)
+            )
+    return tasks
+
+
+def run_file_task(
+    task: FileTask, sql: str, out: str, problems: str | None, only: Collection[str] | None
+) -> tuple[int, int, int, list[str]]:
+    """One task: read its row groups, check, evaluate on DuckDB, write its part files.
+
+    The part file is written under a temporary name and renamed, so a retried or speculative
+    attempt leaves one whole file. Returns (rows read, audited, skipped, first problem lines).
+    """
+    import uuid
+
+    import duckdb
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from netboard.batch.io import check_table, input_schema
+
+    fs, path = _filesystem(task.source)[0], task.path
+    out_fs, out_dir = _filesystem(out)
+    schema = input_schema(task.has_given)
+    lines: list[str] = []
+    counts = [0, 0]  # rows, skipped
+
+    def feed() -> Iterator[pa.RecordBatch]:
+        with fs.open_input_file(path) as fh:
+            pf = pq.ParquetFile(fh)
+            offset = task.first_row - 1
+            for g in task.row_groups:
+                table = pf.read_row_group(g).flatten()
+                chunk = check_table(table, offset=offset, has_given=task.has_given)
+                offset += table.num_rows
+                counts[0] += chunk.rows
+                counts[1] += chunk.skipped
+                lines.extend(chunk.problems)
+                yield from chunk.table.select(schema.names).cast(schema).to_batches()
+
+    name = f"part-{task.index:05d}.parquet"
+    tmp = f"{out_dir}/.{name}.{uuid.uuid4().hex}.tmp"
+    audited = 0
+    con = duckdb.connect(config={"threads": 1})
+    try:
+        con.register("__netboard_chunk", pa.RecordBatchReader.from_batches(schema, feed()))
+        reader = con.sql(sql).to_arrow_reader(ARROW_BATCH_ROWS)
+        out_schema = _arrow_result_schema(only)
+        with (
+            out_fs.open_output_stream(tmp) as sink,
+            pq.ParquetWriter(sink, out_schema, compression="zstd") as writer,
+        ):
+            for batch in reader:
+                audited += batch.num_rows
+                writer.write_batch(batch.cast(out_schema))
+        out_fs.move(tmp, f"{out_dir}/{name}")
+    except BaseException:
+        with contextlib.suppress(OSError):
+            out_fs.delete_file(tmp)
+        raise
+    finally:
+        con.close()
+    if problems is not None and lines:
+        p_fs, p_dir = _filesystem(problems)
+        p_tmp = f"{p_dir}/.part-{task.index:05d}.{uuid.uuid4().hex}.tmp"
+        with p_fs.open_output_stream(p_tmp) as sink:
+            sink.write("".join(line + "\n" for line in lines).encode("utf-8"))
+        p_fs.move(p_tmp, f"{p_dir}/part-{task.index:05d}.txt")
+    return counts[0], audited, counts[1], lines[:20]
+
+
+def audit_parquet_files(
+    spark: Any,
+    registry: str,
+    out: str,
+    kb: KnowledgeBase,
+    *,
+    problems: str | None = None,
+    only: Collection[str] | None = None,
+    rows_per_task: int = 500_000,
+) -> tuple[int, int, int, list[str]]:
+    """The audit of a Parquet registry with Spark scheduling row groups as tasks.
+
+    Spark partitions the work (whole row groups, about ``rows_per_task`` rows a task),
+    schedules and retries the tasks; each task reads its row groups with Arrow, checks them,
+    evaluates them with one DuckDB query and writes its own part file of ``out`` (then
+    ``_SUCCESS``). No row passes through the JVM, which is where the ``mapInArrow`` plan
+    spends most of its time (docs/benchmarks.md, "audit-scale").
+
+    Returns (rows read, patients audited, rows skipped, first problem lines).
+
+    Raises:
+        RegistryError: as :func:`plan_file_tasks`; OutputError: ``out`` exists.
+    """
+    from netboard.batch.io import input_schema
+    from netboard.batch.outputs import OutputError
+    from netboard.batch.run import _duckdb_sql, _duckdb_types
+    from netboard.errors import Problem
+
+    tasks = plan_file_tasks(registry, rows_per_task)
+    out_fs, out_dir = _filesystem(out)
+    import pyarrow.fs as pafs
+
+    folders = [(out_fs, out_dir, "--out")]
+    if problems:
+        folders.append((*_filesystem(problems), "--problems"))
+    for fs, folder, option in folders:
+        if fs.get_file_info(folder).type != pafs.FileType.NotFound:
+            raise OutputError([Problem(option, f"{folder} exists: give a new folder")])
+    out_fs.create_dir(out_dir)
+    if problems:
+        p_fs, p_dir = _filesystem(problems)
+        p_fs.create_dir(p_dir)
+    sqls = {
+        given: _duckdb_sql(kb, "__netboard_chunk", _duckdb_types(input_schema(given)), only)
+        for given in {t.has_given for t in tasks}
+    }
+    only_list = sorted(only) if only is not None else None
+
+    def run(items: Iterator[FileTask]) -> Iterator[tuple[int, int, int, list[str]]]:
+        for t in items:
+            yield run_file_task(t, sqls[t.has_given], out, problems, only_list)
+
+    done = spark.sparkContext.parallelize(tasks, len(tasks)).mapPartitions(run).collect()
+    with out_fs.open_output_stream(f"{out_dir}/_SUCCESS"):
+        pass
+    rows = sum(d[0] for d in done)
+    audited = sum(d[1] for d in done)
+    skipped = sum(d[2] for d in done)
+    first = [line for d in done for line in d[3]][:20]
+    return rows, audited, skipped, first

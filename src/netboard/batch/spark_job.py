@@ -1,10 +1,11 @@
 """The cohort audit as a Spark application (``spark-submit``; docs/audit.md, "Spark").
 
-Spark reads the registry where it lives (Parquet or CSV, a file or a folder of files, any
-file system Spark reaches), splits it into partitions, schedules and retries the tasks and
-writes the result as a folder of Parquet files. Each task checks its rows exactly as
-``netboard audit`` does and evaluates them with the compiled query on DuckDB
-(:mod:`netboard.batch.spark_engine`).
+Spark splits the registry (Parquet or CSV, a file or a folder of files) into tasks, schedules
+and retries them, and the result is a folder of Parquet files. Each task checks its rows exactly
+as ``netboard audit`` does and evaluates them with the compiled query on DuckDB
+(:mod:`netboard.batch.spark_engine`). Parquet: Spark schedules row groups and each task reads
+and writes Arrow itself (any file system pyarrow reaches: local, ``hdfs://``, ``s3://``, ...);
+CSV (or ``--partitions``): Spark reads and writes, tasks evaluate through ``mapInArrow``.
 
     spark-submit [spark options] spark_job.py REGISTRY --out RESULT_DIR
         [--problems PROBLEMS_DIR] [--only rec,elig] [--kb DIR] [--format parquet|csv]
@@ -82,17 +83,28 @@ def run_job(
 ) -> tuple[int, int, list[str]]:
     """Audit ``registry`` into the folder ``out``; (patients audited, rows skipped, first lines).
 
+    A Parquet registry runs on the file plan (``spark_engine.audit_parquet_files``: Spark
+    schedules row groups, each task reads, checks, evaluates on DuckDB and writes its part
+    file); CSV, or Parquet with ``partitions``, on the DataFrame plan (``audit_frame``: Spark
+    reads and writes, each partition is evaluated on DuckDB through ``mapInArrow``).
+
     Raises:
         RegistryError: a column is not a case field, ``labs.FIELD`` or ``given``.
     """
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    from netboard.batch.spark_engine import PROBLEM, audit_frame
+    from netboard.batch.spark_engine import PROBLEM, audit_frame, audit_parquet_files
     from netboard.kb import load_kb
 
     kb = load_kb(kb_dir)
     kind = _format(registry, fmt)
+    if kind == "parquet" and not partitions:
+        # Spark schedules row groups; tasks read, check, evaluate and write Arrow themselves.
+        _, audited_n, skipped_n, first_lines = audit_parquet_files(
+            spark, registry, out, kb, problems=problems, only=only
+        )
+        return audited_n, skipped_n, first_lines[:show]
     df = read_registry_frame(spark, registry, kind)
     if partitions:
         df = df.repartition(partitions)
