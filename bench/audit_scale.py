@@ -179,8 +179,8 @@ def duckdb_copy(registry: Path, out: Path) -> tuple[float, float]:
     return child([sys.executable, "-c", code, str(registry), str(out)])
 
 
-def spark_parity(spark: Any) -> tuple[int, int]:
-    """(rows compared, rows differing): vignettes and 12,000 generated cases through Spark."""
+def spark_parity(spark: Any) -> dict[str, tuple[int, int]]:
+    """Per Spark plan, (rows compared, rows differing): vignettes and 12,000 generated cases."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -189,7 +189,7 @@ def spark_parity(spark: Any) -> tuple[int, int]:
     from test_parity import build, mismatches, vignettes  # type: ignore[import-not-found]
 
     from netboard.batch.sample import sample_cases
-    from netboard.batch.spark_engine import PROBLEM, audit_frame
+    from netboard.batch.spark_engine import PROBLEM, audit_frame, audit_parquet_files
     from netboard.kb import load_kb
 
     kb = load_kb()
@@ -197,13 +197,21 @@ def spark_parity(spark: Any) -> tuple[int, int]:
     raw += list(sample_cases(6_000, kb, seed=20261121, sparse=0.05))
     raw += list(sample_cases(6_000, kb, seed=20261122, sparse=0.6))
     cohort = build(raw, kb)
+    out: dict[str, tuple[int, int]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "parity.parquet"
         pq.write_table(cohort.table(), path, row_group_size=3_000)
+        audit_parquet_files(spark, str(path), f"{tmp}/files", kb, rows_per_task=6_000)
+        out["file plan"] = (
+            len(cohort.expected),
+            len(mismatches(cohort, pq.read_table(f"{tmp}/files"))),
+        )
         spark.conf.set("spark.sql.files.maxPartitionBytes", "256k")
         result = audit_frame(spark.read.parquet(str(path)), kb).toArrow()
+        spark.conf.unset("spark.sql.files.maxPartitionBytes")
     result = result.filter(pa.compute.is_null(result.column(PROBLEM))).drop_columns([PROBLEM])
-    return len(cohort.expected), len(mismatches(cohort, result))
+    out["DataFrame plan"] = (len(cohort.expected), len(mismatches(cohort, result)))
+    return out
 
 
 def verdict(ok: bool) -> str:
@@ -248,8 +256,8 @@ def main() -> int:
         wall, cpu, done = timed(lambda: spark_sql(spark, sample, tmp / "spark-sql"))
         rows.append(("spark local[2], Spark SQL plan (sample)", done, wall, cpu))
         print("spark sql", done, f"{wall:.1f} s wall, {cpu:.1f} s CPU", flush=True)
-        compared, differing = spark_parity(spark)
-        print("spark parity", compared, differing, flush=True)
+        parity = spark_parity(spark)
+        print("spark parity", parity, flush=True)
         spark.stop()
 
         e2e: dict[str, tuple[float, float]] = {}
@@ -296,6 +304,9 @@ def main() -> int:
     cpu_share = cpu_of["duckdb"] / cpu_of[SPARK_FILES]
     files_cpu, frame_cpu = cpu_of[SPARK_FILES], cpu_of[SPARK_FRAME]
     sql_share = per_core["spark local[2], Spark SQL plan (sample)"] / duck
+    parity_text = "; ".join(
+        f"{plan}, {n - bad:,} of {n:,} rows equal" for plan, (n, bad) in parity.items()
+    )
     kb_version = _kb_version()
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     body = f"""## Cohort audit at scale (`bench/audit_scale.py`, issue 17)
@@ -321,7 +332,7 @@ result family and writing a Parquet result on {CORES} cores. Spark is timed afte
   query (Spark SQL, interpreted: too large for code generation) is {sql_share:.3f}x DuckDB per
   core. `mapInArrow` remains the plan for CSV registries and for any Spark DataFrame.
 - Parity on Spark (vignettes and 12,000 generated cases, tasks on DuckDB, against
-  `recommend`): {compared - differing:,} of {compared:,} rows equal.
+  `recommend`): {parity_text}.
 
 **End to end**, each command in its own process:
 
