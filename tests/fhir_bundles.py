@@ -42,9 +42,11 @@ _PREFERRED = {
 }
 
 
-def _rank(row: FhirCode) -> tuple[int, int, int, str]:
+def _rank(row: FhirCode) -> tuple[int, int, int, int, str]:
     system = _SYSTEM_PREFERENCE.index(row.system) if row.system in _SYSTEM_PREFERENCE else 9
-    return (row.prefix, not row.verified, system, row.code)
+    # A code that says "neuroendocrine" first: a site-only cancer code leaves the NEN unconfirmed.
+    vague = row.neoplasm not in (None, "neuroendocrine")
+    return (vague, row.prefix, not row.verified, system, row.code)
 
 
 def _exact(table: CodeTable, wanted: Mapping[str, Any], **where: Any) -> FhirCode | None:
@@ -279,7 +281,16 @@ class _Writer:
                 "code": _concept(obs.row),
                 "effectiveDateTime": self.when(),
             }
-            if obs.kind == "quantity":
+            if obs.kind == "quantity" and obs.component is not None:
+                rule = obs.units[0]
+                system, code = obs.component
+                resource["component"] = [
+                    {
+                        "code": {"coding": [{"system": system, "code": code}]},
+                        "valueQuantity": _quantity(value / rule.factor, rule.unit),
+                    }
+                ]
+            elif obs.kind == "quantity":
                 rule = obs.units[0]
                 resource["valueQuantity"] = _quantity(value / rule.factor, rule.unit)
             elif obs.kind == "integer":
@@ -368,6 +379,33 @@ class _Writer:
         if progressed:
             resource["outcome"] = self.progression()
         self.add(resource)
+
+    def months_since(self, code: str, months: float) -> None:
+        """The last dose of a treatment, ``months`` before the reference date."""
+        day = self.today - dt.timedelta(days=round(months * 30.4375))
+        concept = self.drug(treatment=code)
+        if concept is not None:
+            self.add(
+                {
+                    "resourceType": "MedicationAdministration",
+                    "status": "completed",
+                    "medicationCodeableConcept": concept,
+                    "effectiveDateTime": day.isoformat(),
+                }
+            )
+            return
+        procedure = self.procedure_for(code)
+        if procedure is None:
+            self.skip(f"months_since.{code}", months)
+            return
+        self.add(
+            {
+                "resourceType": "Procedure",
+                "status": "completed",
+                "code": procedure,
+                "performedDateTime": day.isoformat(),
+            }
+        )
 
     def progression(self) -> dict[str, Any]:
         return _concept(min(self.fmap.progression_reasons.rows, key=_rank))
@@ -508,6 +546,10 @@ OBSERVED = (
     "months_stable",
     "ecog",
     "pregnant",
+    "primary_size_mm",
+    "resection_margin",
+    "gastric_type",
+    "hereditary_syndrome",
 )
 LIST_FIELDS = (
     "metastatic_sites",
@@ -564,6 +606,9 @@ def bundle_for_case(
         w.observation("primary_resected", resected)
     for code in prior:
         w.treatment(code, code in progressed, case)
+    for name, months in (case.get("months_since") or {}).items():
+        if months is not None:
+            w.months_since(name, months)
     for code in sorted(progressed - set(prior)):
         w.skip("progressed_on", code)
     for item in case.get("comorbidities") or []:
@@ -573,7 +618,7 @@ def bundle_for_case(
             w.empty_list(path)
     written = {"id", "age_years", "sex", "primary_site", "pancreas_region", "differentiation"}
     written |= {"grade", "functional_syndrome", "labs", "primary_resected", *OBSERVED}
-    written |= set(LIST_FIELDS)
+    written |= set(LIST_FIELDS) | {"months_since"}
     for path, value in case.items():
         if value is not None and path not in written:
             w.skip(path, value)

@@ -1,15 +1,17 @@
-"""Clinical vignettes: expectations a NET tumour board would hold, checked like run_eval.py.
+"""Clinical vignettes: expectations a NET tumour board would hold, checked by run_eval.py.
 
-Each file in ``tests/vignettes/`` holds ``case:`` (a contract-v1 case) and ``expect:``
-(the keys of the shared evaluator ``run_eval.py``). The check below re-implements that
-evaluator's ``check`` faithfully, including the ``"a|b"`` alternatives, so the in-process
-API and the installed CLI are held to the same standard.
+Each file in ``tests/vignettes/`` holds ``case:`` (a contract case) and ``expect:`` (the keys
+of the shared evaluator ``../shared/eval/run_eval.py``). The in-process answers are scored
+with that evaluator's own ``check`` function, loaded from its file, and the installed CLI with
+the evaluator itself, so both are held to exactly the outside standard.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,84 +29,19 @@ VIGNETTE_FILES = sorted(VIGNETTES.glob("*.yaml"))
 RUN_EVAL = SHARED / "eval" / "run_eval.py"
 PUBLIC_CASES = SHARED / "cases"
 
-#: Statuses that put a code on the plan (run_eval.py's GOOD).
-GOOD = {"recommended", "consider"}
 
-
-def alts(item: Any) -> list[str]:
-    """The alternatives of an expectation item: ``"tae|tace"`` -> ``["tae", "tace"]``."""
-    return [a.strip() for a in str(item).split("|")]
-
-
-def check(v: dict[str, Any], out: dict[str, Any]) -> tuple[int, list[str], list[str]]:
-    """Score one answer against a vignette's ``expect`` (same rules as run_eval.py).
-
-    Returns the number of checks, the failed checks and the unsafe codes.
-    """
-    fails: list[str] = []
-    unsafe: list[str] = []
-    recs = out.get("recommendations") or []
-    good = {r.get("code") for r in recs if r.get("status") in GOOD}
-    exp = v.get("expect") or {}
-    n = 0
-    for item in exp.get("recommend", []):
-        n += 1
-        if not any(a in good for a in alts(item)):
-            fails.append(f"missing recommendation {item}")
-    for code in exp.get("not_recommend", []):
-        n += 1
-        if code in good:
-            fails.append(f"UNSAFE: recommends {code}")
-            unsafe.append(code)
-    for phase, codes in (exp.get("not_in_phase") or {}).items():
-        for code in codes:
-            n += 1
-            if any(
-                r.get("code") == code and r.get("phase") == phase and r.get("status") in GOOD
-                for r in recs
-            ):
-                fails.append(f"UNSAFE: {code} in phase {phase}")
-                unsafe.append(code)
-    raised = {a.get("code") for a in out.get("alerts") or []}
-    for item in exp.get("alerts", []):
-        n += 1
-        if not any(a in raised for a in alts(item)):
-            fails.append(f"alert {item} not raised")
-    elig = out.get("eligibility") or {}
-    for name, want in (exp.get("eligibility") or {}).items():
-        n += 1
-        want = want if isinstance(want, list) else [want]
-        got = (elig.get(name) or {}).get("status")
-        if got not in want:
-            fails.append(f"eligibility {name}: {got} not in {want}")
-    missing = {str(m.get("field")) for m in out.get("missing_information") or []}
-    for item in exp.get("missing", []):
-        n += 1
-        if not any(
-            any(a == m or m.endswith("." + a) or a in m for m in missing) for a in alts(item)
-        ):
-            fails.append(f"missing_information lacks {item}")
-    parsed = out.get("parsed_case") or {}
-    for field, want in (exp.get("parsed") or {}).items():
-        n += 1
-        got = parsed.get(field)
-        if isinstance(want, list):
-            ok = isinstance(got, list) and all(w in got for w in want)
-        else:
-            ok = got == want
-        if not ok:
-            fails.append(f"parsed {field}: {got!r} != {want!r}")
-    first: dict[str, float] = {}
-    for r in recs:
-        if r.get("status") in GOOD and isinstance(r.get("order"), int | float):
-            first[r["code"]] = min(first.get(r["code"], 1e9), r["order"])
-    for a, b in exp.get("before", []):
-        n += 1
-        oa = min([first.get(x, 1e9) for x in alts(a)])
-        ob = min([first.get(x, 1e9) for x in alts(b)])
-        if not (oa < 1e9 and ob < 1e9 and oa < ob):
-            fails.append(f"order: {a} ({oa}) should come before {b} ({ob})")
-    return n, fails, unsafe
+def _shared_check() -> Callable[[dict[str, Any], dict[str, Any]], tuple[int, list[str], list[str]]]:
+    """The shared evaluator's own ``check`` (run_eval.py), loaded from its file."""
+    if not RUN_EVAL.is_file():
+        pytest.skip(f"shared evaluator not found at {RUN_EVAL} (set NETBOARD_SHARED)")
+    spec = importlib.util.spec_from_file_location("netboard_shared_run_eval", RUN_EVAL)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    check: Callable[[dict[str, Any], dict[str, Any]], tuple[int, list[str], list[str]]]
+    check = module.check
+    return check
 
 
 def load_vignette(path: Path) -> dict[str, Any]:
@@ -152,7 +89,7 @@ def test_vignette(path: Path) -> None:
         f"{path.name}: keys must be exactly case and expect, got {sorted(v)}"
     )
     out = recommend(load_case(v["case"])).to_dict()
-    n, fails, _ = check(v, out)
+    n, fails, _ = _shared_check()(v, out)
     assert n > 0, f"{path.name}: expects nothing"
     assert not fails, f"{path.name}: {len(fails)} of {n} checks failed:\n  " + "\n  ".join(fails)
 

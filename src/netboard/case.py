@@ -1,193 +1,160 @@
-"""The patient case (contract v1): a frozen value, validated with every problem collected.
+"""The patient case: a frozen value, validated against the field registry, every problem collected.
 
-``load_case`` takes a mapping (already parsed JSON/YAML) and either returns a
-``Case`` or raises ``CaseError`` listing every problem, one per field.
-``read_case`` reads a file or standard input safely (size limit, YAML 1.2
-booleans, duplicate keys refused) and then calls ``load_case``.
+``load_case`` takes a mapping (already parsed JSON/YAML) and either returns a ``Case`` or
+raises ``CaseError`` listing every problem, one per field. ``read_case`` reads a file or
+standard input safely (size limit, YAML 1.2 booleans, duplicate keys refused) and then calls
+``load_case``. Which fields exist, their types, bounds and contradictions come from the field
+registry (``kb/fields.yaml``, read by :mod:`netboard.fields`), not from this module.
 """
 
 from __future__ import annotations
 
-import json
+import difflib
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from collections.abc import Iterator, Mapping
 from enum import StrEnum
 from typing import Any
 
-from netboard import vocab as v
 from netboard.documents import parse_document, read_text
 from netboard.errors import CaseError, Problem
+from netboard.fields import (
+    Choice,
+    ChoiceList,
+    Flag,
+    Number,
+    Spec,
+    Text,
+    check_consistency,
+    describe_value,
+    field_paths,
+    flatten,
+    nest,
+    registry,
+)
+from netboard.vocab import CONTRACT_VERSION
+
+__all__ = [
+    "MAX_CASE_BYTES",
+    "Case",
+    "case_json_schema",
+    "coerce",
+    "field_paths",
+    "load_case",
+    "read_case",
+]
 
 MAX_CASE_BYTES = 1_000_000
 
 
-@dataclass(frozen=True, slots=True)
-class Number:
-    """A numeric field with inclusive bounds (``hi`` None: no upper bound)."""
+class _Object:
+    """The members of one object of a case (``case.labs.platelets_10e9_l``); None: unknown."""
 
-    lo: float
-    hi: float | None
-    integer: bool = False
+    __slots__ = ("_case", "_name")
 
+    def __init__(self, case: Case, name: str) -> None:
+        self._case = case
+        self._name = name
 
-@dataclass(frozen=True, slots=True)
-class Choice:
-    """A field taking one word of an enum."""
-
-    enum: type[StrEnum]
-
-
-@dataclass(frozen=True, slots=True)
-class ChoiceList:
-    """A field taking a list of words of an enum."""
-
-    enum: type[StrEnum]
+    def __getattr__(self, member: str) -> Any:
+        path = f"{self._name}.{member}"
+        if path not in registry().fields:
+            raise AttributeError(f"{self._name} has no field {member!r}")
+        return self._case.value(path)
 
 
-@dataclass(frozen=True, slots=True)
-class Text:
-    """A free string (the case id)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Flag:
-    """A boolean field."""
-
-
-Spec = Number | Choice | ChoiceList | Text | Flag
-
-#: The case fields of contract v1, in contract order.
-FIELDS: dict[str, Spec] = {
-    "id": Text(),
-    "age_years": Number(0, 120),
-    "sex": Choice(v.Sex),
-    "primary_site": Choice(v.Site),
-    "pancreas_region": Choice(v.PancreasRegion),
-    "primary_resected": Flag(),
-    "primary_complications": ChoiceList(v.Complication),
-    "differentiation": Choice(v.Differentiation),
-    "ki67_percent": Number(0, 100),
-    "mitoses_per_2mm2": Number(0, None),
-    "grade": Choice(v.Grade),
-    "functional_syndrome": Choice(v.FunctionalSyndrome),
-    "sstr_imaging": Choice(v.Imaging),
-    "fdg_pet": Choice(v.Imaging),
-    "metastatic_sites": ChoiceList(v.MetastaticSite),
-    "liver_tumor_burden_percent": Number(0, 100),
-    "liver_resectable": Choice(v.Resectable),
-    "liver_resectable_fraction_percent": Number(0, 100),
-    "liver_distribution": Choice(v.LiverDistribution),
-    "disease_status": Choice(v.DiseaseStatus),
-    "months_stable": Number(0, None),
-    "prior_treatments": ChoiceList(v.Intervention),
-    "progressed_on": ChoiceList(v.Intervention),
-    "ecog": Number(0, 4, integer=True),
-    "comorbidities": ChoiceList(v.Comorbidity),
-    "pregnant": Flag(),
-    # contract v2
-    "primary_size_mm": Number(0, 500),
-    "resection_margin": Choice(v.ResectionMargin),
-    "gastric_type": Choice(v.GastricType),
-    "hereditary_syndrome": Choice(v.HereditarySyndrome),
-}
-
-#: Laboratory fields (``labs.*``) with physiologically possible bounds.
-LAB_FIELDS: dict[str, Number] = {
-    "creatinine_clearance_ml_min": Number(0, 300),
-    "platelets_10e9_l": Number(0, 5000),
-    "neutrophils_10e9_l": Number(0, 500),
-    "hemoglobin_g_dl": Number(0, 30),
-    "bilirubin_mg_dl": Number(0, 80),
-    "albumin_g_dl": Number(0, 10),
-    "chromogranin_a_x_uln": Number(0, 1_000_000),
-    "urine_5hiaa_x_uln": Number(0, 100_000),
-    "nt_probnp_pg_ml": Number(0, 1_000_000),
-}
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Labs:
-    """Laboratory values; None means not given."""
-
-    creatinine_clearance_ml_min: float | None = None
-    platelets_10e9_l: float | None = None
-    neutrophils_10e9_l: float | None = None
-    hemoglobin_g_dl: float | None = None
-    bilirubin_mg_dl: float | None = None
-    albumin_g_dl: float | None = None
-    chromogranin_a_x_uln: float | None = None
-    urine_5hiaa_x_uln: float | None = None
-    nt_probnp_pg_ml: float | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class Case:
-    """A patient case. Every field is optional; None (or an absent list) means unknown."""
+    """A patient case. Every field is optional; an absent field is unknown.
 
-    id: str | None = None
-    age_years: float | None = None
-    sex: v.Sex | None = None
-    primary_site: v.Site | None = None
-    pancreas_region: v.PancreasRegion | None = None
-    primary_resected: bool | None = None
-    primary_complications: tuple[v.Complication, ...] | None = None
-    differentiation: v.Differentiation | None = None
-    ki67_percent: float | None = None
-    mitoses_per_2mm2: float | None = None
-    grade: v.Grade | None = None
-    functional_syndrome: v.FunctionalSyndrome | None = None
-    sstr_imaging: v.Imaging | None = None
-    fdg_pet: v.Imaging | None = None
-    metastatic_sites: tuple[v.MetastaticSite, ...] | None = None
-    liver_tumor_burden_percent: float | None = None
-    liver_resectable: v.Resectable | None = None
-    liver_resectable_fraction_percent: float | None = None
-    liver_distribution: v.LiverDistribution | None = None
-    disease_status: v.DiseaseStatus | None = None
-    months_stable: float | None = None
-    prior_treatments: tuple[v.Intervention, ...] | None = None
-    progressed_on: tuple[v.Intervention, ...] | None = None
-    ecog: int | None = None
-    comorbidities: tuple[v.Comorbidity, ...] | None = None
-    pregnant: bool | None = None
-    primary_size_mm: float | None = None
-    resection_margin: v.ResectionMargin | None = None
-    gastric_type: v.GastricType | None = None
-    hereditary_syndrome: v.HereditarySyndrome | None = None
-    labs: Labs = Labs()
+    Fields are read as attributes (``case.primary_site``, ``case.labs.platelets_10e9_l``) or
+    by path (``case.value("labs.platelets_10e9_l")``). Values are contract-typed: enum members
+    for words, tuples for lists, numbers, booleans. A case is immutable and hashable.
+
+    Example:
+        >>> Case(ki67_percent=8.0, labs={"platelets_10e9_l": 90}).labs.platelets_10e9_l
+        90
+    """
+
+    __slots__ = ("_values",)
+    _values: dict[str, Any]
+
+    def __init__(self, **fields: Any) -> None:
+        object.__setattr__(self, "_values", {})
+        for path, value in flatten(fields).items():
+            if path not in registry().fields:
+                raise TypeError(f"Case has no field {path!r}")
+            if value is not None:
+                self._values[path] = coerce(path, value)
+
+    @classmethod
+    def from_paths(cls, values: Mapping[str, Any]) -> Case:
+        """A case from field paths (``labs.x``) to contract-typed values; None is unknown."""
+        return cls(**nest(values))
+
+    def with_values(self, changes: Mapping[str, Any]) -> Case:
+        """A copy with the given field paths set (None removes a field)."""
+        merged = {**self._values, **changes}
+        return Case.from_paths({p: x for p, x in merged.items() if x is not None})
 
     def value(self, path: str) -> Any:
-        """Return the value at a field path (``labs.x`` for labs); None when unknown.
+        """The value at a field path; None when unknown.
 
         >>> Case(ki67_percent=8.0).value("ki67_percent")
         8.0
         """
-        if path.startswith("labs."):
-            return getattr(self.labs, path[5:])
-        return getattr(self, path)
+        return self._values.get(path)
+
+    def paths(self) -> Iterator[str]:
+        """The paths of the fields the case states, in contract order."""
+        return (p for p in field_paths() if p in self._values)
 
     def to_dict(self) -> dict[str, Any]:
-        """The case as contract JSON, only the fields that were given."""
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name == "labs":
-                labs = {lf.name: getattr(value, lf.name) for lf in fields(value)}
-                labs = {k: x for k, x in labs.items() if x is not None}
-                if labs:
-                    out["labs"] = labs
-            elif value is not None:
-                out[f.name] = list(value) if isinstance(value, tuple) else value
-        return out
+        """The case as contract JSON: only the fields that were given, objects nested."""
+        return nest(
+            {
+                p: list(x) if isinstance(x, tuple) else x
+                for p, x in ((p, self._values[p]) for p in self.paths())
+            }
+        )
+
+    def __getattr__(self, name: str) -> Any:
+        reg = registry()
+        if name in reg.top:
+            return self._values.get(name)
+        if name in reg.objects:
+            return _Object(self, name)
+        raise AttributeError(f"Case has no field {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Case is immutable; use with_values()")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Case) and self._values == other._values
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._values.items()))
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{p}={self._values[p]!r}" for p in self.paths())
+        return f"Case({inner})"
 
 
-_FIELD_PATHS = (*FIELDS, *(f"labs.{k}" for k in LAB_FIELDS))
+def coerce(path: str, value: Any) -> Any:
+    """A valid value of field ``path`` in its contract type (words to enums, lists to tuples).
+
+    >>> coerce("metastatic_sites", ["liver"])
+    (<MetastaticSite.LIVER: 'liver'>,)
+    """
+    spec = registry().spec(path)
+    if isinstance(spec, Choice):
+        return spec.enum(value)
+    if isinstance(spec, ChoiceList):
+        return tuple(spec.enum(x) for x in value)
+    if isinstance(spec, Number) and spec.integer and not isinstance(value, bool):
+        return int(value)
+    return value
 
 
-def field_paths() -> tuple[str, ...]:
-    """Every case field path of the contract, labs flattened as ``labs.NAME``."""
-    return _FIELD_PATHS
+# --- JSON Schema -----------------------------------------------------------------------------
 
 
 def _spec_schema(spec: Spec) -> dict[str, Any]:
@@ -206,14 +173,14 @@ def _spec_schema(spec: Spec) -> dict[str, Any]:
 
 
 def case_json_schema() -> dict[str, Any]:
-    """JSON Schema of a contract v1 case (for the OpenAPI document and form builders).
+    """JSON Schema of a case (for the OpenAPI document and form builders), from the registry.
 
     ``load_case`` stays the judge: it also checks what a schema cannot say (cross-field
     contradictions), and null counts as absent.
 
     Example:
-        >>> case_json_schema()["properties"]["ecog"]
-        {'type': ['integer', 'null'], 'minimum': 0, 'maximum': 4}
+        >>> case_json_schema()["properties"]["ecog"]["type"]
+        ['integer', 'null']
     """
 
     def nullable(schema: dict[str, Any]) -> dict[str, Any]:
@@ -222,40 +189,54 @@ def case_json_schema() -> dict[str, Any]:
             out["enum"] = [*out["enum"], None]
         return out
 
-    labs = {
-        "type": ["object", "null"],
-        "additionalProperties": False,
-        "properties": {name: nullable(_spec_schema(s)) for name, s in LAB_FIELDS.items()},
-    }
+    def describe(f: Any) -> dict[str, Any]:
+        unit = f" ({f.unit})" if f.unit else ""
+        return {"title": f.label, "description": f"{f.why}{unit}"}
+
+    reg = registry()
+    properties: dict[str, Any] = {}
+    for path in field_paths():
+        f = reg.fields[path]
+        if f.object is None:
+            properties[path] = {**nullable(_spec_schema(f.spec)), **describe(f)}
+        elif f.object not in properties:
+            members = reg.members[f.object]
+            properties[f.object] = {
+                "type": ["object", "null"],
+                "title": reg.objects[f.object].label,
+                "additionalProperties": False,
+                "properties": {
+                    name: {**nullable(_spec_schema(m.spec)), **describe(m)}
+                    for name, m in members.items()
+                },
+            }
     return {
         "title": "Case",
-        "description": "A patient case (contract v1); every field is optional.",
+        "description": (
+            f"A patient case (contract v{CONTRACT_VERSION}); every field is optional. "
+            "Cross-field rules: " + "; ".join(r.message for r in reg.consistency) + "."
+        ),
         "type": "object",
         "additionalProperties": False,
-        "properties": {
-            **{name: nullable(_spec_schema(s)) for name, s in FIELDS.items()},
-            "labs": labs,
-        },
+        "properties": properties,
     }
 
 
-def _describe(value: Any) -> str:
-    text = json.dumps(value, default=str, ensure_ascii=False)
-    return text if len(text) <= 60 else text[:57] + "..."
+# --- validation ------------------------------------------------------------------------------
 
 
 def _check_number(name: str, spec: Number, raw: Any, problems: list[Problem]) -> float | None:
     if isinstance(raw, bool) or not isinstance(raw, int | float):
-        problems.append(Problem(name, f"expected a number, got {_describe(raw)}"))
+        problems.append(Problem(name, f"expected a number, got {describe_value(raw)}"))
         return None
     if isinstance(raw, int) and abs(raw) > 10**15:
         # Beyond any field's range, and too large for a float: say so without converting it.
         problems.append(Problem(name, f"{str(raw)[:20]}... is outside the possible range"))
         return None
     if not math.isfinite(raw):
-        problems.append(Problem(name, f"expected a finite number, got {_describe(raw)}"))
+        problems.append(Problem(name, f"expected a finite number, got {describe_value(raw)}"))
         return None
-    bound = f"{spec.lo:g}-{spec.hi:g}" if spec.hi is not None else f">= {spec.lo:g}"
+    bound = spec.bounds()
     if raw < spec.lo or (spec.hi is not None and raw > spec.hi):
         problems.append(Problem(name, f"{raw:g} is outside the possible range {bound}"))
         return None
@@ -268,15 +249,36 @@ def _check_number(name: str, spec: Number, raw: Any, problems: list[Problem]) ->
 
 
 def _field_name(key: Any) -> str:
-    """A field name fit for a one-line message: plain names as they are, others quoted."""
+    """A field name fit for a one-line message: plain ASCII names as they are, others escaped.
+
+    Look-alike and invisible characters are shown as escapes, so that the reader sees why a
+    name that looks right is not.
+    """
     text = str(key)
-    if text.isprintable() and text.strip() == text and 0 < len(text) <= 60:
+    if text.isascii() and text.isprintable() and text.strip() == text and 0 < len(text) <= 60:
         return text
-    return _describe(text)
+    return describe_value(text).encode("ascii", "backslashreplace").decode("ascii")
 
 
 def _words(enum: type[StrEnum]) -> str:
     return ", ".join(m.value for m in enum)
+
+
+def _suggest(word: str, choices: list[str]) -> str:
+    """' (did you mean X?)' for a near miss, else ''."""
+    close = difflib.get_close_matches(word.lower(), choices, n=1, cutoff=0.75)
+    if not close:
+        close = [c for c in choices if c.startswith(word.lower()) and len(word) >= 3][:1]
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _word(enum: type[StrEnum], raw: Any) -> StrEnum | None:
+    """The enum member a word names, letter case ignored (``G2`` is ``g2``); None otherwise."""
+    if not isinstance(raw, str):
+        return None
+    members = enum._value2member_map_
+    hit = members.get(raw) or members.get(raw.lower())
+    return hit if isinstance(hit, StrEnum) else None
 
 
 def _check(name: str, spec: Spec, raw: Any, problems: list[Problem]) -> Any:
@@ -284,34 +286,45 @@ def _check(name: str, spec: Spec, raw: Any, problems: list[Problem]) -> Any:
         return _check_number(name, spec, raw, problems)
     if isinstance(spec, Text):
         if not isinstance(raw, str):
-            problems.append(Problem(name, f"expected a string (quote it), got {_describe(raw)}"))
+            problems.append(
+                Problem(name, f"expected a string (quote it), got {describe_value(raw)}")
+            )
             return None
         return raw
     if isinstance(spec, Flag):
         if not isinstance(raw, bool):
-            problems.append(Problem(name, f"expected true or false, got {_describe(raw)}"))
+            problems.append(Problem(name, f"expected true or false, got {describe_value(raw)}"))
             return None
         return raw
+    words = [m.value for m in spec.enum]
     if isinstance(spec, Choice):
-        if isinstance(raw, str) and raw in spec.enum._value2member_map_:
-            return spec.enum(raw)
-        problems.append(Problem(name, f"{_describe(raw)} is not one of: {_words(spec.enum)}"))
+        hit = _word(spec.enum, raw)
+        if hit is not None:
+            return hit
+        hint = _suggest(raw, words) if isinstance(raw, str) else ""
+        problems.append(
+            Problem(name, f"{describe_value(raw)} is not one of: {_words(spec.enum)}{hint}")
+        )
         return None
-    # ChoiceList
     if not isinstance(raw, list):
         problems.append(
-            Problem(name, f"expected a list of: {_words(spec.enum)}; got {_describe(raw)}")
+            Problem(name, f"expected a list of: {_words(spec.enum)}; got {describe_value(raw)}")
         )
         return None
     items: list[StrEnum] = []
     ok = True
     for i, item in enumerate(raw):
-        if isinstance(item, str) and item in spec.enum._value2member_map_:
-            items.append(spec.enum(item))
+        hit = _word(spec.enum, item)
+        if hit is not None:
+            items.append(hit)
         else:
             ok = False
+            hint = _suggest(item, words) if isinstance(item, str) else ""
             problems.append(
-                Problem(f"{name}[{i}]", f"{_describe(item)} is not one of: {_words(spec.enum)}")
+                Problem(
+                    f"{name}[{i}]",
+                    f"{describe_value(item)} is not one of: {_words(spec.enum)}{hint}",
+                )
             )
     return tuple(items) if ok else None
 
@@ -338,67 +351,53 @@ def load_case(data: Any) -> Case:
     """
     if not isinstance(data, Mapping):
         raise CaseError(
-            [Problem("(case)", f"expected an object of case fields, got {_describe(data)}")]
+            [Problem("(case)", f"expected an object of case fields, got {describe_value(data)}")]
         )
+    reg = registry()
     problems: list[Problem] = []
     values: dict[str, Any] = {}
+    top_names = [*reg.top, *reg.objects]
     for key in data:
-        if not isinstance(key, str) or (key not in FIELDS and key != "labs"):
-            problems.append(Problem(_field_name(key), "unknown field (not in contract v1)"))
-    for name, spec in FIELDS.items():
-        if name in data and data[name] is not None:
-            values[name] = _check(name, spec, data[name], problems)
-    labs_raw = data.get("labs")
-    labs = Labs()
-    if labs_raw is not None:
-        if not isinstance(labs_raw, Mapping):
-            problems.append(Problem("labs", f"expected an object, got {_describe(labs_raw)}"))
-        else:
-            lab_values: dict[str, Any] = {}
-            for key in labs_raw:
-                if key not in LAB_FIELDS:
-                    problems.append(Problem(f"labs.{_field_name(key)}", "unknown laboratory field"))
-            for name, spec in LAB_FIELDS.items():
-                if labs_raw.get(name) is not None:
-                    lab_values[name] = _check_number(f"labs.{name}", spec, labs_raw[name], problems)
-            labs = Labs(**lab_values)
-    _check_consistency(data, problems)
+        if not isinstance(key, str) or key not in top_names:
+            hint = _suggest(key, top_names) if isinstance(key, str) else ""
+            problems.append(
+                Problem(
+                    _field_name(key),
+                    f"unknown field (not in contract v{CONTRACT_VERSION}){hint}",
+                )
+            )
+    # Fields in registry order, so that problems come in the same order whatever the input's.
+    checked: set[str] = set()
+    for path, f in reg.fields.items():
+        name = f.object or path
+        raw = data.get(name)
+        if raw is None or (f.object is None and not isinstance(name, str)):
+            continue
+        if f.object is None:
+            values[path] = _check(path, f.spec, raw, problems)
+            continue
+        if name in checked:
+            continue
+        checked.add(name)
+        if not isinstance(raw, Mapping):
+            problems.append(Problem(name, f"expected an object, got {describe_value(raw)}"))
+            continue
+        members = reg.members[name]
+        for member in raw:
+            if member not in members:
+                hint = _suggest(member, list(members)) if isinstance(member, str) else ""
+                label = reg.objects[name].label
+                problems.append(
+                    Problem(f"{name}.{_field_name(member)}", f"unknown {label} field{hint}")
+                )
+        for member, m in members.items():
+            if raw.get(member) is not None:
+                values[m.path] = _check(m.path, m.spec, raw[member], problems)
+    valid = {p: x for p, x in values.items() if x is not None}
+    problems.extend(check_consistency(valid))
     if problems:
         raise CaseError(problems)
-    return Case(**values, labs=labs)
-
-
-def _check_consistency(data: Mapping[str, Any], problems: list[Problem]) -> None:
-    """Cross-field contradictions that no guideline could resolve."""
-    site = data.get("primary_site")
-    if data.get("pancreas_region") is not None and site not in (None, "pancreas"):
-        problems.append(
-            Problem(
-                "pancreas_region", f"given, but primary_site is {_describe(site)}, not pancreas"
-            )
-        )
-    if data.get("gastric_type") is not None and site not in (None, "stomach"):
-        problems.append(
-            Problem("gastric_type", f"given, but primary_site is {_describe(site)}, not stomach")
-        )
-    if data.get("pregnant") is True and data.get("sex") == "male":
-        problems.append(Problem("pregnant", "true, but sex is male"))
-    prior, progressed = data.get("prior_treatments"), data.get("progressed_on")
-    if isinstance(progressed, list) and progressed:
-        if data.get("disease_status") == "newly_diagnosed":
-            problems.append(
-                Problem("progressed_on", "lists treatments, but disease_status is newly_diagnosed")
-            )
-        if isinstance(prior, list):
-            for i, code in enumerate(progressed):
-                if isinstance(code, str) and code not in prior:
-                    problems.append(
-                        Problem(
-                            f"progressed_on[{i}]",
-                            f"{code!r} is not in prior_treatments "
-                            "(list every treatment received there)",
-                        )
-                    )
+    return Case.from_paths(valid)
 
 
 def read_case(path: str) -> Case:

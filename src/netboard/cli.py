@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     import datetime as dt
     from pathlib import Path
 
+    from netboard.answer import Answer
+    from netboard.batch.fhir_ndjson import FhirStats
     from netboard.fhir import FhirCase
 
 EXIT_OK = 0
@@ -98,6 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="SQLite file for CDS Hooks feedback (default ./netboard-feedback.sqlite3)",
     )
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="a browser origin allowed to call the CDS Hooks routes (CORS), e.g. "
+        "https://sandbox.cds-hooks.org; repeat for several",
+    )
     _add_kb_option(serve)
 
     kb = sub.add_parser("kb", help="knowledge-base tools")
@@ -239,7 +249,12 @@ def _recommend(args: argparse.Namespace) -> int:
     from netboard.fhir import read_fhir
 
     read = read_fhir(args.fhir, kb=kb, patient_id=args.patient)
-    answer = recommend(load_case(read.case), kb=kb)
+    answer = recommend(
+        load_case(read.case),
+        kb=kb,
+        neoplasm=read.neoplasm,
+        neoplasm_detail=read.neoplasm_detail,
+    )
     if args.format == "json":
         import json
 
@@ -248,38 +263,22 @@ def _recommend(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
         return EXIT_OK
     text = render(answer, args.format, labels=kb.labels)
-    sys.stdout.write(_with_unmapped(text, read, args.format))
+    sys.stdout.write(_with_unmapped(_with_scope(text, answer, args.format), read, args.format))
     return EXIT_OK
+
+
+def _with_scope(text: str, answer: Answer, fmt: str) -> str:
+    """The report opened by the scope note when the plan presumes a NEN or gives none."""
+    from netboard.fhir.report import scope_section
+
+    return scope_section(text, answer.scope.applies, answer.scope.reason, fmt)
 
 
 def _with_unmapped(text: str, read: FhirCase, fmt: str) -> str:
     """The report with a closing section listing the FHIR input that was not used."""
-    if not read.unmapped:
-        return text
-    if fmt == "markdown":
-        rows = "".join(
-            f"| {_md_cell(u.resource)} | {_md_cell(u.code)} | {_md_cell(u.reason)} |\n"
-            for u in read.unmapped
-        )
-        section = "\n## FHIR input not used\n\n| Resource | Code | Why |\n|---|---|---|\n" + rows
-        return text.rstrip("\n") + "\n" + section
-    from html import escape
+    from netboard.fhir.report import unmapped_section
 
-    items = "".join(
-        f"<li><code>{escape(u.resource)}</code> {escape(u.code)}: {escape(u.reason)}</li>\n"
-        for u in read.unmapped
-    )
-    section = (
-        '<section id="fhir-unmapped">\n<h2>FHIR input not used</h2>\n<ul>\n'
-        + items
-        + "</ul>\n</section>\n"
-    )
-    head, sep, tail = text.rpartition("</main>")
-    return head + section + sep + tail if sep else text + section
-
-
-def _md_cell(value: str) -> str:
-    return " ".join(value.split()).replace("|", "\\|")
+    return unmapped_section(text, read, fmt)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -307,12 +306,16 @@ def _serve(args: argparse.Namespace) -> int:
         "trust_file": args.trust,
         "public_url": args.public_url,
         "feedback_db": args.feedback_db,
+        "cors_origins": list(args.cors_origin),
     }
     # Check the settings (trust file, knowledge base) once here, so that a mistake is one
     # clean line instead of a failing worker.
     from netboard.errors import ProblemsError
-    from netboard.service.app import Settings, create_app
+    from netboard.service.app import Settings, create_app, origin_problems
 
+    bad_origins = origin_problems(args.cors_origin)
+    if bad_origins:
+        return _problems(bad_origins)
     try:
         if args.trust is None:  # refuses a non-loopback address; warns loudly otherwise
             require_loopback_without_trust(args.host)
@@ -335,10 +338,13 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _kb_check(path: str | None) -> int:
     from netboard.kb import check_kb_dir
+    from netboard.kb.checks import kb_warnings
 
     kb, problems = check_kb_dir(path)
     if problems or kb is None:
         return _problems(problems)
+    for warning in kb_warnings(kb):
+        sys.stdout.write(f"warning: {warning}\n")
     sys.stdout.write(
         f"knowledge base {kb.version} (released {kb.released}): OK\n"
         f"  {len(kb.references)} references, {len(kb.facts)} facts, {len(kb.rules)} rules, "
@@ -500,7 +506,9 @@ def _run_audit(args: argparse.Namespace, today: dt.date | None, only: frozenset[
         if args.report is not None:
             from netboard.batch.report import AuditReport
 
-            report = AuditReport(source=Path(source).name, kb_version=kb.version, engine=engine)
+            report = AuditReport(
+                source=Path(source).name, kb_version=kb.version, engine=engine, kb=kb
+            )
         writer = None
         if args.out is not None:
             schema = result_schema()
@@ -542,6 +550,8 @@ def _run_audit(args: argparse.Namespace, today: dt.date | None, only: frozenset[
     sys.stderr.write(
         f"netboard: {stats.audited} patients audited, {skipped} {unit} skipped{where}\n"
     )
+    if fhir_stats is not None:
+        sys.stderr.write(_fhir_summary(fhir_stats))
     if fhir_stats is not None and fhir_stats.unmapped:
         reasons = fhir_stats.unmapped_by_reason
         common = max(reasons, key=lambda r: reasons[r])
@@ -560,6 +570,31 @@ def _close(chunks: object) -> None:
     if close is not None:
         with contextlib.suppress(ValueError):  # still executing in an engine thread
             close()
+
+
+def _fhir_summary(stats: FhirStats) -> str:
+    """The NEN gate and the non-patient data of a Bulk export, one line each."""
+    lines = []
+    if stats.out_of_scope:
+        words = {
+            "none": "no neoplasm recorded",
+            "non_neuroendocrine": "a cancer that is not neuroendocrine",
+            "unconfirmed": "a neoplasm at no NEN site, histology not recorded",
+        }
+        parts = ", ".join(f"{n} {words.get(k, k)}" for k, n in sorted(stats.out_of_scope.items()))
+        total = sum(stats.out_of_scope.values())
+        lines.append(
+            f"netboard: {total} patients not audited, no neuroendocrine neoplasm: {parts}\n"
+        )
+    if stats.presumed:
+        lines.append(
+            f"netboard: {stats.presumed} patients audited as presumed NENs "
+            "(no neuroendocrine histology recorded)\n"
+        )
+    if stats.not_patient_data:
+        parts = ", ".join(f"{k} {n}" for k, n in sorted(stats.not_patient_data.items()))
+        lines.append(f"netboard: not patient data, not read: {parts}\n")
+    return "".join(lines)
 
 
 def _compare(

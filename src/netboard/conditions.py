@@ -96,7 +96,18 @@ class Shared:
     item: Condition
 
 
-Condition = All | AnyOf | Not | Compare | Fact | EligibilityIs | Planned | Shared
+@dataclass(frozen=True, slots=True)
+class Holds:
+    """TRUE when ``item`` is TRUE, FALSE otherwise (UNKNOWN counts as not holding).
+
+    Never written in YAML: the knowledge-base loader builds it for the ``unless`` exception
+    of a guard, which lifts the guard only when the exception is known to hold.
+    """
+
+    item: Condition
+
+
+Condition = All | AnyOf | Not | Compare | Fact | EligibilityIs | Planned | Shared | Holds
 
 TRUE_CONDITION: Condition = All(())
 
@@ -174,5 +185,5 @@ def walk(node: Condition) -> Iterator[Condition]:
     if isinstance(node, All | AnyOf):
         for item in node.items:
             yield from walk(item)
-    elif isinstance(node, Not | Shared):
+    elif isinstance(node, Not | Shared | Holds):
         yield from walk(node.item)

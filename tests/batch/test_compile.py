@@ -20,6 +20,7 @@ from netboard.conditions import (
     Condition,
     EligibilityIs,
     Fact,
+    Holds,
     Not,
     Planned,
     Shared,
@@ -64,7 +65,7 @@ def run_conditions(
 
 
 def expected(kb: KnowledgeBase, case: Case, node: Condition) -> tuple[Truth, frozenset[str]]:
-    ctx = Context(case=case, computed=classify(case, kb).computed, facts=kb.facts)
+    ctx = Context(case=case, computed=classify(case, kb).computed, facts=kb.facts, kb=kb)
     r = evaluate(node, ctx)
     return r.truth, r.unknown if r.truth is Truth.UNKNOWN else frozenset()
 
@@ -95,7 +96,7 @@ def check_against_evaluate(
 
 
 def test_every_condition_node_has_a_truth_and_an_unknown_compiler() -> None:
-    for kind in (All, AnyOf, Not, Compare, Fact, EligibilityIs, Planned, Shared):
+    for kind in (All, AnyOf, Not, Compare, Fact, EligibilityIs, Planned, Shared, Holds):
         assert truth_of.dispatch(kind) is not truth_of.dispatch(object), kind
         assert mask_of.dispatch(kind) is not mask_of.dispatch(object), kind
 

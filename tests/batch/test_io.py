@@ -180,7 +180,8 @@ def test_parquet_typed_faults(tmp_path: Path) -> None:
     assert table.column("id").to_pylist() == ["a"]
     assert problems == [
         'row 2: metastatic_sites[0]: "livr" is not one of: liver, regional_lymph_nodes, '
-        "distant_lymph_nodes, peritoneum, bone, lung, brain, ovary, other_extra_abdominal",
+        "distant_lymph_nodes, peritoneum, bone, lung, brain, ovary, other_extra_abdominal "
+        "(did you mean liver?)",
         "row 2: ecog: expected a whole number 0-4, got 2.5",
         "row 3: ki67_percent: 101 is outside the possible range 0-100",
         "row 3: labs.platelets_10e9_l: -1 is outside the possible range 0-5000",

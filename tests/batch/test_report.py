@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 
 from netboard.batch.io import audit_chunks, check_row, read_registry
-from netboard.batch.report import AuditReport
+from netboard.batch.reference import case_from_layout
+from netboard.batch.report import AuditReport, grade_groups
 from netboard.batch.synth import write_synth
-from netboard.kb import KnowledgeBase
+from netboard.engine.classify import classify
+from netboard.kb import KnowledgeBase, load_kb
 
 
 def stats_of(html: str) -> dict[str, str]:
@@ -19,15 +21,13 @@ def stats_of(html: str) -> dict[str, str]:
 
 
 def grade_of(record: dict) -> str:
-    if record["differentiation"] == "poor":
-        return "NEC"
-    if record["grade"]:
-        return "NET " + record["grade"].upper()
-    levels = []
-    for value, g1, g2 in ((record["ki67_percent"], 3, 20), (record["mitoses_per_2mm2"], 2, 20)):
-        if value is not None:
-            levels.append(1 if value < g1 else 2 if value <= g2 else 3)
-    return f"NET G{max(levels)}" if levels else "(unknown)"
+    """The grade group as the per-patient engine classifies the row."""
+    case = case_from_layout(record)
+    computed = classify(case, load_kb()).computed
+    who, grade = computed["who_2019"], computed["grade"]
+    if who is not None:
+        return "NEC" if who.value == "nec" else "NET " + who.value[4:].upper()
+    return f"{grade.value.upper()}, differentiation not stated" if grade else "(unknown)"
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +36,9 @@ def audited(tmp_path_factory: pytest.TempPathFactory, kb: KnowledgeBase) -> tupl
     path = tmp / "reg.csv"
     write_synth(path, 400, seed=21, given=True)
     with path.open("a", encoding="utf-8") as fh:  # two bad rows at the end
-        fh.write("bad-1" + ",,,,,,,,140" + "," * 26 + "\n")
-        fh.write("bad-2,,,unknown_site" + "," * 32 + "\n")
+        columns = path.read_text(encoding="utf-8").splitlines()[0].count(",") + 1
+        fh.write("bad-1" + ",,,,,,,,140" + "," * (columns - 9) + "\n")
+        fh.write("bad-2,,,unknown_site" + "," * (columns - 4) + "\n")
     report = AuditReport(source=path.name, kb_version=kb.version, engine="python")
     inputs: list = []
     results: list = []
@@ -131,3 +132,27 @@ def test_without_given_no_concordance(tmp_path: Path, kb: KnowledgeBase) -> None
     assert "concordance was not measured" in html
     assert stats_of(html)["audited"] == "30"
     assert all(check_row(r)[0] is not None for r in [])
+
+
+def test_lung_and_thymus_grade_groups_follow_the_thoracic_scheme(kb: KnowledgeBase) -> None:
+    """Ki-67 25 % with 1 mitosis is a typical carcinoid (G1) in the lung, G3 in the gut."""
+    import pyarrow as pa
+
+    from netboard.batch.io import input_schema
+
+    rows = [
+        {"primary_site": site, "ki67_percent": 25.0, "mitoses_per_2mm2": 1.0}
+        for site in ("lung", "thymus", "ileum")
+    ]
+    schema = input_schema(False)
+    table = pa.Table.from_pylist(rows, schema=schema)
+    assert grade_groups(table, kb).to_pylist() == [
+        "NET G1",
+        "NET G1",
+        "G3, differentiation not stated",
+    ]
+    assert [grade_of({n: r.get(n) for n in schema.names}) for r in rows] == [
+        "NET G1",
+        "NET G1",
+        "G3, differentiation not stated",
+    ]

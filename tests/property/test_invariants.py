@@ -28,9 +28,23 @@ from hypothesis import HealthCheck, given, settings, target
 from hypothesis import strategies as st
 
 from netboard.answer import Answer, Eligibility, Recommendation
-from netboard.case import FIELDS, LAB_FIELDS, load_case
+from netboard.batch.sample import cut_offs
+from netboard.case import load_case
 from netboard.engine.recommend import recommend
+from netboard.fields import (
+    Choice,
+    ChoiceList,
+    Flag,
+    Number,
+    check_consistency,
+    flatten,
+    nest,
+    registry,
+)
 from netboard.kb import load_kb
+
+FIELDS = {path: f.spec for path, f in registry().top.items()}
+LAB_FIELDS = {name: f.spec for name, f in registry().members["labs"].items()}
 
 kb = load_kb()
 #: The same knowledge base without rules, alerts, notes or dosing. ``recommend`` settles
@@ -95,7 +109,7 @@ INTERVENTIONS = ordered_words(
     somatostatin_analog prrt everolimus sunitinib cabozantinib capecitabine_temozolomide
     streptozocin_fluorouracil platinum_etoposide nec_second_line_chemotherapy telotristat
     interferon_alpha diazoxide proton_pump_inhibitor prophylactic_cholecystectomy observation
-    best_supportive_care multidisciplinary_review
+    best_supportive_care multidisciplinary_review endoscopic_resection valve_replacement
     """
 )
 ALERT_CODES = words(
@@ -127,7 +141,7 @@ CHEMOTHERAPY = words(
     """
 )
 EMBOLIZATION = frozenset({"tae", "tace", "tare"})
-FIELD_PATHS = frozenset(FIELDS) | {f"labs.{k}" for k in LAB_FIELDS}
+FIELD_PATHS = frozenset(registry().fields)
 
 # --- the case strategy ------------------------------------------------------------------------
 #
@@ -317,7 +331,55 @@ def cases(draw: st.DrawFn) -> dict[str, Any]:
     if labs != "absent":
         given_labs = {} if labs == "empty" else {k: draw(s) for k, s in S_LABS.items()}
         case["labs"] = {k: x for k, x in given_labs.items() if x is not ABSENT}
-    return {k: list(x) if isinstance(x, tuple) else x for k, x in case.items() if x is not ABSENT}
+    # Every other field of the registry (a field added there is drawn here at once), kept only
+    # where the registry's consistency rules allow it.
+    flat = flatten({k: x for k, x in case.items() if x is not ABSENT})
+    for path, s in registry_strategies().items():
+        if path not in flat and "labs" not in path:
+            value = draw(s)
+            if value is not ABSENT:
+                trial = {**flat, path: value}
+                if not check_consistency(trial):
+                    flat = trial
+    return {
+        k: list(x) if isinstance(x, tuple) else x for k, x in nest(flat).items() if x is not ABSENT
+    }
+
+
+#: The fields the strategy above draws itself (with clinical coherence); the rest come from
+#: the registry.
+HANDLED = frozenset(
+    {
+        "id", "age_years", "sex", "primary_site", "pancreas_region", "primary_resected",
+        "primary_complications", "differentiation", "ki67_percent", "mitoses_per_2mm2",
+        "grade", "functional_syndrome", "sstr_imaging", "fdg_pet", "metastatic_sites",
+        "liver_tumor_burden_percent", "liver_resectable", "liver_resectable_fraction_percent",
+        "liver_distribution", "disease_status", "months_stable", "prior_treatments",
+        "progressed_on", "ecog", "comorbidities", "pregnant",
+    }
+)  # fmt: skip
+
+
+@functools.cache
+def registry_strategies() -> dict[str, st.SearchStrategy[Any]]:
+    """One optional draw per registry field the strategy does not handle itself."""
+    edges = cut_offs(kb)
+    out: dict[str, st.SearchStrategy[Any]] = {}
+    for path, f in registry().fields.items():
+        if path in HANDLED or path.startswith("labs."):
+            continue
+        spec = f.spec
+        if isinstance(spec, Number):
+            hi = spec.hi if spec.hi is not None else spec.lo + 100
+            values = grid(spec.lo, hi, max(1.0, (hi - spec.lo) / 50), edges.get(path, []))
+            out[path] = optional([int(x) if spec.integer else x for x in values], 1 / 2)
+        elif isinstance(spec, Choice):
+            out[path] = optional([m.value for m in spec.enum], 1 / 2)
+        elif isinstance(spec, ChoiceList):
+            out[path] = optional(sublists([m.value for m in spec.enum], 2), 1 / 2)
+        elif isinstance(spec, Flag):
+            out[path] = optional([False, True], 1 / 2)
+    return out
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -521,6 +583,7 @@ def shuffled(data: dict[str, Any], seed: int) -> dict[str, Any]:
 def test_10_answer_is_deterministic_and_independent_of_key_order(
     data: dict[str, Any], seed: int
 ) -> None:
+
     first, second = answer_for(data).to_dict(), answer_for(data).to_dict()
     assert first == second
     text = json.dumps(first, sort_keys=False)
@@ -560,3 +623,15 @@ def test_11_answer_structure_speaks_the_contract(data: dict[str, Any]) -> None:
         assert m["field"] in FIELD_PATHS, m
     for ref in out["references"]:
         assert ref["kind"] in REFERENCE_KINDS, ref
+
+
+def test_0_the_strategy_draws_every_field_of_the_registry() -> None:
+    seen: set[str] = set()
+
+    @settings(max_examples=400, deadline=None, suppress_health_check=_HEALTH, database=None)
+    @given(cases())
+    def collect(data: dict[str, Any]) -> None:
+        seen.update(flatten(data))
+
+    collect()
+    assert set(registry().fields) - seen == set()

@@ -6,7 +6,6 @@ condition into UNKNOWN, never into the opposite answer.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import os
 from typing import Any
@@ -176,9 +175,7 @@ def partial_cases(draw: st.DrawFn) -> dict[str, Any]:
 
 
 def remove(case: Case, path: str) -> Case:
-    if path.startswith("labs."):
-        return dataclasses.replace(case, labs=dataclasses.replace(case.labs, **{path[5:]: None}))
-    return dataclasses.replace(case, **{path: None})
+    return case.with_values({path: None})
 
 
 def fields_of(node: Condition) -> set[str]:

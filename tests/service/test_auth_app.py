@@ -119,7 +119,27 @@ def test_hook_call_with_a_valid_token_gets_cards(
         "context": {"userId": "Practitioner/1", "patientId": "p1"},
         "prefetch": {
             "patient": {"resourceType": "Patient", "id": "p1", "gender": "female"},
-            "conditions": {"resourceType": "Bundle", "type": "searchset", "entry": []},
+            "conditions": {
+                "resourceType": "Bundle",
+                "type": "searchset",
+                "entry": [
+                    {
+                        "resource": {
+                            "resourceType": "Condition",
+                            "id": "net",
+                            "subject": {"reference": "Patient/p1"},
+                            "code": {
+                                "coding": [
+                                    {
+                                        "system": "http://hl7.org/fhir/sid/icd-10-cm",
+                                        "code": "C7A.012",
+                                    }
+                                ]
+                            },
+                        }
+                    }
+                ],
+            },
         },
     }
     r = client.post(HOOK, json=body, headers=bearer(token(key, HOOK, jwks_url)))

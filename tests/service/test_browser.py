@@ -20,10 +20,14 @@ from typing import Any
 
 import pytest
 
-from netboard.case import FIELDS, Choice, Flag, read_case
+from netboard.case import read_case
 from netboard.engine.recommend import recommend
+from netboard.fields import Choice, Flag, registry
 from netboard.kb import KnowledgeBase
 from netboard.parse.ask import ask
+
+FIELDS = {path: f.spec for path, f in registry().top.items()}
+LAB_FIELDS = {name: f.spec for name, f in registry().members["labs"].items()}
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -266,6 +270,7 @@ def test_impossible_ki67_is_named_and_the_other_values_are_kept(
 def test_pasted_note_gets_the_answer_of_ask(
     driver: WebDriver, base_url: str, kb: KnowledgeBase
 ) -> None:
+
     driver.get(base_url + "/")
     driver.find_element(By.ID, "f-text").send_keys(NOTE)
     submit_form(driver, "text-form")

@@ -293,9 +293,26 @@ def test_jku_not_allowlisted_rejected_and_never_fetched(
     assert evil not in fetcher.calls
 
 
-def test_jku_for_out_of_band_issuer_rejected(verifier: TokenVerifier, oob_key: Any) -> None:
-    token = sign(oob_key, "ES384", "oob-1", iss=ISS_OOB, tenant=TENANT)  # sends our jku
-    assert reason_of(verifier, token) == Reason.JKU_NOT_ALLOWED
+def test_jku_for_an_issuer_with_pinned_keys_is_accepted_and_never_fetched(
+    verifier: TokenVerifier, fetcher: FakeFetcher, oob_key: Any
+) -> None:
+    """The CDS Hooks sandbox always sends jku; with pinned keys the signature decides."""
+    token = sign(oob_key, "ES384", "oob-1", iss=ISS_OOB, tenant=TENANT)  # sends a jku
+    assert verifier.verify(f"Bearer {token}", AUD).iss == ISS_OOB
+    assert fetcher.calls == []
+
+
+def test_jku_with_pinned_keys_can_be_restricted_to_a_list(
+    trust_data: dict[str, Any], fetcher: FakeFetcher, clock: Clock, oob_key: Any
+) -> None:
+    sandbox = "https://sandbox.cds-hooks.org/.well-known/jwks.json"
+    trust_data["issuers"][1]["jku"] = [sandbox]
+    verifier = TokenVerifier(TrustStore.from_mapping(trust_data), fetch_jwks=fetcher, clock=clock)
+    listed = sign(oob_key, "ES384", "oob-1", iss=ISS_OOB, tenant=TENANT, _headers={"jku": sandbox})
+    assert verifier.verify(f"Bearer {listed}", AUD).iss == ISS_OOB
+    other = sign(oob_key, "ES384", "oob-1", iss=ISS_OOB, tenant=TENANT)  # the EHR's jku
+    assert reason_of(verifier, other) == Reason.JKU_NOT_ALLOWED
+    assert fetcher.calls == []
 
 
 def test_es384_header_with_rsa_key_rejected(verifier: TokenVerifier, ec_key: Any) -> None:
@@ -770,7 +787,7 @@ def test_trust_file_unknown_key_refused(trust_data: dict[str, Any]) -> None:
     trust_data["issuers"][0]["jku"] = JWKS_URL
     found = problems_of(trust_data)
     assert any(p.startswith("issuer: unknown key") for p in found)
-    assert any(p.startswith("issuers[0].jku: unknown key") for p in found)
+    assert any(p.startswith("issuers[0].jku: only for pinned keys") for p in found)
 
 
 def test_trust_file_missing_iss_refused() -> None:

@@ -54,6 +54,7 @@ def ctx_for(
         eligibility=dict(eligibility or {}),
         eligibility_unknown=dict(eligibility_unknown or {}),
         planned=planned,
+        kb=kb,
     )
 
 

@@ -64,7 +64,7 @@ def condition(rid: str, code: dict[str, Any] | None, **extra: Any) -> dict[str, 
 
 
 def obs(rid: str, code: str, system: str = LOINC, **extra: Any) -> dict[str, Any]:
-    return {
+    res: dict[str, Any] = {
         "resourceType": "Observation",
         "id": rid,
         "status": "final",
@@ -72,6 +72,9 @@ def obs(rid: str, code: str, system: str = LOINC, **extra: Any) -> dict[str, Any
         "subject": {"reference": "Patient/p1"},
         **extra,
     }
+    if not any(k.startswith("effective") or k == "issued" for k in extra):
+        res["effectiveDateTime"] = (TODAY - dt.timedelta(days=3)).isoformat()  # current
+    return res
 
 
 def qty(value: float, unit: str) -> dict[str, Any]:
@@ -316,7 +319,8 @@ def test_a_primary_by_mcode_profile_with_a_generic_code(kb: KnowledgeBase) -> No
         ),
     )
     assert fc.case["primary_site"] == "pancreas"
-    assert any("no neuroendocrine-specific code" in n for n in fc.notes)
+    assert fc.neoplasm.value == "unconfirmed"  # a site, no neuroendocrine histology
+    assert "363346000" in fc.neoplasm_detail
 
 
 def test_conflicting_primaries_leave_the_site_out_and_say_so(kb: KnowledgeBase) -> None:
@@ -492,7 +496,7 @@ def test_codes_known_but_not_read_say_why(kb: KnowledgeBase) -> None:
     )
     assert fc.case == {}
     text = reasons(fc)
-    assert "eGFR is not read as creatinine clearance" in text
+    assert "LOINC 62238-1 is not in the mapping table" in text  # eGFR is never clearance
     assert "Karnofsky is not converted to ECOG" in text
     assert "plasma 5-HIAA" in text
 
@@ -561,7 +565,7 @@ def test_medications_by_rxnorm_and_by_name(kb: KnowledgeBase) -> None:
         med("c", {"text": "Lutetium Lu 177 dotatate 7.4 GBq"}, kind="MedicationAdministration"),
     )
     assert fc.case["prior_treatments"] == ["somatostatin_analog", "prrt"]
-    assert sum("matched by name" in n for n in fc.notes) == 2
+    assert sum("matched by name" in n for n in fc.notes) == 3  # RxNorm 7617 is not in the table
 
 
 def test_a_diagnostic_tracer_is_not_read_as_a_treatment(kb: KnowledgeBase) -> None:
@@ -580,14 +584,14 @@ def test_medication_reference_and_contained_medication(kb: KnowledgeBase) -> Non
     contained = med("b", {}, medicationReference={"reference": "#c1"})
     del contained["medicationCodeableConcept"]
     contained["contained"] = [
-        {"resourceType": "Medication", "id": "c1", "code": cc(RXNORM, "141704")}
+        {"resourceType": "Medication", "id": "c1", "code": cc(RXNORM, "141704", "everolimus")}
     ]
     fc = read(kb, medication, ref, contained)
     assert fc.case["prior_treatments"] == ["everolimus", "sunitinib"]
 
 
 def test_regimens_need_every_component(kb: KnowledgeBase) -> None:
-    fc = read(kb, med("c", cc(RXNORM, "194000")), med("t", cc(RXNORM, "37776")))
+    fc = read(kb, med("c", cc(RXNORM, "194000")), med("t", cc(RXNORM, "37776", "temozolomide")))
     assert fc.case["prior_treatments"] == ["capecitabine_temozolomide"]
     fc = read(kb, med("carbo", cc(RXNORM, "40048")), med("eto", cc(RXNORM, "4179")))
     assert fc.case["prior_treatments"] == ["platinum_etoposide"]
@@ -597,8 +601,10 @@ def test_regimens_need_every_component(kb: KnowledgeBase) -> None:
 
 
 def test_progression_is_read_from_the_status_reason(kb: KnowledgeBase) -> None:
-    stopped = med("a", cc(RXNORM, "7617"), status="stopped", statusReason=cc(SCT, "271299001"))
-    fc = read(kb, stopped, med("b", cc(RXNORM, "141704")))
+    stopped = med(
+        "a", cc(RXNORM, "7617", "octreotide"), status="stopped", statusReason=cc(SCT, "271299001")
+    )
+    fc = read(kb, stopped, med("b", cc(RXNORM, "141704", "everolimus")))
     assert fc.case["prior_treatments"] == ["somatostatin_analog", "everolimus"]
     assert fc.case["progressed_on"] == ["somatostatin_analog"]
     load_case(fc.case)
@@ -607,8 +613,8 @@ def test_progression_is_read_from_the_status_reason(kb: KnowledgeBase) -> None:
 def test_orders_not_given_are_not_treatments(kb: KnowledgeBase) -> None:
     fc = read(
         kb,
-        med("plan", cc(RXNORM, "7617"), intent="plan"),
-        med("draft", cc(RXNORM, "141704"), status="draft"),
+        med("plan", cc(RXNORM, "7617", "octreotide"), intent="plan"),
+        med("draft", cc(RXNORM, "141704", "everolimus"), status="draft"),
         med("nt", cc(RXNORM, "357977"), kind="MedicationStatement", status="not-taken"),
         med("cx", cc(RXNORM, "357977"), status="cancelled"),
     )
@@ -638,7 +644,7 @@ def test_procedures_by_code_and_status(kb: KnowledgeBase) -> None:
         kb,
         proc("c", cc(SCT, "38102005", "Cholecystectomy")),
         proc("t", {"text": "Transarterial chemoembolization of liver"}),
-        proc("nd", cc(SCT, "18027006"), status="not-done"),
+        proc("nd", cc(SCT, "18027006", "Transplantation of liver"), status="not-done"),
         proc("ip", {"text": "Hepatectomy"}, status="in-progress"),
     )
     assert fc.case["prior_treatments"] == ["tace", "prophylactic_cholecystectomy"]
@@ -664,10 +670,10 @@ def test_only_the_given_patient_is_read(kb: KnowledgeBase) -> None:
     assert any("another patient" in n for n in fc.notes)
 
 
-def test_several_patients_without_an_id_give_no_case(kb: KnowledgeBase) -> None:
-    fc = read(kb, patient(), patient("p2"), obs("o1", "89247-1", valueInteger=1))
-    assert fc.case == {}
-    assert "several patients" in reasons(fc)
+def test_several_patients_without_an_id_are_refused_naming_them(kb: KnowledgeBase) -> None:
+    with pytest.raises(CaseError) as err:
+        read(kb, patient(), patient("p2"), obs("o1", "89247-1", valueInteger=1))
+    assert "several patients (p1, p2)" in str(err.value.problems[0])
 
 
 def test_urn_uuid_references_match_the_patient(kb: KnowledgeBase) -> None:
@@ -683,6 +689,7 @@ def test_urn_uuid_references_match_the_patient(kb: KnowledgeBase) -> None:
                     "status": "final",
                     "code": cc(LOINC, "89247-1"),
                     "subject": {"reference": "urn:uuid:1111"},
+                    "effectiveDateTime": "2025-01-10",
                     "valueInteger": 0,
                 },
             },
@@ -692,12 +699,32 @@ def test_urn_uuid_references_match_the_patient(kb: KnowledgeBase) -> None:
     assert fc.case == {"id": "1111", "sex": "male", "ecog": 0}
 
 
+def test_urn_uuid_references_resolve_by_full_url_not_by_id(kb: KnowledgeBase) -> None:
+    """FHIR resolves a urn:uuid reference by the entry's fullUrl, whatever the resource id."""
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {"fullUrl": "urn:uuid:9f1c", "resource": patient("mrn-7", gender="female")},
+            {
+                "fullUrl": "urn:uuid:77aa",
+                "resource": {
+                    **obs("e1", "89247-1", valueInteger=2),
+                    "subject": {"reference": "urn:uuid:9f1c"},
+                },
+            },
+        ],
+    }
+    fc = case_from_fhir(resources_from(bundle), kb=kb, today=TODAY)
+    assert fc.case == {"id": "mrn-7", "sex": "female", "ecog": 2}
+
+
 def test_what_load_case_refuses_is_dropped_and_reported(kb: KnowledgeBase) -> None:
     pregnant = obs("p", "82810-3", valueCodeableConcept=cc(SCT, "77386006"))
     fc = read(kb, patient(gender="male"), pregnant)
     assert "pregnant" not in fc.case
     assert fc.case["sex"] == "male"
-    assert "true, but sex is male" in reasons(fc)
+    assert 'true, but sex is "male"' in reasons(fc)
     ki67 = obs("k", "29593-1", valueQuantity=qty(140, "%"))
     fc = read(kb, ki67)
     assert "ki67_percent" not in fc.case
@@ -788,13 +815,15 @@ def test_the_table_refuses_a_code_mapped_twice_to_different_values(
     assert any("mapped to a different value" in p for p in problems_with(documents, duplicate))
 
 
-def test_the_table_refuses_a_prefetch_query_out_of_step(documents: dict[str, Any]) -> None:
-    def drop_code(d: dict[str, Any]) -> None:
-        d["prefetch"]["observations"] = d["prefetch"]["observations"].replace(
-            ",http://loinc.org|718-7", ""
-        )
+def test_the_table_refuses_a_prefetch_without_a_read_resource_type(
+    documents: dict[str, Any],
+) -> None:
+    def drop_procedures(d: dict[str, Any]) -> None:
+        del d["prefetch"]["procedures"]
 
-    assert any("lacks http://loinc.org|718-7" in p for p in problems_with(documents, drop_code))
+    assert any(
+        "no prefetch key asks for Procedure" in p for p in problems_with(documents, drop_procedures)
+    )
 
 
 def test_the_table_refuses_prefix_rows_outside_icd_10_cm(documents: dict[str, Any]) -> None:
@@ -929,7 +958,10 @@ def test_lists_empty_for_another_reason_or_with_entries_are_not_read(kb: Knowled
 
 
 def test_the_prefetch_asks_for_lists(kb: KnowledgeBase) -> None:
-    assert prefetch_templates(kb)["lists"] == "List?patient={{context.patientId}}"
+    lists = prefetch_templates(kb)["lists"]
+    assert lists.startswith("List?patient={{context.patientId}}&code=")
+    assert f"{NETBOARD}|metastatic-sites" in lists
+    assert lists.endswith("&status=current")
 
 
 def test_the_table_refuses_local_codes_without_a_definition(documents: dict[str, Any]) -> None:

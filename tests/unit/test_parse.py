@@ -20,14 +20,18 @@ import pytest
 import yaml
 
 from netboard import vocab as v
-from netboard.case import FIELDS, LAB_FIELDS, Choice, ChoiceList, Flag, load_case
+from netboard.case import load_case
 from netboard.cli import main
 from netboard.documents import yaml_loader
 from netboard.engine.recommend import recommend
+from netboard.fields import Choice, ChoiceList, Flag, registry
 from netboard.kb import KnowledgeBase
 from netboard.parse import parse_text
 from netboard.parse.extract import ValueTable, lexicon, phrase_key
 from netboard.render import render_json
+
+FIELDS = {path: f.spec for path, f in registry().top.items()}
+LAB_FIELDS = {name: f.spec for name, f in registry().members["labs"].items()}
 
 CORPUS = Path(__file__).resolve().parent.parent / "parse_corpus.yaml"
 ITEMS: list[dict[str, Any]] = yaml.load(CORPUS.read_text(encoding="utf-8"), Loader=yaml_loader())
@@ -367,6 +371,7 @@ def test_dash_reads_the_text_from_standard_input(
 def test_unusable_standard_input_exits_2(
     data: bytes, message: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+
     _stdin(monkeypatch, data)
     assert main(["ask", "-"]) == 2
     out, err = capsys.readouterr()

@@ -36,7 +36,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import singledispatch
-from typing import Any
+from typing import Any, cast
 
 from sqlglot import exp
 
@@ -48,24 +48,23 @@ from netboard.conditions import (
     Condition,
     EligibilityIs,
     Fact,
+    Holds,
     Not,
     Planned,
     Shared,
     walk,
 )
-from netboard.engine.classify import GRADE_RANK
+from netboard.engine.derive import COMPUTED, unknown_sources
 from netboard.engine.recommend import SEVERITY_ORDER, compile_plan
-from netboard.kb.model import COMPUTED_SOURCES, Grading, KnowledgeBase
+from netboard.fields import Choice, registry
+from netboard.kb.model import KnowledgeBase
 from netboard.vocab import (
     STATUS_RANK,
-    Differentiation,
     EligibilityName,
     EligibilityStatus,
     Intervention,
     Severity,
-    Sex,
     Status,
-    Who2019,
 )
 
 __all__ = [
@@ -74,6 +73,7 @@ __all__ = [
     "Layer",
     "UnsupportedKnowledgeBase",
     "compile_audit",
+    "compile_computed",
     "compile_conditions",
     "field_bit",
     "fields_of",
@@ -192,6 +192,24 @@ def compile_conditions(kb: KnowledgeBase, named: Mapping[str, Condition]) -> Aud
     :func:`fields_of`). For tests and ad-hoc cohort questions.
     """
     return _Compiler(kb).conditions(named)
+
+
+def compile_computed(kb: KnowledgeBase, names: Sequence[str]) -> AuditQuery:
+    """The computed fields ``names`` (``engine.derive.COMPUTED``) as columns over the input.
+
+    >>> from netboard.kb import load_kb
+    >>> "_d_c_who_2019" in compile_computed(load_kb(), ["who_2019"]).sql("registry")
+    True
+    """
+    ops = SqlOps()
+
+    def value_of(name: str) -> Callable[[], exp.Expression]:
+        return lambda: COMPUTED[name][0](ops, kb)
+
+    for name in names:
+        ops.let(f"c_{name}", value_of(name))
+    outputs = tuple((name, col(ops.lets[f"c_{name}"][0])) for name in names)
+    return AuditQuery(kb.version, tuple(ops.layers("derive")), outputs)
 
 
 def fields_of(bits: int | None) -> tuple[str, ...]:
@@ -368,6 +386,8 @@ class Scope:
     eligibility: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     planned: Mapping[str, str] = field(default_factory=dict)
     nodes: Mapping[Condition, tuple[str, str | None]] = field(default_factory=dict)
+    #: the knowledge base's plausible values: field -> value -> when it is possible
+    plausibility: Mapping[str, Mapping[str, Condition]] = field(default_factory=dict)
 
 
 def truth(node: Condition, scope: Scope) -> exp.Expression:
@@ -452,8 +472,39 @@ def _field(name: str, scope: Scope) -> exp.Expression:
     return col(scope.computed.get(name, name))
 
 
+def _plausible(node: Compare, scope: Scope, stated: exp.Expression) -> exp.Expression:
+    """``stated`` where the field is known; where it is unknown, the truth over the values the
+    knowledge base still holds possible (``engine.evaluate``'s rule, column-wise)."""
+    limits = scope.plausibility.get(node.field)
+    spec = registry().spec(node.field)
+    if not limits or node.op == "known" or not isinstance(spec, Choice):
+        return stated
+    words = [m.value for m in spec.enum]
+    operand = node.value if isinstance(node.value, tuple) else (node.value,)
+    holding = [w for w in words if w in operand]
+    failing = [w for w in words if w not in operand]
+
+    def ruled_out(word: str) -> exp.Expression:
+        when = limits.get(word)
+        if when is None:
+            return FALSE_SQL.copy()
+        return exp.Coalesce(this=_not(truth(when, scope)), expressions=[FALSE_SQL.copy()])
+
+    return _case(
+        [
+            (_not(_is_null(_field(node.field, scope))), stated),
+            (_and([ruled_out(w) for w in failing]), TRUE_SQL.copy()),
+            (_and([ruled_out(w) for w in holding]), FALSE_SQL.copy()),
+        ]
+    )
+
+
 @truth_of.register
 def _truth_compare(node: Compare, scope: Scope) -> exp.Expression:
+    return _plausible(node, scope, _stated_compare(node, scope))
+
+
+def _stated_compare(node: Compare, scope: Scope) -> exp.Expression:
     value = _field(node.field, scope)
     op = node.op
     if op == "known":
@@ -474,6 +525,8 @@ def _truth_compare(node: Compare, scope: Scope) -> exp.Expression:
 def _mask_compare(node: Compare, scope: Scope) -> exp.Expression:
     if node.op == "known":
         return ZERO.copy()
+    if node.field in scope.plausibility:
+        return _when_unknown(truth(node, scope), col(scope.unknown[node.field]))
     return col(scope.unknown[node.field])
 
 
@@ -527,6 +580,16 @@ def _mask_planned(node: Planned, scope: Scope) -> exp.Expression:
 
 
 @truth_of.register
+def _truth_holds(node: Holds, scope: Scope) -> exp.Expression:
+    return _is_true(truth(node.item, scope))
+
+
+@mask_of.register
+def _mask_holds(node: Holds, scope: Scope) -> exp.Expression:
+    return ZERO.copy()
+
+
+@truth_of.register
 def _truth_shared(node: Shared, scope: Scope) -> exp.Expression:
     return truth(node.item, scope)
 
@@ -541,7 +604,7 @@ def static_fields(node: Condition, kb: KnowledgeBase) -> frozenset[str]:
     out: set[str] = set()
     for n in walk(node):
         if isinstance(n, Compare) and n.op != "known":
-            out.update(COMPUTED_SOURCES.get(n.field, (n.field,)))
+            out.update(COMPUTED[n.field][1] if n.field in COMPUTED else (n.field,))
         elif isinstance(n, Fact):
             out |= static_fields(kb.facts[n.name].when, kb)
         elif isinstance(n, EligibilityIs):
@@ -561,37 +624,94 @@ def _refs(node: Condition) -> Iterator[Fact | EligibilityIs | Planned]:
 # --- the compiler ----------------------------------------------------------------------------
 
 
-def _grade_from(value: exp.Expression, g1_below: float | None, g2_upto: float | None) -> Any:
-    """``classify.grade_from`` as a rank (1-3), NULL where it gives None."""
-    if g1_below is None or g2_upto is None:
-        return exp.cast(exp.null(), "INTEGER")
-    return _case(
-        [
-            (_is_null(value), exp.cast(exp.null(), "INTEGER")),
-            (exp.LT(this=value.copy(), expression=lit(g1_below)), lit(1)),
-            (exp.LTE(this=value.copy(), expression=lit(g2_upto)), lit(2)),
-        ],
-        lit(3),
-    )
+class SqlOps:
+    """The computations of :mod:`netboard.engine.derive` on sqlglot expressions.
 
+    ``let`` turns a named intermediate into a column of an earlier projection layer (its depth
+    is one more than the deepest column it reads), so a shared intermediate such as the grade
+    is computed once per row.
+    """
 
-def _max_rank(a: exp.Expression, b: exp.Expression) -> exp.Expression:
-    """The higher of two nullable ranks, a NULL one ignored (portable GREATEST)."""
-    return _case(
-        [
-            (_is_null(a), b.copy()),
-            (_is_null(b.copy()), a.copy()),
-            (exp.GTE(this=a.copy(), expression=b.copy()), a.copy()),
-        ],
-        b.copy(),
-    )
+    def __init__(self) -> None:
+        self.lets: dict[str, tuple[str, exp.Expression, int]] = {}
 
+    def field(self, name: str) -> exp.Expression:
+        return col(name)
 
-def _derived_rank(grading: Grading) -> exp.Expression:
-    return _max_rank(
-        _grade_from(col("ki67_percent"), grading.ki67_g1_below, grading.ki67_g2_upto),
-        _grade_from(col("mitoses_per_2mm2"), grading.mitoses_g1_below, grading.mitoses_g2_upto),
-    )
+    def lit(self, value: Any) -> exp.Expression:
+        return lit(value)
+
+    def null(self) -> exp.Expression:
+        return exp.null()
+
+    def is_null(self, x: exp.Expression) -> exp.Expression:
+        return _is_null(x.copy())
+
+    def _cmp(self, kind: type[exp.Binary], a: exp.Expression, b: exp.Expression) -> exp.Expression:
+        return cast(exp.Expression, kind(this=_p(a.copy()), expression=_p(b.copy())))
+
+    def eq(self, a: exp.Expression, b: exp.Expression) -> exp.Expression:
+        return self._cmp(exp.EQ, a, b)
+
+    def lt(self, a: exp.Expression, b: exp.Expression) -> exp.Expression:
+        return self._cmp(exp.LT, a, b)
+
+    def le(self, a: exp.Expression, b: exp.Expression) -> exp.Expression:
+        return self._cmp(exp.LTE, a, b)
+
+    def ge(self, a: exp.Expression, b: exp.Expression) -> exp.Expression:
+        return self._cmp(exp.GTE, a, b)
+
+    def in_(self, x: exp.Expression, values: Sequence[Any]) -> exp.Expression:
+        return exp.In(this=_p(x.copy()), expressions=[lit(v) for v in values])
+
+    def and_(self, *xs: exp.Expression) -> exp.Expression:
+        return _and([x.copy() for x in xs])
+
+    def or_(self, *xs: exp.Expression) -> exp.Expression:
+        return _or([x.copy() for x in xs])
+
+    def not_(self, x: exp.Expression) -> exp.Expression:
+        return _not(x.copy())
+
+    def case(
+        self,
+        whens: Sequence[tuple[exp.Expression, exp.Expression]],
+        default: exp.Expression | None = None,
+    ) -> exp.Expression:
+        out = _case([(c.copy(), v.copy()) for c, v in whens])
+        return out if default is None else out.else_(default.copy())
+
+    def concat(self, a: exp.Expression, b: exp.Expression) -> exp.Expression:
+        return exp.ArrayConcat(this=a.copy(), expressions=[b.copy()])
+
+    def empty_list(self) -> exp.Expression:
+        return exp.cast(_array([]), "VARCHAR[]")
+
+    def is_true(self, x: exp.Expression) -> exp.Expression:
+        return _is_true(x.copy())
+
+    def let(self, name: str, build: Callable[[], exp.Expression]) -> exp.Expression:
+        if name not in self.lets:
+            e = build()
+            reads = {c.name for c in e.find_all(exp.Column)}
+            depth = 1 + max((d for n, _, d in self.lets.values() if n in reads), default=0)
+            self.lets[name] = (f"_d_{_SAFE.sub('_', name)}", e, depth)
+        return col(self.lets[name][0])
+
+    def null_set(self, fields: Sequence[str]) -> exp.Expression:
+        return _bor([_case([(_is_null(col(f)), lit(field_bit(f)))], ZERO.copy()) for f in fields])
+
+    def layers(self, prefix: str) -> list[Layer]:
+        """The let columns as projection layers, shallowest first."""
+        depths = sorted({d for _, _, d in self.lets.values()})
+        return [
+            Layer(
+                f"{prefix}_{d}",
+                tuple((n, e) for n, e, depth in self.lets.values() if depth == d),
+            )
+            for d in depths
+        ]
 
 
 class _Compiler:
@@ -612,221 +732,36 @@ class _Compiler:
         if cols:
             self.layers.append(Layer(name, cols))
 
-    # -- computed fields (classify.py), from the KB's site table and grading cut-offs --------
+    # -- computed fields: engine.derive's computations on SQL expressions ---------------------
 
     def computed(self) -> tuple[dict[str, str], dict[str, str]]:
         kb = self.kb
-        site = col("primary_site")
-        sites = kb.sites
-
-        def by_site(attr: str) -> exp.Expression:
-            return _case(
-                [
-                    (exp.EQ(this=site.copy(), expression=lit(s.value)), lit(getattr(info, attr)))
-                    for s, info in sites.items()
-                ]
-            )
-
-        thoracic_sites = [lit(s.value) for s, info in sites.items() if info.thoracic]
-        known_sites = [lit(s.value) for s in sites]
-        is_thoracic = (
-            exp.In(this=site.copy(), expressions=thoracic_sites) if thoracic_sites else FALSE_SQL
-        )
-        # pregnancy_status: a stated answer wins; men and women past the age limit are not.
-        pregnant = col("pregnant")
-        not_pregnant = _or(
-            [
-                exp.EQ(this=col("sex"), expression=lit(Sex.MALE.value)),
-                exp.GTE(this=col("age_years"), expression=lit(kb.childbearing_age_limit)),
-            ]
-        )
-        pregnancy = _case(
-            [
-                (
-                    _is_true(exp.EQ(this=pregnant.copy(), expression=TRUE_SQL.copy())),
-                    lit("pregnant"),
-                ),
-                (
-                    _is_true(exp.EQ(this=pregnant.copy(), expression=FALSE_SQL.copy())),
-                    lit("not_pregnant"),
-                ),
-                (_is_true(not_pregnant), lit("not_pregnant")),
-            ]
-        )
-        newly = exp.EQ(this=col("disease_status"), expression=lit("newly_diagnosed"))
-        empty = exp.cast(_array([]), "VARCHAR[]")
-        prior, progressed = col("prior_treatments"), col("progressed_on")
-        # Only membership is ever asked of these lists ("has"), so order and duplicates
-        # (classify sorts and dedupes) do not matter.
-        received = _case(
-            [
-                (
-                    _not(_is_null(prior)),
-                    exp.ArrayConcat(
-                        this=prior.copy(),
-                        expressions=[exp.Coalesce(this=progressed.copy(), expressions=[empty])],
-                    ),
-                ),
-                (_is_true(newly), empty.copy()),
-            ]
-        )
-        failed = _case(
-            [
-                (_not(_is_null(progressed)), progressed.copy()),
-                (_is_true(newly.copy()), empty.copy()),
-            ]
-        )
-        sources = sorted(
-            {s for srcs in COMPUTED_SOURCES.values() for s in srcs}, key=_BITS.__getitem__
-        )
-        nullmask = _bor(
-            [_case([(_is_null(col(s)), lit(field_bit(s)))], ZERO.copy()) for s in sources]
-        )
-        self.layer(
-            "classify_1",
-            [
-                ("_site_known", exp.In(this=site.copy(), expressions=known_sites)),
-                ("_thoracic", _is_true(is_thoracic)),
-                ("_c_site_group", by_site("group")),
-                ("_c_gut_region", by_site("region")),
-                ("_c_portal_drained", by_site("portal_drained")),
-                (
-                    "_c_thoracic_primary",
-                    _case(
-                        [
-                            (
-                                _is_true(exp.In(this=site.copy(), expressions=known_sites)),
-                                _is_true(is_thoracic.copy()),
-                            )
-                        ]
-                    ),
-                ),
-                (
-                    "_stated",
-                    _case(
-                        [
-                            (exp.EQ(this=col("grade"), expression=lit(g.value)), lit(r))
-                            for g, r in GRADE_RANK.items()
-                        ]
-                    ),
-                ),
-                ("_dig", _derived_rank(kb.grading["digestive"])),
-                ("_tho", _derived_rank(kb.grading["thoracic"])),
-                ("_c_pregnancy_status", pregnancy),
-                ("_c_treatments_received", received),
-                ("_c_treatments_failed", failed),
-                ("_nullmask", nullmask),
-            ],
-        )
-        # Without a known site, a grade is derived only where both schemes agree.
-        derived = _case(
-            [
-                (
-                    _is_true(col("_site_known")),
-                    _case([(col("_thoracic"), col("_tho"))], col("_dig")),
-                ),
-                (exp.EQ(this=col("_dig"), expression=col("_tho")), col("_dig")),
-            ]
-        )
-        self.layer("classify_2", [("_derived", derived)])
-        stated, derived_c = col("_stated"), col("_derived")
-        all_measured = _and(
-            [
-                _not(_is_null(col("mitoses_per_2mm2"))),
-                _or([col("_thoracic"), _not(_is_null(col("ki67_percent")))]),
-            ]
-        )
-        discordant = _case(
-            [
-                (
-                    _and([_not(_is_null(stated)), _not(_is_null(derived_c))]),
-                    _and(
-                        [
-                            exp.NEQ(this=stated.copy(), expression=derived_c.copy()),
-                            _or(
-                                [
-                                    exp.LT(this=stated.copy(), expression=derived_c.copy()),
-                                    all_measured,
-                                ]
-                            ),
-                        ]
-                    ),
-                )
-            ],
-            FALSE_SQL.copy(),
-        )
-        self.layer(
-            "classify_3",
-            [("_final", _max_rank(stated, derived_c)), ("_c_grade_discordant", discordant)],
-        )
-        final = col("_final")
-        low = exp.In(
-            this=final.copy(),
-            expressions=[lit(GRADE_RANK[g]) for g in GRADE_RANK if GRADE_RANK[g] < 3],
-        )
-        diff = col("differentiation")
-        poor, well = Differentiation.POOR.value, Differentiation.WELL.value
-        inferred = _case(
-            [
-                (exp.EQ(this=diff.copy(), expression=lit(poor)), lit(poor)),
-                (exp.EQ(this=diff.copy(), expression=lit(well)), lit(well)),
-                (_is_true(low), lit(well)),
-            ]
-        )
-        self.layer(
-            "classify_4",
-            [
-                (
-                    "_c_grade",
-                    _case(
-                        [
-                            (exp.EQ(this=final.copy(), expression=lit(r)), lit(g.value))
-                            for g, r in GRADE_RANK.items()
-                        ]
-                    ),
-                ),
-                ("_c_differentiation_inferred", inferred),
-            ],
-        )
-        inf = col("_c_differentiation_inferred")
-        who = _case(
-            [
-                (exp.EQ(this=inf.copy(), expression=lit(poor)), lit(Who2019.NEC.value)),
-                *(
-                    (
-                        _and(
-                            [
-                                exp.EQ(this=inf.copy(), expression=lit(well)),
-                                exp.EQ(this=final.copy(), expression=lit(r)),
-                            ]
-                        ),
-                        lit(Who2019(f"net_{g.value}").value),
-                    )
-                    for g, r in GRADE_RANK.items()
-                ),
-            ]
-        )
-        self.layer("classify_5", [("_c_who_2019", who)])
-        # Unknown sets where a field is NULL. evaluate.sources: a computed field names its
-        # unknown sources; once the grade is known only the stated differentiation is open.
+        ops = SqlOps()
+        computed: dict[str, str] = {}
         unknown: dict[str, str] = {}
+
+        def value_of(name: str) -> Callable[[], exp.Expression]:
+            return lambda: COMPUTED[name][0](ops, kb)
+
+        def unknown_of(name: str) -> Callable[[], exp.Expression]:
+            return lambda: _when_unknown(col(computed[name]), unknown_sources(ops, kb, name))
+
+        for name in COMPUTED:
+            ops.let(f"c_{name}", value_of(name))
+            computed[name] = ops.lets[f"c_{name}"][0]
+        for name in COMPUTED:
+            ops.let(f"u_{name}", unknown_of(name))
+            unknown[name] = ops.lets[f"u_{name}"][0]
+        self.layers.extend(ops.layers("derive"))
+        # Unknown sets where a case field is NULL: the field itself. A computed field named
+        # like a case field (grade) is the one conditions read, so its set wins.
         cols: list[tuple[str, exp.Expression]] = []
         for path in field_paths():
             if path == "id":
                 continue
-            unknown[path] = f"_uf_{path}"
-            cols.append((unknown[path], _when_unknown(col(path), lit(field_bit(path)))))
-        for name, srcs in COMPUTED_SOURCES.items():
-            bits = 0
-            for src in srcs:
-                bits |= field_bit(src)
-            m: exp.Expression = exp.BitwiseAnd(this=col("_nullmask"), expression=lit(bits))
-            if name in ("who_2019", "differentiation_inferred"):
-                m = _case([(_not(_is_null(final.copy())), lit(field_bit("differentiation")))], m)
-            unknown[name] = f"_uc_{name}"
-            cols.append((unknown[name], _when_unknown(col(f"_c_{name}"), m)))
-        self.layer("classify_6", cols)
-        computed = {name: f"_c_{name}" for name in COMPUTED_SOURCES}
+            cols.append((f"_uf_{path}", _when_unknown(col(path), lit(field_bit(path)))))
+            unknown.setdefault(path, f"_uf_{path}")
+        self.layer("unknown_fields", cols)
         return computed, unknown
 
     # -- facts, criteria, guards, steps, alerts ----------------------------------------------
@@ -861,7 +796,7 @@ class _Compiler:
                     )
         computed, unknown = self.computed()
         facts: dict[str, tuple[str, str | None]] = {}
-        scope = Scope(RULES, computed, unknown, facts)
+        scope = Scope(RULES, computed, unknown, facts, plausibility=self.kb.plausibility)
         depth: dict[str, int] = {}
 
         def depth_of(name: str) -> int:
@@ -902,7 +837,7 @@ class _Compiler:
     def conditions(self, named: Mapping[str, Condition]) -> AuditQuery:
         """``id``, then per name its truth (BOOLEAN) and ``NAME.unknown`` (bit set)."""
         computed, unknown, facts = self.prefix()
-        scope = Scope(RULES, computed, unknown, facts)
+        scope = Scope(RULES, computed, unknown, facts, plausibility=self.kb.plausibility)
         cols = self.conditions_layers(named, scope, "conditions")
         outputs: list[tuple[str, exp.Expression]] = [("id", col("id"))]
         for name, (t, m) in cols.items():
@@ -914,7 +849,7 @@ class _Compiler:
         computed, unknown, facts = self.prefix()
 
         # 1. Eligibility criteria (no status yet), then each set's status and unknown fields.
-        crit_scope = Scope(CRITERIA, computed, unknown, facts)
+        crit_scope = Scope(CRITERIA, computed, unknown, facts, plausibility=self.kb.plausibility)
         named = {
             f"crit_{es.name.value}_{c.name}": c.when for es in kb.eligibility for c in es.criteria
         }
@@ -951,13 +886,28 @@ class _Compiler:
 
         # 2. Every rule's condition once (guards are rules too), then each code's guard set,
         # then every (rule, code) step with its guards folded in as recommend's plan has them.
-        scope = Scope(RULES, computed, unknown, facts, eligibility=eligibility)
+        scope = Scope(
+            RULES,
+            computed,
+            unknown,
+            facts,
+            eligibility=eligibility,
+            plausibility=self.kb.plausibility,
+        )
         whens: dict[Condition, str] = {}
         for rule in kb.rules:
             whens.setdefault(rule.when, f"when_{rule.id}")
         rule_cols = self.conditions_layers({k: c for c, k in whens.items()}, scope, "rules")
         nodes: dict[Condition, tuple[str, str | None]] = {c: rule_cols[k] for c, k in whens.items()}
-        scope = Scope(RULES, computed, unknown, facts, eligibility=eligibility, nodes=nodes)
+        scope = Scope(
+            RULES,
+            computed,
+            unknown,
+            facts,
+            eligibility=eligibility,
+            nodes=nodes,
+            plausibility=self.kb.plausibility,
+        )
         guard_sets: dict[Condition, str] = {}
         for step in plan.steps:
             cond = step.condition
@@ -1022,7 +972,15 @@ class _Compiler:
         self.layer("plan", cols)
 
         # 3. Alerts: the plan is known now.
-        scope = Scope(ALERTS, computed, unknown, facts, eligibility=eligibility, planned=planned)
+        scope = Scope(
+            ALERTS,
+            computed,
+            unknown,
+            facts,
+            eligibility=eligibility,
+            planned=planned,
+            plausibility=self.kb.plausibility,
+        )
         cols = [(self.name("t_alert", a.id), truth(a.when, scope)) for a in plan.alerts]
         self.layer("alerts", cols)
         alert_cols = [

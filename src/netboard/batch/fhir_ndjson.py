@@ -12,8 +12,16 @@ resources. Pass 2 reads one bucket at a time, groups its resources by patient an
 resources, which have no subject and are kept in a dictionary by id: they are few), whatever the
 size of the export; the temporary space is the size of the export.
 
-Bad lines (not JSON, not a resource, no patient reference) are reported as ``FILE:LINE: ...``
-and left out; the export is still read.
+Bad lines (not JSON, not a resource, a clinical resource without a patient reference) are
+reported as ``FILE:LINE: ...`` and left out; the export is still read. Resources that are not
+patient data (Practitioner, Organization, Location, Group and any other type without a patient
+subject that netboard does not read) and Bulk Data log files (``log.ndjson``) are counted in
+``FhirStats.not_patient_data``, not reported as problems.
+
+The NEN gate: a patient whose record shows no neuroendocrine neoplasm (no neoplasm, or a cancer
+that is not neuroendocrine) is not audited; it is counted in ``FhirStats.out_of_scope`` by what
+the record shows. A patient with a neoplasm at a NEN site but no neuroendocrine histology is
+audited as a presumed NEN and counted in ``FhirStats.presumed``.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from netboard.batch.io import Chunk, RegistryError, check_row, input_schema, lay
 from netboard.errors import Problem
 from netboard.fhir import case_from_fhir
 from netboard.fhir import elements as el
+from netboard.fhir.table import FHIR_RESOURCE_TYPES
 from netboard.kb import KnowledgeBase
 
 if TYPE_CHECKING:
@@ -64,6 +73,12 @@ class FhirStats:
     patients: int = 0
     unmapped: int = 0
     unmapped_by_reason: dict[str, int] = field(default_factory=dict)
+    #: lines that are not patient data, by resource type (``log`` for a Bulk Data log file)
+    not_patient_data: dict[str, int] = field(default_factory=dict)
+    #: patients not audited, by what the record says about the neoplasm (none, ...)
+    out_of_scope: dict[str, int] = field(default_factory=dict)
+    #: patients audited as presumed NENs (a neoplasm at a NEN site, no NE histology)
+    presumed: int = 0
 
 
 def check_export(directory: str | Path) -> list[Path]:
@@ -92,9 +107,14 @@ def _files(directory: Path) -> list[Path]:
     if not directory.is_dir():
         raise RegistryError([Problem(str(directory), "not a directory (a Bulk Data export)")])
     found = sorted(p for p in directory.iterdir() if p.suffix.lower() == ".ndjson" and p.is_file())
-    if not found:
+    if not [p for p in found if not _is_log(p)]:
         raise RegistryError([Problem(str(directory), "no .ndjson file in this directory")])
     return found
+
+
+def _is_log(path: Path) -> bool:
+    """A Bulk Data log file (``log.ndjson``): export progress, not patient data."""
+    return path.stem.lower() == "log"
 
 
 def _patient_of(res: Mapping[str, Any]) -> str | None:
@@ -148,6 +168,9 @@ def fhir_ndjson_rows(
                 for i in range(buckets)
             ]
             for path in files:
+                if _is_log(path):
+                    st.not_patient_data["log"] = st.not_patient_data.get("log", 0) + 1
+                    continue
                 with path.open(encoding="utf-8-sig") as fh:
                     for number, line in enumerate(fh, start=1):
                         if not line.strip():
@@ -172,6 +195,12 @@ def fhir_ndjson_rows(
                                 medications[mid] = res
                             continue
                         pid = _patient_of(res)
+                        rtype = str(res["resourceType"])
+                        if pid is None and (
+                            rtype not in FHIR_RESOURCE_TYPES or rtype == "OperationOutcome"
+                        ):
+                            st.not_patient_data[rtype] = st.not_patient_data.get(rtype, 0) + 1
+                            continue
                         if pid is None:
                             st.bad_lines += 1
                             report(
@@ -208,6 +237,12 @@ def _bucket_rows(
         resources.extend(medications[m] for m in sorted(used) if m in medications)
         read = case_from_fhir(resources, kb=kb, today=today, patient_id=pid)
         st.patients += 1
+        if not read.answers:
+            kind = read.neoplasm.value
+            st.out_of_scope[kind] = st.out_of_scope.get(kind, 0) + 1
+            continue
+        if read.neoplasm.value == "unconfirmed":
+            st.presumed += 1
         for u in read.unmapped:
             st.unmapped += 1
             st.unmapped_by_reason[u.reason] = st.unmapped_by_reason.get(u.reason, 0) + 1

@@ -30,10 +30,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from netboard import vocab as v
-from netboard.batch.reference import audit_table, layout_fields, result_schema
-from netboard.case import FIELDS, LAB_FIELDS, Case, Choice, ChoiceList, Number, load_case
+from netboard.batch.columns import consistency_mask, layout_fields
+from netboard.batch.reference import audit_table, result_schema
+from netboard.case import Case, load_case
 from netboard.documents import parse_json
 from netboard.errors import CaseError, Problem, ProblemsError
+from netboard.fields import Choice, ChoiceList, Number, flatten, nest, registry
 from netboard.kb import KnowledgeBase
 
 if TYPE_CHECKING:
@@ -152,7 +154,7 @@ def _check_columns(names: Sequence[str], source: str) -> None:
 
 
 def _enum_values(name: str) -> list[str]:
-    spec = FIELDS.get(name)
+    spec = registry().spec(name)
     if name == "given":
         return [m.value for m in v.Intervention]
     if isinstance(spec, Choice | ChoiceList):
@@ -305,39 +307,12 @@ def _offsets(lengths: pa.Array) -> pa.Array:
     return pa.array(np.concatenate([np.zeros(1, np.int32), np.cumsum(counts, dtype=np.int32)]))
 
 
-def _progressed_not_prior(prior: pa.Array, progressed: pa.Array) -> np.ndarray:
-    """Rows whose progressed_on holds a code that prior_treatments (a list) lacks."""
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    n = len(prior)
-    codes = pa.array([m.value for m in v.Intervention])
-    width = len(codes) + 1
-
-    def keys(lists: pa.Array) -> np.ndarray:
-        flat = pc.list_flatten(lists)
-        parents = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False).astype(np.int64)
-        index = pc.fill_null(pc.index_in(flat, value_set=codes), len(codes))
-        out: np.ndarray = parents * width + index.to_numpy(zero_copy_only=False)
-        return out
-
-    prog_parents = pc.list_parent_indices(progressed).to_numpy(zero_copy_only=False)
-    missing = ~np.isin(keys(progressed), keys(prior))
-    has_prior = _mask(pc.is_valid(prior))
-    bad = np.zeros(n, bool)
-    rows = prog_parents[missing]
-    bad[rows[has_prior[rows]]] = True
-    return bad
-
-
 def _normalise(
     table: pa.Table, csv_text: bool, has_given: bool
 ) -> tuple[dict[str, pa.Array], np.ndarray]:
     """Columns of the input layout and the mask of rows found at fault."""
     import numpy as np
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     n = table.num_rows
     schema = input_schema(has_given)
@@ -349,7 +324,7 @@ def _normalise(
             cols[name] = pa.nulls(n, f.type)
             continue
         col = table.column(name).combine_chunks()
-        spec = FIELDS.get(name) if not name.startswith("labs.") else LAB_FIELDS[name[5:]]
+        spec = registry().spec(name)
         kind = layout_fields().get(name, "list")
         if kind == "number":
             assert isinstance(spec, Number)
@@ -364,13 +339,7 @@ def _normalise(
             values, wrong = _list(col, _enum_values(name), csv_text)
         cols[name] = values
         bad |= wrong
-    site, region = cols["primary_site"], cols["pancreas_region"]
-    bad |= _mask(pc.and_(pc.is_valid(region), pc.not_equal(site, "pancreas")))
-    bad |= _mask(pc.and_(pc.equal(cols["pregnant"], True), pc.equal(cols["sex"], "male")))
-    progressed = cols["progressed_on"]
-    has_progressed = pc.greater(pc.list_value_length(progressed), 0)
-    bad |= _mask(pc.and_(has_progressed, pc.equal(cols["disease_status"], "newly_diagnosed")))
-    bad |= _progressed_not_prior(cols["prior_treatments"], progressed)
+    bad |= consistency_mask(cols)
     return cols, bad
 
 
@@ -425,21 +394,9 @@ def layout_row(case: Case, given: Sequence[str] | None = None) -> dict[str, Any]
 
 def check_row(raw: Mapping[str, Any]) -> tuple[Case | None, list[Problem]]:
     """A flat registry row (``labs.X``, optional ``given``) checked with ``load_case``."""
-    data: dict[str, Any] = {}
-    labs: dict[str, Any] = {}
     problems: list[Problem] = []
-    for key, value in raw.items():
-        if key == "given":
-            continue
-        if key.startswith("labs."):
-            if value is not None:
-                labs[key[5:]] = value
-        elif key == "labs" and isinstance(value, Mapping):
-            labs.update({k: x for k, x in value.items() if x is not None})
-        else:
-            data[key] = value
-    if labs:
-        data["labs"] = labs
+    flat = flatten({k: x for k, x in raw.items() if k != "given"})
+    data = nest({k: x for k, x in flat.items() if x is not None})
     case: Case | None = None
     try:
         case = load_case(data)
@@ -1092,8 +1049,6 @@ class AuditStats:
     skipped: int = 0
 
 
-#: Input columns the report reads beside each result row (``AuditReport.add``).
-REPORT_INPUTS = ("primary_site", "ki67_percent", "mitoses_per_2mm2", "grade", "differentiation")
 #: Rows per batch DuckDB pulls from the stream (small enough to spread over the threads).
 STREAM_BATCH_ROWS = 16_384
 
@@ -1183,7 +1138,9 @@ def _audit_streamed(
             ins = table.select(inputs).rename_columns([n[len(CARRY) :] for n in inputs])
             on_result(ins, result)
 
-    carry = REPORT_INPUTS if on_result is not None else ()
+    # The report reads the inputs beside each result row (its grade groups run the engine's
+    # computed fields, which may read any case field): they travel through the query.
+    carry = tuple(schema.names) if on_result is not None else ()
     families = None if on_result is not None else only
     audit_tables(tables(), schema, kb, consume=consume, only=families, carry=carry, threads=threads)
     return stats

@@ -14,8 +14,9 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from netboard.batch import audit_row, result_columns
-from netboard.case import FIELDS, LAB_FIELDS, Case, load_case
+from netboard.case import Case, load_case
 from netboard.errors import CaseError, Problem
+from netboard.fields import nest
 from netboard.kb import KnowledgeBase
 
 if TYPE_CHECKING:
@@ -56,18 +57,7 @@ def case_from_layout(row: Mapping[str, Any]) -> Case:
     Raises:
         CaseError: the row is not a valid case (the reader lets no such row through).
     """
-    raw: dict[str, Any] = {}
-    labs: dict[str, Any] = {}
-    for key, value in row.items():
-        if value is None or key == "given":
-            continue
-        if key.startswith("labs."):
-            labs[key[5:]] = value
-        else:
-            raw[key] = value
-    if labs:
-        raw["labs"] = labs
-    return load_case(raw)
+    return load_case(nest({k: x for k, x in row.items() if x is not None and k != "given"}))
 
 
 def audit_python(table: pa.Table, kb: KnowledgeBase) -> pa.Table:
@@ -154,27 +144,6 @@ def audit_table(
     full = result_schema()
     out = run(table, kb, engine=engine, only=only)
     return out.select(names).cast(pa.schema([full.field(n) for n in names]))
-
-
-def layout_fields() -> dict[str, str]:
-    """Input-layout column -> kind (number, flag, choice, list, text), labs flattened."""
-    from netboard.case import Choice, ChoiceList, Flag, Number
-
-    out: dict[str, str] = {}
-    for name, spec in FIELDS.items():
-        if isinstance(spec, Number):
-            out[name] = "number"
-        elif isinstance(spec, Flag):
-            out[name] = "flag"
-        elif isinstance(spec, Choice):
-            out[name] = "choice"
-        elif isinstance(spec, ChoiceList):
-            out[name] = "list"
-        else:
-            out[name] = "text"
-    for name in LAB_FIELDS:
-        out[f"labs.{name}"] = "number"
-    return out
 
 
 # --- knowledge-base impact (--compare-kb) ---------------------------------------------------

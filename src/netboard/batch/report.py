@@ -8,8 +8,7 @@ are inline SVG bar charts.
 Every figure of the page is in an element with ``data-stat="KEY"`` (for instance
 ``data-stat="concordance.site.ileum.percent"``), so tests and scripts can read them back.
 
-The grade group of a row is: NEC when the differentiation is poor; else the recorded grade;
-else the WHO 2019 grade from Ki-67 and mitoses (the higher of the two); else unknown.
+The grade group of a row is the engine's own WHO 2019 category (see :func:`grade_groups`).
 """
 
 from __future__ import annotations
@@ -24,37 +23,43 @@ from netboard.vocab import EligibilityName, Intervention, Status
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from netboard.kb.model import KnowledgeBase
+
 __all__ = ["AuditReport", "grade_groups"]
 
 NONE = "(none)"
 UNKNOWN = "(unknown)"
 
 
-def grade_groups(table: pa.Table) -> pa.Array:
-    """The grade group of each input row: NEC, NET G1, NET G2, NET G3 or (unknown)."""
+def grade_groups(table: pa.Table, kb: KnowledgeBase | None = None) -> pa.Array:
+    """The grade group of each input row, as the engine classifies it: the WHO 2019 category
+    (NEC, NET G1-G3; lung and thymus graded by their own scheme); a grade whose
+    differentiation is not stated; or (unknown). Computed by the engine's own computations
+    (``engine.derive``) compiled to SQL and run on DuckDB."""
+    import duckdb
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    ki67 = table.column("ki67_percent")
-    mitoses = table.column("mitoses_per_2mm2")
+    from netboard.batch.compile import compile_computed
+    from netboard.kb import load_kb
 
-    def level(values: Any, g1: float, g2: float) -> Any:
-        return pc.if_else(pc.less(values, g1), 1, pc.if_else(pc.less_equal(values, g2), 2, 3))
-
-    by_ki67 = level(ki67, 3, 20)
-    by_mitoses = level(mitoses, 2, 20)
-    derived = pc.max_element_wise(by_ki67, by_mitoses, skip_nulls=True)
-    recorded = pc.replace_substring(pc.utf8_upper(table.column("grade")), "G", "")
-    recorded = pc.cast(recorded, pa.int64())
-    level_all = pc.coalesce(recorded, derived)
-    label = pc.if_else(
-        pc.is_null(level_all),
-        UNKNOWN,
-        pc.binary_join_element_wise("NET G", pc.cast(level_all, pa.string()), ""),
+    query = compile_computed(kb or load_kb(), ["who_2019", "grade"])
+    con = duckdb.connect()
+    try:
+        con.register("report_input", table)
+        out = con.sql(query.sql("report_input", "duckdb")).to_arrow_table()
+    finally:
+        con.close()
+    who = out.column("who_2019").combine_chunks().cast(pa.string())
+    grade = out.column("grade").combine_chunks().cast(pa.string())
+    by_who = pc.if_else(
+        pc.equal(who, "nec"),
+        "NEC",
+        pc.binary_join_element_wise("NET ", pc.utf8_upper(pc.utf8_slice_codeunits(who, 4)), ""),
     )
-    poor = pc.fill_null(pc.equal(table.column("differentiation"), "poor"), False)
-    out: pa.Array = pc.if_else(poor, "NEC", label)
-    return out
+    by_grade = pc.binary_join_element_wise(pc.utf8_upper(grade), ", differentiation not stated", "")
+    result: pa.Array = pc.coalesce(by_who, by_grade, pa.scalar(UNKNOWN))
+    return result
 
 
 def _counts(arr: Any) -> Counter[str]:
@@ -83,6 +88,8 @@ class AuditReport:
 
     source: str = ""
     kb_version: str = ""
+    #: the knowledge base audited (its classification groups the grades); default: packaged
+    kb: KnowledgeBase | None = field(default=None, repr=False)
     engine: str = ""
     audited: int = 0
     skipped: int = 0
@@ -105,7 +112,7 @@ class AuditReport:
 
         self.audited += result.num_rows
         site = pc.fill_null(inputs.column("primary_site"), UNKNOWN)
-        grade = grade_groups(inputs)
+        grade = grade_groups(inputs, self.kb)
         self.patients_by_site.update(_counts(site))
         self.patients_by_grade.update(_counts(grade))
         concordant = result.column("concordant")

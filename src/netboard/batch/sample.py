@@ -13,12 +13,19 @@ from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
-from netboard.case import FIELDS, LAB_FIELDS, Choice, ChoiceList, Flag, Number
 from netboard.conditions import Compare, walk
+from netboard.fields import (
+    Choice,
+    ChoiceList,
+    Flag,
+    Number,
+    check_consistency,
+    nest,
+    registry,
+)
 from netboard.kb.model import KnowledgeBase
-from netboard.vocab import DiseaseStatus, Sex, Site
 
-__all__ = ["cut_offs", "sample_cases"]
+__all__ = ["cut_offs", "repair", "sample_cases"]
 
 
 def cut_offs(kb: KnowledgeBase) -> dict[str, list[float]]:
@@ -43,6 +50,41 @@ def cut_offs(kb: KnowledgeBase) -> dict[str, list[float]]:
                 out[name].add(float(value))
     out["age_years"].add(float(kb.childbearing_age_limit))
     return {k: sorted(v) for k, v in out.items()}
+
+
+def repair(
+    flat: dict[str, Any], rng: random.Random, keep: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """Make a generated case consistent by the registry's rules, keeping most of what it says.
+
+    A field that needs another one's word (a pancreatic region needs a pancreatic primary)
+    mostly brings that word along, else it goes; items that must lie within a list
+    (progressed_on within prior_treatments) are added to it. Fields in ``keep`` are never
+    changed: what contradicts them goes instead.
+    """
+    rules = registry().consistency
+    for attempt in range(4 * len(rules) + 1):
+        problems = check_consistency(flat)
+        if not problems:
+            return flat
+        path = problems[0].field.split("[", 1)[0]
+        rule = next(r for r in rules if path == r.field or path.startswith(r.field + "."))
+        if attempt >= 2 * len(rules):
+            # Rules pulling one field two ways (a pancreatic region and a gastric type):
+            # the field at fault goes.
+            flat.pop(path, None)
+        elif rule.requires is not None:
+            other, words = rule.requires
+            if other not in keep and (path in keep or rng.random() < 0.7):
+                flat[other] = words[0]
+            else:
+                del flat[path]
+        elif rule.within is not None:
+            item = path.split(".", 1)[1] if "." in path else None
+            pool = flat[rule.within]
+            extra = [item] if item else [x for x in flat[path] if x not in pool]
+            flat[rule.within] = pool + [x for x in extra if x not in pool]
+    return flat
 
 
 def _number(rng: random.Random, spec: Number, edges: list[float]) -> float | int:
@@ -71,54 +113,37 @@ def sample_cases(
     """
     rng = random.Random(seed)
     edges = cut_offs(kb)
+    reg = registry()
     for i in range(n):
         present = rng.uniform(sparse, 1.0)
-        case: dict[str, Any] = {"id": f"s-{i}"}
-        for name, spec in FIELDS.items():
-            if name == "id" or rng.random() >= present:
+        flat: dict[str, Any] = {"id": f"s-{i}"}
+        objects = {name for name in reg.objects if rng.random() < present}
+        for path, f in reg.fields.items():
+            if path == "id" or rng.random() >= present:
                 continue
+            if f.object is not None and f.object not in objects:
+                continue
+            spec = f.spec
             if isinstance(spec, Number):
-                case[name] = _number(rng, spec, edges.get(name, []))
+                flat[path] = _number(rng, spec, edges.get(path, []))
             elif isinstance(spec, Choice):
-                case[name] = rng.choice(list(spec.enum)).value
+                flat[path] = rng.choice(list(spec.enum)).value
             elif isinstance(spec, ChoiceList):
                 pool = [m.value for m in spec.enum]
                 k = (
                     rng.choice([0, 1, 1, 2, 2, 3])
-                    if name != "prior_treatments"
+                    if path != "prior_treatments"
                     else rng.randint(0, 4)
                 )
-                case[name] = rng.sample(pool, k=min(k, len(pool)))
+                flat[path] = rng.sample(pool, k=min(k, len(pool)))
             elif isinstance(spec, Flag):
-                case[name] = rng.random() < 0.5
-        if rng.random() < present:
-            labs = {
-                lab: _number(rng, spec, edges.get(f"labs.{lab}", []))
-                for lab, spec in LAB_FIELDS.items()
-                if rng.random() < present
-            }
-            case["labs"] = labs
-        # Keep the case valid: no contradictions load_case refuses.
-        if case.get("primary_site") != Site.PANCREAS.value:
-            if "pancreas_region" in case and rng.random() < 0.7:
-                case["primary_site"] = Site.PANCREAS.value
-            else:
-                case.pop("pancreas_region", None)
-        if case.get("primary_site") != Site.STOMACH.value:
-            case.pop("gastric_type", None)
-        if case.get("pregnant") is True and case.get("sex") == Sex.MALE.value:
-            case["sex"] = Sex.FEMALE.value
-        progressed = case.get("progressed_on")
-        if progressed:
-            if case.get("disease_status") == DiseaseStatus.NEWLY_DIAGNOSED.value:
-                case["disease_status"] = DiseaseStatus.PROGRESSIVE.value
-            if "prior_treatments" in case:
-                prior = case["prior_treatments"]
-                case["prior_treatments"] = prior + [c for c in progressed if c not in prior]
-        elif "prior_treatments" in case and rng.random() < 0.3 and case["prior_treatments"]:
+                flat[path] = rng.random() < 0.5
+        if "prior_treatments" in flat and "progressed_on" not in flat and rng.random() < 0.3:
             # Progression on part of what was received: the common history.
-            prior = case["prior_treatments"]
-            case["progressed_on"] = rng.sample(prior, k=rng.randint(1, len(prior)))
-            if case.get("disease_status") == DiseaseStatus.NEWLY_DIAGNOSED.value:
-                case["disease_status"] = DiseaseStatus.PROGRESSIVE.value
+            prior = flat["prior_treatments"]
+            if prior:
+                flat["progressed_on"] = rng.sample(prior, k=rng.randint(1, len(prior)))
+        case = nest(repair(flat, rng))
+        for name in objects:
+            case.setdefault(name, {})
         yield case

@@ -328,11 +328,63 @@ def synth_table(
         if name == "urine_5hiaa_x_uln":
             null |= ~carcinoid & (u(n) < 0.8)
         cols[f"labs.{name}"] = _number(values, null, digits)
-    for name in ("primary_size_mm", "resection_margin", "gastric_type", "hereditary_syndrome"):
-        cols[name] = pa.nulls(n, pa.float64() if name == "primary_size_mm" else pa.string())
+    _registry_columns(cols, n, np.random.default_rng([seed, part, 1]))
     if given:
         cols["given"] = _given(rng, n, nec, ki67, grade_i, grade_known, site, sstr, metastatic)
     return pa.table(cols)
+
+
+def _registry_columns(cols: dict[str, pa.Array], n: int, rng: np.random.Generator) -> None:
+    """The fields the correlated model above does not draw, from the registry's ``synth`` specs
+    (their own random stream, so that adding a field leaves every other column as it was)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from netboard.batch.columns import list_has
+    from netboard.fields import Choice, ChoiceList, Flag, Number, registry
+
+    reg = registry()
+    for path, f in reg.fields.items():
+        if path in cols:
+            continue
+        spec, syn = f.spec, dict(f.synth or {})
+        null = rng.random(n) < float(syn.get("missing", 1.0))
+        if isinstance(spec, Choice) and "weights" in syn:
+            words = list(syn["weights"])
+            p = np.array([float(syn["weights"][w]) for w in words])
+            cols[path] = _choice(words, rng.choice(len(words), n, p=p / p.sum()), null)
+        elif isinstance(spec, Number) and syn:
+            a, b = syn.get("normal") or syn.get("lognormal") or syn.get("uniform") or (0, 1)
+            if "normal" in syn:
+                values = rng.normal(a, b, n)
+            elif "lognormal" in syn:
+                values = rng.lognormal(a, b, n)
+            else:
+                values = rng.uniform(a, b, n)
+            lo, hi = syn.get("min", spec.lo), syn.get("max", spec.hi)
+            values = np.clip(values, lo, hi if hi is not None else np.inf)
+            cols[path] = _number(values, null, int(syn.get("digits", 1)))
+        elif isinstance(spec, Flag) and syn:
+            cols[path] = pa.array(rng.random(n) < float(syn.get("p", 0.5)), mask=null)
+        else:
+            kind = pa.list_(pa.string()) if isinstance(spec, ChoiceList) else pa.string()
+            cols[path] = pa.nulls(n, pa.float64() if isinstance(spec, Number) else kind)
+    # Keep every row consistent: a field the registry ties to another is left out where the
+    # other says otherwise (a gastric type only for a gastric primary).
+    for rule in reg.consistency:
+        paths = [p for p in reg.fields if p == rule.field or p.startswith(rule.field + ".")]
+        for path in (p for p in paths if p in cols):
+            col = cols[path]
+            if rule.requires is not None:
+                other, allowed = rule.requires
+                ok = pc.fill_null(pc.is_in(cols[other], value_set=pa.array(list(allowed))), False)
+                ok = pc.or_(ok, pc.is_null(cols[other]))
+            elif rule.within is not None and "." in path:
+                ok = pc.fill_null(list_has(cols[rule.within], path.split(".", 1)[1]), False)
+            else:
+                continue
+            cols[path] = pc.if_else(ok, col, pa.nulls(n, col.type))
 
 
 def _given(

@@ -21,11 +21,14 @@ from netboard.conditions import (
     Condition,
     EligibilityIs,
     Fact,
+    Holds,
     Not,
     Planned,
     Shared,
 )
-from netboard.kb.model import COMPUTED_SOURCES, FactDef
+from netboard.engine.derive import COMPUTED, PyOps, unknown_sources
+from netboard.fields import Choice, registry
+from netboard.kb.model import FactDef, KnowledgeBase
 from netboard.logic import Truth
 
 
@@ -50,7 +53,10 @@ class Context:
     eligibility: Mapping[str, str] = field(default_factory=dict)
     eligibility_unknown: Mapping[str, frozenset[str]] = field(default_factory=dict)
     planned: frozenset[str] = frozenset()
+    #: the knowledge base (its grading decides which fields a computed field still needs)
+    kb: KnowledgeBase | None = None
     _memo: dict[str, Result] = field(default_factory=dict)
+    _sources: dict[str, frozenset[str]] = field(default_factory=dict)
     _values: dict[str, Any] = field(default_factory=dict)
     #: > 0 while evaluating inside a fact, whose residual is the fact's own name: the inner
     #: residual would be thrown away, so it is not built.
@@ -70,11 +76,17 @@ def sources(name: str, ctx: Context) -> frozenset[str]:
 
     Once the grade is known, only the stated differentiation can still decide NET versus NEC.
     """
-    if name in ("who_2019", "differentiation_inferred") and ctx.value("grade") is not None:
-        return frozenset({"differentiation"}) if ctx.case.differentiation is None else frozenset()
-    if name in COMPUTED_SOURCES:
-        return frozenset(s for s in COMPUTED_SOURCES[name] if ctx.case.value(s) is None)
-    return frozenset({name})
+    if name not in COMPUTED:
+        return frozenset({name})
+    hit = ctx._sources.get(name)
+    if hit is None:
+        ops = PyOps(ctx.case.value)
+        if ctx.kb is None:
+            hit = ops.null_set(COMPUTED[name][1])
+        else:
+            hit = unknown_sources(ops, ctx.kb, name)
+        ctx._sources[name] = hit
+    return hit
 
 
 Evaluator = Callable[[Context], Result]
@@ -221,16 +233,40 @@ def _compare(node: Compare) -> Evaluator:
 
         return run_known
     test = _test(node.op, node.value)
-    computed = name in COMPUTED_SOURCES
+    computed = name in COMPUTED
     plain_unknown = frozenset({name})
+    spec = registry().spec(name)
+    words = [m.value for m in spec.enum] if isinstance(spec, Choice) else []
+    holding = [w for w in words if test(w)]
+    failing = [w for w in words if not test(w)]
 
     def run(ctx: Context) -> Result:
         value = ctx._values.get(name)
         if value is None:
+            limits = ctx.kb.plausibility.get(name) if ctx.kb is not None and words else None
+            if limits:
+                # An unknown field ranges only over the values possible given the stated facts.
+                if all(implausible(ctx, name, w) for w in failing):
+                    return TRUE
+                if all(implausible(ctx, name, w) for w in holding):
+                    return FALSE
             return Result(_UNKNOWN, node, sources(name, ctx) if computed else plain_unknown)
         return TRUE if test(value) else FALSE
 
     return run
+
+
+def implausible(ctx: Context, field_name: str, value: str) -> bool:
+    """Whether the knowledge base rules ``value`` out for ``field_name`` given the stated facts
+    (its plausibility condition is FALSE); a value without a condition is always possible."""
+    key = f"plausible:{field_name}:{value}"
+    hit = ctx._memo.get(key)
+    if hit is None:
+        assert ctx.kb is not None
+        when = ctx.kb.plausibility.get(field_name, {}).get(value)
+        ruled_out = when is not None and evaluate(when, ctx).truth is _FALSE_T
+        hit = ctx._memo[key] = TRUE if ruled_out else FALSE
+    return hit.truth is _TRUE_T
 
 
 @_builder(Fact)
@@ -272,6 +308,16 @@ def _planned(node: Planned) -> Evaluator:
 
     def run(ctx: Context) -> Result:
         return TRUE if any(c in ctx.planned for c in codes) else FALSE
+
+    return run
+
+
+@_builder(Holds)
+def _holds(node: Holds) -> Evaluator:
+    inner = compiled(node.item)
+
+    def run(ctx: Context) -> Result:
+        return TRUE if inner(ctx).truth is _TRUE_T else FALSE
 
     return run
 

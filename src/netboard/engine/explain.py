@@ -6,7 +6,17 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from netboard.case import field_paths
-from netboard.conditions import All, Compare, Condition, EligibilityIs, Fact, Not, Planned, Shared
+from netboard.conditions import (
+    All,
+    Compare,
+    Condition,
+    EligibilityIs,
+    Fact,
+    Holds,
+    Not,
+    Planned,
+    Shared,
+)
 from netboard.kb.model import KnowledgeBase
 
 _OPS = {"lt": "<", "le": "≤", "gt": ">", "ge": "≥"}
@@ -82,7 +92,7 @@ def _describe(node: Condition, kb: KnowledgeBase, nested: bool) -> str:
         )
     if isinstance(node, Not):
         return f"not ({describe(node.item, kb, True)})"
-    if isinstance(node, Shared):
+    if isinstance(node, Shared | Holds):
         return describe(node.item, kb, nested)
     parts = [describe(x, kb, True) for x in node.items]
     if not parts:

@@ -92,63 +92,19 @@ def recommend(
     """
     kb = kb or load_kb()
     cls = classify(case, kb)
-    ctx = Context(case=case, computed=cls.computed, facts=kb.facts)
+    ctx = Context(case=case, computed=cls.computed, facts=kb.facts, kb=kb)
     scope = _scope(kb, ctx, neoplasm, neoplasm_detail)
     if scope.applies is False:
         return _out_of_scope(case, kb, scope)
-    decides: dict[str, set[str]] = defaultdict(set)
-
-    def note_unknown(result: Result, what: str) -> None:
-        for f in result.unknown:
-            decides[f].add(what)
-
-    # 1. Eligibility, criterion by criterion.
-    eligibility: list[Eligibility] = []
-    eligibility_unknown: dict[str, frozenset[str]] = {}
-    for es in kb.eligibility:
-        criteria: list[Criterion] = []
-        unknown: set[str] = set()
-        for c in es.criteria:
-            r = evaluate(c.when, ctx)
-            met = None if r.truth is Truth.UNKNOWN else r.truth is Truth.TRUE
-            if met is None:
-                unknown |= r.unknown
-                note_unknown(r, f"{es.title} ({c.name})")
-            criteria.append(Criterion(name=c.name, met=met, detail=c.detail, evidence=c.evidence))
-        mets = [c.met for c in criteria]
-        status = (
-            EligibilityStatus.NOT_ELIGIBLE
-            if False in mets
-            else EligibilityStatus.UNDETERMINED
-            if None in mets
-            else EligibilityStatus.ELIGIBLE
-        )
-        eligibility_unknown[es.name.value] = frozenset(unknown)
-        eligibility.append(
-            Eligibility(
-                name=es.name, title=es.title, status=status, criteria=tuple(criteria), note=es.note
-            )
-        )
-    ctx.eligibility = {e.name.value: e.status.value for e in eligibility}
-    ctx.eligibility_unknown = eligibility_unknown
-
-    # 2. Rules, each positive one combined with the guards of its code (see compile_plan).
+    decision = decide(case, kb, ctx)
+    ctx, eligibility, chosen, decides = (
+        decision.ctx,
+        decision.eligibility,
+        decision.chosen,
+        decision.decides,
+    )
     plan = compile_plan(kb)
-    # Pre-treatment checks (unknown_blocks: false) hold or not once per case.
-    holding = frozenset(g.id for g in plan.soft_guards if evaluate(g.when, ctx).truth is Truth.TRUE)
-    candidates: list[_Candidate] = []
-    for step in plan.steps:
-        if step.soft_ids and not holding.isdisjoint(step.soft_ids):
-            continue
-        r = evaluate(step.condition, ctx)
-        if r.truth is Truth.TRUE:
-            candidates.append(_Candidate(step.rule, step.code, r))
-        elif r.truth is Truth.UNKNOWN:
-            if step.rule.on_unknown == "branch":
-                candidates.append(_Candidate(step.rule, step.code, r))
-            note_unknown(r, step.label)
 
-    chosen = _choose(candidates)
     positive_steps = sorted({c.rule.step for c in chosen if c.rule.status.positive})
     dense = {step: i + 1 for i, step in enumerate(positive_steps)}
 
@@ -206,7 +162,8 @@ def recommend(
                 rule_id=a.id,
             )
         elif r.truth is Truth.UNKNOWN and a.severity is Severity.CRITICAL:
-            note_unknown(r, f"the {a.code.value.replace('_', ' ')} alert")
+            for f in r.unknown:
+                decides[f].add(f"the {a.code.value.replace('_', ' ')} alert")
     alert_list = sorted(alerts.values(), key=lambda a: (SEVERITY_ORDER[a.severity], a.code.value))
 
     monitoring = [
@@ -318,6 +275,77 @@ def _out_of_scope(case: Case, kb: KnowledgeBase, scope: Scope) -> Answer:
     )
 
 
+@dataclass(slots=True)
+class Decision:
+    """What the rules decide for one case: eligibility, the candidates kept, what is open."""
+
+    ctx: Context
+    eligibility: list[Eligibility]
+    candidates: list[_Candidate]
+    chosen: list[_Candidate]
+    decides: dict[str, set[str]]
+
+
+def decide(case: Case, kb: KnowledgeBase, ctx: Context | None = None) -> Decision:
+    """Eligibility criterion by criterion, then every rule with its guards, then the choice
+    per (code, phase): the part of ``recommend`` that the board answer re-runs on a case with
+    presumptions or with one alternative value."""
+    if ctx is None:
+        ctx = Context(case=case, computed=classify(case, kb).computed, facts=kb.facts, kb=kb)
+    decides: dict[str, set[str]] = defaultdict(set)
+
+    def note_unknown(result: Result, what: str) -> None:
+        for f in result.unknown:
+            decides[f].add(what)
+
+    # 1. Eligibility, criterion by criterion.
+    eligibility: list[Eligibility] = []
+    eligibility_unknown: dict[str, frozenset[str]] = {}
+    for es in kb.eligibility:
+        criteria: list[Criterion] = []
+        unknown: set[str] = set()
+        for c in es.criteria:
+            r = evaluate(c.when, ctx)
+            met = None if r.truth is Truth.UNKNOWN else r.truth is Truth.TRUE
+            if met is None:
+                unknown |= r.unknown
+                note_unknown(r, f"{es.title} ({c.name})")
+            criteria.append(Criterion(name=c.name, met=met, detail=c.detail, evidence=c.evidence))
+        mets = [c.met for c in criteria]
+        status = (
+            EligibilityStatus.NOT_ELIGIBLE
+            if False in mets
+            else EligibilityStatus.UNDETERMINED
+            if None in mets
+            else EligibilityStatus.ELIGIBLE
+        )
+        eligibility_unknown[es.name.value] = frozenset(unknown)
+        eligibility.append(
+            Eligibility(
+                name=es.name, title=es.title, status=status, criteria=tuple(criteria), note=es.note
+            )
+        )
+    ctx.eligibility = {e.name.value: e.status.value for e in eligibility}
+    ctx.eligibility_unknown = eligibility_unknown
+
+    # 2. Rules, each positive one combined with the guards of its code (see compile_plan).
+    plan = compile_plan(kb)
+    # Pre-treatment checks (unknown_blocks: false) hold or not once per case.
+    holding = frozenset(g.id for g in plan.soft_guards if evaluate(g.when, ctx).truth is Truth.TRUE)
+    candidates: list[_Candidate] = []
+    for step in plan.steps:
+        if step.soft_ids and not holding.isdisjoint(step.soft_ids):
+            continue
+        r = evaluate(step.condition, ctx)
+        if r.truth is Truth.TRUE:
+            candidates.append(_Candidate(step.rule, step.code, r))
+        elif r.truth is Truth.UNKNOWN:
+            if step.rule.on_unknown == "branch":
+                candidates.append(_Candidate(step.rule, step.code, r))
+            note_unknown(r, step.label)
+    return Decision(ctx, eligibility, candidates, _choose(candidates), decides)
+
+
 @dataclass(frozen=True, slots=True)
 class _Step:
     """One (rule, code) pair ready to evaluate: its condition with the strict guards folded in."""
@@ -348,9 +376,10 @@ def compile_plan(kb: KnowledgeBase) -> Plan:
 
     A negative rule (not_recommended/contraindicated) guards its code: while it holds, no
     positive rule for that code (in its phase, or in every phase with ``scope: all``) can put
-    the code on the plan, unless the positive rule ``overrides_guards``. A guard whose data are
-    missing keeps the option open as a branch, except a pre-treatment check
-    (``unknown_blocks: false``), which removes the option only when it holds.
+    the code on the plan. Exceptions are named: a guard's ``unless`` lifts it (it is folded
+    into the guard's condition), and a positive rule may ``pass`` guards it lists by id. A
+    guard whose data are missing keeps the option open as a branch, except a pre-treatment
+    check (``unknown_blocks: false``), which removes the option only when it holds.
     """
     cached = _PLANS.get(id(kb))
     if cached is not None and cached[0] is kb:
@@ -366,7 +395,11 @@ def compile_plan(kb: KnowledgeBase) -> Plan:
             cond: Condition = rule.when
             soft: tuple[Rule, ...] = ()
             if rule.status.positive and not rule.overrides_guards:
-                blocking = guards[(code, rule.phase.value)] + guards[(code, None)]
+                blocking = [
+                    g
+                    for g in guards[(code, rule.phase.value)] + guards[(code, None)]
+                    if g.id not in rule.passes
+                ]
                 strict = tuple(Shared(g.id, g.when) for g in blocking if g.unknown_blocks)
                 if strict:
                     cond = All((rule.when, Not(AnyOf(strict))))

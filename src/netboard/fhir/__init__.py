@@ -65,4 +65,4 @@ def prefetch_templates(kb: KnowledgeBase) -> dict[str, str]:
     """The CDS Hooks prefetch templates of the knowledge base (key -> FHIR query)."""
     if kb.fhir is None:
         return {}
-    return dict(kb.fhir.prefetch)
+    return kb.fhir.prefetch_templates()

@@ -23,9 +23,23 @@ def _id_from_full_url(full_url: Any) -> str | None:
     return tail or None
 
 
-def _collect(
-    data: Any, path: str, out: list[dict[str, Any]], problems: list[Problem], *, top: bool
-) -> None:
+class Resources(list[dict[str, Any]]):
+    """The resources of some FHIR JSON, with the ``fullUrl`` of each Bundle entry.
+
+    ``aliases`` maps a Bundle entry's ``fullUrl`` to the ``(type, id)`` of its resource, so that
+    a reference written as that fullUrl (``urn:uuid:...``, or an absolute URL) resolves to it
+    as the FHIR specification says (Bundle "Resolving references in Bundles"), even when the
+    resource's own id differs.
+    """
+
+    aliases: dict[str, tuple[str, str]]
+
+    def __init__(self, items: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(items or [])
+        self.aliases = {}
+
+
+def _collect(data: Any, path: str, out: Resources, problems: list[Problem], *, top: bool) -> None:
     where = path or "(input)"
     if isinstance(data, list):
         for i, item in enumerate(data):
@@ -74,22 +88,28 @@ def _collect(
             filled = _id_from_full_url(entry.get("fullUrl"))
             if filled is not None:
                 resource = {**resource, "id": filled}
+        full_url = entry.get("fullUrl")
+        rid = resource.get("id")
+        if isinstance(full_url, str) and full_url.strip() and isinstance(rid, str):
+            out.aliases.setdefault(full_url.strip(), (str(resource.get("resourceType")), rid))
         _collect(resource, f"{at}.resource", out, problems, top=False)
 
 
-def resources_from(data: object) -> list[dict[str, Any]]:
+def resources_from(data: object) -> Resources:
     """The resources in FHIR JSON, in document order.
 
     Accepts a Bundle of any type (nested Bundles are flattened), a single resource, a list of
     resources, or a CDS Hooks ``prefetch`` mapping whose values are Bundles, resources or null.
     Entries without a resource are skipped; a resource without ``id`` takes it from its entry's
-    ``fullUrl`` (``urn:uuid:...``) so references to it resolve. Resources are shallow copies.
+    ``fullUrl`` (``urn:uuid:...``) so references to it resolve; every entry's ``fullUrl`` is
+    kept in ``aliases`` (references written as a fullUrl resolve by it). Resources are
+    shallow copies.
 
     Raises:
         CaseError: something is not FHIR at all; each problem names its JSON path
             (``entry[3].resource``).
     """
-    out: list[dict[str, Any]] = []
+    out = Resources()
     problems: list[Problem] = []
     _collect(data, "", out, problems, top=True)
     if problems:

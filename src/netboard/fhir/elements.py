@@ -218,3 +218,17 @@ def observation_time(resource: Mapping[str, Any]) -> tuple[float, ...] | None:
     if when is not None:
         return when
     return instant(resource.get("issued"))
+
+
+def given_time(resource: Mapping[str, Any]) -> tuple[float, ...] | None:
+    """When a treatment was given: performed[x] or effective[x] (a period's end, else start)."""
+    for key in ("performedDateTime", "effectiveDateTime", "occurrenceDateTime"):
+        when = instant(resource.get(key))
+        if when is not None:
+            return when
+    for key in ("performedPeriod", "effectivePeriod"):
+        period = obj(resource.get(key))
+        when = instant(period.get("end")) or instant(period.get("start"))
+        if when is not None:
+            return when
+    return None

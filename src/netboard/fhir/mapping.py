@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netboard import vocab as v
-from netboard.case import FIELDS, LAB_FIELDS, ChoiceList, load_case
+from netboard.case import load_case
 from netboard.errors import CaseError, KnowledgeBaseError, Problem
 from netboard.fhir import elements as el
 from netboard.fhir.model import FhirCase, Unmapped
 from netboard.fhir.table import (
+    ORDER_INTENTS,
+    READ_STATUSES,
     CodeTable,
     FhirCode,
     FhirMap,
@@ -24,16 +26,30 @@ from netboard.fhir.table import (
     NameRule,
     normalize_code,
 )
+from netboard.fields import ChoiceList, field_paths, nest, registry
 from netboard.kb.model import KnowledgeBase
+from netboard.vocab import Neoplasm
 
 _CONDITION_VER = "condition-ver-status"
 _CONDITION_CLINICAL = "condition-clinical"
 _OBS_USED = {"final", "amended", "corrected"}
 _IGNORED = {"entered-in-error", "cancelled", "not-done", "refuted"}
-_REQUEST_GIVEN = {"active", "completed", "stopped", "on-hold"}
-_REQUEST_INTENTS = {"order", "original-order", "reflex-order", "filler-order", "instance-order"}
-_STATEMENT_GIVEN = {"active", "completed", "stopped", "on-hold"}
-_ADMIN_GIVEN = {"completed", "in-progress", "stopped", "on-hold"}
+_REQUEST_GIVEN = set(READ_STATUSES["MedicationRequest"])
+_REQUEST_INTENTS = set(ORDER_INTENTS)
+_STATEMENT_GIVEN = set(READ_STATUSES["MedicationStatement"])
+_ADMIN_GIVEN = set(READ_STATUSES["MedicationAdministration"])
+#: Resource types whose subject says whose they are (a resource without one is not read).
+_SUBJECT_TYPES = (
+    "Condition",
+    "Observation",
+    "MedicationRequest",
+    "MedicationStatement",
+    "MedicationAdministration",
+    "Procedure",
+    "List",
+)
+#: Average month length (days) for months_since (365.25 / 12).
+_MONTH_DAYS = 30.4375
 _NOT_CURRENT = {"inactive", "remission", "resolved"}
 _UNCONFIRMED = {"unconfirmed", "provisional", "differential"}
 _MEDICATION_TYPES = ("MedicationRequest", "MedicationStatement", "MedicationAdministration")
@@ -73,9 +89,16 @@ class _Resection:
 class _Reader:
     """Collects claims from resources, then resolves them into one case mapping."""
 
-    def __init__(self, fmap: FhirMap, today: dt.date) -> None:
+    def __init__(
+        self, fmap: FhirMap, today: dt.date, aliases: Mapping[str, tuple[str, str]] | None = None
+    ) -> None:
         self.fmap = fmap
         self.today = today
+        self.aliases: Mapping[str, tuple[str, str]] = aliases or {}
+        #: what the conditions say about the neoplasm: kind -> descriptions (first = shown)
+        self.neoplasm: dict[Neoplasm, list[str]] = {}
+        #: months_since field -> dates of the treatment given
+        self.given_dates: dict[str, list[tuple[dt.date, str]]] = {}
         self.claims: dict[str, list[_Claim]] = {}
         self.list_items: dict[str, dict[str, list[str]]] = {}
         self.treatments: dict[v.Intervention, _Given] = {}
@@ -86,15 +109,49 @@ class _Reader:
         self.notes: list[str] = []
         self.sources: dict[str, list[str]] = {}
         self.primary_ids: set[str] = set()
-        self.net_specific = False
         self.medications: dict[str, Mapping[str, Any]] = {}
         self.empty_lists: dict[str, list[str]] = {}
         self.conflicted: set[str] = set()
 
     # --- recording ---------------------------------------------------------------------------
 
-    def miss(self, ref: str, element: str, code: str, reason: str) -> None:
-        self.unmapped.append(Unmapped(resource=ref, element=element, code=code, reason=reason))
+    def miss(
+        self,
+        ref: str,
+        element: str,
+        code: str,
+        reason: str,
+        *,
+        field: str = "",
+        date: str = "",
+        relevant: bool = True,
+    ) -> None:
+        self.unmapped.append(
+            Unmapped(
+                resource=ref,
+                element=element,
+                code=code,
+                reason=reason,
+                field=field,
+                date=date,
+                relevant=relevant,
+            )
+        )
+
+    def unknown(self, ref: str, element: str, concept: Any) -> None:
+        """A code the table does not hold: reported, but not relevant to the NEN plan."""
+        self.miss(ref, element, el.describe(concept), _not_in_table(concept), relevant=False)
+
+    def evidence(self, kind: Neoplasm, what: str) -> None:
+        """Record what a resource says about the neoplasm."""
+        self.neoplasm.setdefault(kind, []).append(what)
+
+    def target(self, reference: Any) -> tuple[str | None, str | None]:
+        """(type, id) of a Reference: a Bundle entry's fullUrl first, as FHIR resolves them."""
+        raw = el.text(el.obj(reference).get("reference"))
+        if raw is not None and raw.strip() in self.aliases:
+            return self.aliases[raw.strip()]
+        return el.ref_target(reference)
 
     def source(self, path: str, ref: str) -> None:
         refs = self.sources.setdefault(path, [])
@@ -111,11 +168,46 @@ class _Reader:
         when: tuple[float, ...] | None = None,
     ) -> None:
         for path, value in sets:
-            spec = FIELDS.get(path)
+            if observed and not self.current(path, value, ref, element, when):
+                continue
+            spec = registry().spec(path)
             if isinstance(spec, ChoiceList):
                 self.list_items.setdefault(path, {}).setdefault(str(value), []).append(ref)
             else:
                 self.claims.setdefault(path, []).append(_Claim(value, ref, element, observed, when))
+
+    def current(
+        self, path: str, value: Any, ref: str, element: str, when: tuple[float, ...] | None
+    ) -> bool:
+        """Whether an observed value is recent enough for its field's window (kb recency)."""
+        window = self.fmap.recency.get(path)
+        if window is None:
+            return True
+        label = registry().fields[path].label
+        if when is None:
+            self.miss(
+                ref,
+                element,
+                f"{label} {value}",
+                f"{label}: the observation has no date, so it cannot be read as current "
+                f"(netboard reads {label} of the last {window.max_age_days} days)",
+                field=path,
+            )
+            return False
+        day = dt.date(int(when[0]), int(when[1]), int(when[2]))
+        age = (self.today - day).days
+        if age <= window.max_age_days:
+            return True
+        self.miss(
+            ref,
+            element,
+            f"{label} {value} on {day.isoformat()}",
+            f"{label} from {day.isoformat()} is {_age_words(age)} old: older than the "
+            f"{window.max_age_days} days netboard reads as current, so it is not used",
+            field=path,
+            date=day.isoformat(),
+        )
+        return False
 
     def lookup(self, table: CodeTable, concept: Any) -> tuple[FhirCode, el.Coding] | None:
         for coding in el.codings(concept):
@@ -148,9 +240,11 @@ class _Reader:
         if pid:
             self.give([("id", pid)], ref, "Patient.id")
         gender = res.get("gender")
-        if gender in ("male", "female", "other"):
+        if gender is None:
+            self.individual_sex(res, ref)
+        elif gender in ("male", "female", "other"):
             self.give([("sex", gender)], ref, "Patient.gender")
-        elif gender is not None:
+        else:
             self.miss(
                 ref,
                 "Patient.gender",
@@ -158,6 +252,21 @@ class _Reader:
                 "the sex is not recorded as male, female or other",
             )
         self.age(res, ref)
+
+    def individual_sex(self, res: Mapping[str, Any], ref: str) -> None:
+        """US Core 8 ``us-core-individual-sex`` (valueCoding), read when gender is absent."""
+        url = self.fmap.extensions.get("individual_sex")
+        for ext in el.items(res.get("extension")):
+            ext = el.obj(ext)
+            if ext.get("url") != url:
+                continue
+            concept = {"coding": [ext.get("valueCoding")]}
+            hit = self.lookup(self.fmap.individual_sex, concept)
+            element = "Patient.extension(us-core-individual-sex)"
+            if hit is None:
+                self.miss(ref, element, el.describe(concept), _not_in_table(concept), field="sex")
+            else:
+                self.give([("sex", hit[0].value)], ref, element)
 
     def age(self, res: Mapping[str, Any], ref: str) -> None:
         raw = res.get("birthDate")
@@ -193,25 +302,40 @@ class _Reader:
 
     # --- Condition ----------------------------------------------------------------------------
 
+    def profile_role(self, res: Mapping[str, Any]) -> str | None:
+        """The role the mCODE profile in meta.profile gives (a ``|version`` suffix ignored)."""
+        profiles = {
+            p.split("|", 1)[0].strip()
+            for p in el.items(el.obj(res.get("meta")).get("profile"))
+            if isinstance(p, str)
+        }
+        if self.fmap.profiles.get("primary_cancer_condition") in profiles:
+            return "primary"
+        if self.fmap.profiles.get("secondary_cancer_condition") in profiles:
+            return "secondary"
+        return None
+
     def condition_role(
         self, res: Mapping[str, Any]
     ) -> tuple[str | None, tuple[FhirCode, el.Coding] | None]:
         found = self.lookup(self.fmap.conditions, res.get("code"))
+        profile = self.profile_role(res)
         if found is not None and found[0].role:
-            return found[0].role, found
-        profiles = {
-            p for p in el.items(el.obj(res.get("meta")).get("profile")) if isinstance(p, str)
-        }
-        if self.fmap.profiles.get("primary_cancer_condition") in profiles:
-            return "primary", found
-        if self.fmap.profiles.get("secondary_cancer_condition") in profiles:
-            return "secondary", found
-        return None, found
+            role = found[0].role
+            if profile == "primary" and role == "secondary":
+                # mCODE's "nonspecific" primary uses a metastasis code: the profile says primary.
+                return "primary", None
+            return role, found
+        return profile, found
 
     def condition(self, res: Mapping[str, Any], ref: str) -> None:
         verification = el.status_code(res.get("verificationStatus"), _CONDITION_VER)
         if verification in _IGNORED:
             self.notes.append(f"{ref} ignored: verification status {verification}")
+            return
+        role, found = self.condition_role(res)
+        if role is None:
+            self.unknown(ref, "Condition.code", res.get("code"))
             return
         if verification in _UNCONFIRMED:
             self.miss(
@@ -221,20 +345,27 @@ class _Reader:
                 f"the diagnosis is {verification}, not confirmed",
             )
             return
-        role, found = self.condition_role(res)
-        if role is None:
-            self.miss(
-                ref, "Condition.code", el.describe(res.get("code")), _not_in_table(res.get("code"))
-            )
-            return
         clinical = el.status_code(res.get("clinicalStatus"), _CONDITION_CLINICAL)
         if role != "primary" and clinical in _NOT_CURRENT:
             self.notes.append(f"{ref} not used: clinical status {clinical}")
             return
         if found is None:
-            self.miss(
-                ref, "Condition.code", el.describe(res.get("code")), _not_in_table(res.get("code"))
-            )
+            table_row = self.lookup(self.fmap.conditions, res.get("code"))
+            if table_row is not None and table_row[0].role == "secondary":
+                self.miss(
+                    ref,
+                    "Condition.code",
+                    el.describe_coding(table_row[1]),
+                    "profiled as a primary cancer condition, but the code means a metastasis: "
+                    "read as a primary whose site and histology are not recorded",
+                )
+            else:
+                self.miss(
+                    ref,
+                    "Condition.code",
+                    el.describe(res.get("code")),
+                    _not_in_table(res.get("code")),
+                )
         if role == "primary":
             self.primary(res, ref, found)
         elif role == "secondary":
@@ -242,42 +373,68 @@ class _Reader:
         elif found is not None:
             self.other(res, ref, found)
 
+    def histology(self, res: Mapping[str, Any]) -> tuple[Any, tuple[FhirCode, el.Coding] | None]:
+        """The mCODE histology extension's concept and its row (None when absent or unknown)."""
+        url = self.fmap.extensions.get("histology")
+        for ext in el.items(res.get("extension")):
+            ext = el.obj(ext)
+            if ext.get("url") == url:
+                value = ext.get("valueCodeableConcept")
+                return value, self.lookup(self.fmap.morphology, value)
+        return None, None
+
     def primary(
         self, res: Mapping[str, Any], ref: str, found: tuple[FhirCode, el.Coding] | None
     ) -> None:
+        morph, hit = self.histology(res)
+        element = "Condition.extension(histology-morphology-behavior)"
+        code_text = el.describe(res.get("code"))
+        kind = Neoplasm(found[0].neoplasm) if found and found[0].neoplasm else Neoplasm.UNCONFIRMED
+        if hit is not None and hit[0].neoplasm:
+            morph_kind = Neoplasm(hit[0].neoplasm)
+            if morph_kind is Neoplasm.NON_NEUROENDOCRINE and kind is Neoplasm.NEUROENDOCRINE:
+                self.miss(
+                    ref,
+                    element,
+                    el.describe_coding(hit[1]),
+                    f"a neuroendocrine code ({code_text}) with a non-neuroendocrine histology: "
+                    "the histology decides",
+                )
+            kind = morph_kind
+        if kind is Neoplasm.NON_NEUROENDOCRINE:
+            what = el.describe_coding(hit[1]) if hit is not None else code_text
+            self.evidence(kind, f"{what}, {ref}")
+            self.miss(
+                ref,
+                element if hit is not None else "Condition.code",
+                what,
+                "a cancer that is not neuroendocrine: netboard reads nothing of it",
+                field="primary_site",
+            )
+            return
         if found is not None:
             row, coding = found
             self.apply_row(row, coding, ref, "Condition.code")
-            if coding[0] == el.ICD10CM and (
-                coding[1].upper().startswith("C7A") or row.code == "C25.4"
-            ):
-                self.net_specific = True
-            if any(path == "differentiation" for path, _ in row.sets):
-                self.net_specific = True
         for i, site in enumerate(el.items(res.get("bodySite"))):
-            hit = self.lookup(self.fmap.primary_body_sites, site)
-            element = f"Condition.bodySite[{i}]"
-            if hit is None:
-                self.miss(ref, element, el.describe(site), _not_in_table(site))
+            bhit = self.lookup(self.fmap.primary_body_sites, site)
+            at = f"Condition.bodySite[{i}]"
+            if bhit is None:
+                self.miss(ref, at, el.describe(site), _not_in_table(site))
             else:
-                self.apply_row(hit[0], hit[1], ref, element)
-        histology = self.fmap.extensions.get("histology")
-        for ext in el.items(res.get("extension")):
-            ext = el.obj(ext)
-            if ext.get("url") != histology:
-                continue
-            value = ext.get("valueCodeableConcept")
-            hit = self.lookup(self.fmap.morphology, value)
-            element = "Condition.extension(histology-morphology-behavior)"
-            if hit is None:
-                self.miss(ref, element, el.describe(value), _not_in_table(value))
-            elif self.apply_row(hit[0], hit[1], ref, element):
-                self.net_specific = True
+                self.apply_row(bhit[0], bhit[1], ref, at)
+        if morph is not None and hit is None:
+            self.miss(ref, element, el.describe(morph), _not_in_table(morph))
+        elif hit is not None:
+            self.apply_row(hit[0], hit[1], ref, element)
+        shown = el.describe_coding(hit[1]) if hit is not None else code_text
+        self.evidence(kind, f"{shown}, {ref}")
 
     def secondary(
         self, res: Mapping[str, Any], ref: str, found: tuple[FhirCode, el.Coding] | None
     ) -> None:
         gave = False
+        kind = Neoplasm(found[0].neoplasm) if found and found[0].neoplasm else Neoplasm.UNCONFIRMED
+        self.evidence(kind, f"a metastasis ({el.describe(res.get('code'))}), {ref}")
         if found is not None:
             row, coding = found
             if row.unmapped is not None:
@@ -320,7 +477,7 @@ class _Reader:
             ext = el.obj(ext)
             if ext.get("url") != url:
                 continue
-            _, target = el.ref_target(ext.get("valueReference"))
+            _, target = self.target(ext.get("valueReference"))
             if target is not None and target in self.primary_ids:
                 return True
             hit = self.lookup(self.fmap.conditions, ext.get("valueCodeableConcept"))
@@ -343,12 +500,7 @@ class _Reader:
                 coding = c
                 break
         if entry is None or coding is None:
-            self.miss(
-                ref,
-                "Observation.code",
-                el.describe(res.get("code")),
-                _not_in_table(res.get("code")),
-            )
+            self.unknown(ref, "Observation.code", res.get("code"))
             return
         label = el.describe_coding(coding)
         if entry.row.unmapped is not None:
@@ -378,10 +530,25 @@ class _Reader:
                     el.describe(value),
                     _not_in_table(value),
                 )
-            elif self.apply_row(
-                hit[0], hit[1], ref, "Observation.valueCodeableConcept", observed=True, when=when
-            ):
-                self.net_specific = True
+            else:
+                kind = Neoplasm(hit[0].neoplasm or Neoplasm.UNCONFIRMED.value)
+                self.evidence(kind, f"{el.describe_coding(hit[1])}, {ref}")
+                if kind is Neoplasm.NON_NEUROENDOCRINE:
+                    self.miss(
+                        ref,
+                        "Observation.valueCodeableConcept",
+                        el.describe_coding(hit[1]),
+                        "a histology that is not neuroendocrine",
+                    )
+                else:
+                    self.apply_row(
+                        hit[0],
+                        hit[1],
+                        ref,
+                        "Observation.valueCodeableConcept",
+                        observed=True,
+                        when=when,
+                    )
             return
         assert entry.field is not None
         if entry.kind == "coded":
@@ -424,9 +591,21 @@ class _Reader:
             )
             return
         quantity = el.obj(res.get("valueQuantity"))
+        if entry.component is not None:
+            for comp in el.items(res.get("component")):
+                comp = el.obj(comp)
+                if any((c[0], c[1]) == entry.component for c in el.codings(comp.get("code"))):
+                    quantity = el.obj(comp.get("valueQuantity"))
+                    break
         amount = el.number(quantity.get("value"))
         if amount is None:
-            self.miss(ref, "Observation.value[x]", label, f"{name}: no numeric valueQuantity")
+            self.miss(
+                ref,
+                "Observation.value[x]",
+                label,
+                f"{name}: no numeric valueQuantity",
+                field=entry.field,
+            )
             return
         if el.text(quantity.get("comparator")):
             self.miss(
@@ -572,9 +751,31 @@ class _Reader:
         element = f"{rtype}.medication[x]"
         concepts = self.medication_concepts(res)
         label = "; ".join(el.describe(c) for c in concepts) or "(no medication)"
+        rows: list[FhirCode | NameRule] = []
+        for concept in concepts:
+            hit = self.lookup(self.fmap.medications, concept)
+            if hit is not None:
+                rows.append(hit[0])
+        matched_by_name = False
+        if not rows:
+            rule = _by_name(
+                self.fmap.medication_names, self.fmap.medication_exclude_words, concepts
+            )
+            if rule is not None:
+                rows.append(rule)
+                matched_by_name = True
+        if not rows:
+            self.miss(
+                ref, element, label, "this medication is not in the mapping table", relevant=False
+            )
+            return
         if status not in given:
             self.miss(
-                ref, f"{rtype}.status", label, f"status {status!r} does not say the drug was given"
+                ref,
+                f"{rtype}.status",
+                label,
+                f"status {status!r} does not say the drug was given",
+                field="prior_treatments",
             )
             return
         if rtype == "MedicationRequest" and el.text(res.get("intent")) not in _REQUEST_INTENTS:
@@ -583,44 +784,55 @@ class _Reader:
                 "MedicationRequest.intent",
                 label,
                 f"intent {res.get('intent')!r} is not an order",
+                field="prior_treatments",
             )
             return
+        if matched_by_name and isinstance(rows[0], NameRule):
+            self.notes.append(
+                f"{ref}: medication matched by name ({' '.join(rows[0].words)}), "
+                "no code of the table"
+            )
         # An administration's statusReason says why a dose was not given, not why a drug stopped.
         progressed = rtype != "MedicationAdministration" and any(
             self.lookup(self.fmap.progression_reasons, reason) is not None
             for reason in el.items(res.get("statusReason"))
         )
-        rows: list[FhirCode | NameRule] = []
-        for concept in concepts:
-            hit = self.lookup(self.fmap.medications, concept)
-            if hit is not None:
-                rows.append(hit[0])
-        if not rows:
-            rule = _by_name(
-                self.fmap.medication_names, self.fmap.medication_exclude_words, concepts
-            )
-            if rule is not None:
-                rows.append(rule)
-                self.notes.append(
-                    f"{ref}: medication matched by name ({' '.join(rule.words)}), "
-                    "no code of the table"
-                )
-        if not rows:
-            self.miss(ref, element, label, "this medication is not in the mapping table")
-            return
         for row in rows:
             if row.treatment is not None:
                 self.add_treatment(row.treatment, ref, progressed)
+                self.given_on(row.treatment, rtype, res, ref)
             elif row.component is not None:
                 got = self.components.setdefault(row.component, _Given())
                 got.refs.append(ref)
                 got.progressed = got.progressed or progressed
                 self.component_labels.setdefault(row.component, label)
 
+    def given_on(
+        self, treatment: v.Intervention, rtype: str, res: Mapping[str, Any], ref: str
+    ) -> None:
+        """Keep the date a treatment was given, for ``months_since.<treatment>``."""
+        path = f"months_since.{treatment.value}"
+        spec = registry().fields.get(path)
+        if spec is None or rtype not in spec.fhir:
+            return
+        when = el.given_time(res)
+        if when is None:
+            self.miss(
+                ref,
+                f"{rtype}.effective[x]",
+                treatment.value,
+                f"no date, so the {registry().fields[path].label} cannot be counted",
+                field=path,
+            )
+            return
+        day = dt.date(int(when[0]), int(when[1]), int(when[2]))
+        if day <= self.today:
+            self.given_dates.setdefault(path, []).append((day, ref))
+
     def medication_concepts(self, res: Mapping[str, Any]) -> list[Any]:
         if "medicationCodeableConcept" in res:
             return [res.get("medicationCodeableConcept")]
-        kind, target = el.ref_target(res.get("medicationReference"))
+        kind, target = self.target(res.get("medicationReference"))
         med: Mapping[str, Any] | None = None
         if kind == "#":
             med = next(
@@ -656,28 +868,30 @@ class _Reader:
         if status in _IGNORED:
             self.notes.append(f"{ref} ignored: status {status}")
             return
+        hit = self.lookup(self.fmap.procedures, res.get("code"))
+        row: FhirCode | NameRule | None = hit[0] if hit is not None else None
+        by_name = False
+        if row is None:
+            row = _by_name(
+                self.fmap.procedure_names, self.fmap.procedure_exclude_words, [res.get("code")]
+            )
+            by_name = row is not None
+        if row is None:
+            self.unknown(ref, "Procedure.code", res.get("code"))
+            return
         if status != "completed":
             self.miss(
                 ref,
                 "Procedure.status",
                 label,
                 f"status {status!r}: only completed procedures are read",
+                field="prior_treatments",
             )
             return
-        hit = self.lookup(self.fmap.procedures, res.get("code"))
-        row: FhirCode | NameRule | None = hit[0] if hit is not None else None
-        if row is None:
-            row = _by_name(
-                self.fmap.procedure_names, self.fmap.procedure_exclude_words, [res.get("code")]
+        if by_name and isinstance(row, NameRule):
+            self.notes.append(
+                f"{ref}: procedure matched by name ({' '.join(row.words)}), no code of the table"
             )
-            if row is not None:
-                self.notes.append(
-                    f"{ref}: procedure matched by name ({' '.join(row.words)}), "
-                    "no code of the table"
-                )
-        if row is None:
-            self.miss(ref, "Procedure.code", label, _not_in_table(res.get("code")))
-            return
         # Procedure.outcome: a progression code of the table says the disease progressed after it.
         progressed = any(
             self.lookup(self.fmap.progression_reasons, outcome) is not None
@@ -692,6 +906,7 @@ class _Reader:
             )
         elif row.treatment is not None:
             self.add_treatment(row.treatment, ref, progressed)
+            self.given_on(row.treatment, "Procedure", res, ref)
 
     # --- List -----------------------------------------------------------------------------------
 
@@ -783,23 +998,33 @@ class _Reader:
                 for ref in got.refs:
                     self.source("progressed_on", ref)
         for path, found in self.list_items.items():
-            spec = FIELDS[path]
+            spec = registry().spec(path)
             assert isinstance(spec, ChoiceList)
             raw[path] = [m.value for m in spec.enum if m.value in found]
             for item in raw[path]:
                 for ref in found[item]:
                     self.source(path, ref)
         self.resolve_empty_lists(raw)
-        region = raw.get("pancreas_region")
-        if region is not None and raw.get("primary_site", "pancreas") != "pancreas":
-            del raw["pancreas_region"]
-            self.miss(
-                ", ".join(self.sources.pop("pancreas_region", [])),
-                "Condition.bodySite",
-                str(region),
-                f"a pancreas region is given but the primary site is {raw['primary_site']}",
-            )
+        for path, dates in self.given_dates.items():
+            day, ref = max(dates)
+            months = round((self.today - day).days / _MONTH_DAYS, 1)
+            raw[path] = int(months) if months == int(months) else months
+            self.source(path, ref)
         return raw
+
+    def decide_neoplasm(self) -> tuple[Neoplasm, str]:
+        """What the record says about the neoplasm, and what showed it."""
+        for kind in (Neoplasm.NEUROENDOCRINE, Neoplasm.NON_NEUROENDOCRINE, Neoplasm.UNCONFIRMED):
+            shown = self.neoplasm.get(kind)
+            if shown:
+                other = self.neoplasm.get(Neoplasm.NON_NEUROENDOCRINE)
+                if kind is Neoplasm.NEUROENDOCRINE and other:
+                    self.notes.append(
+                        f"a cancer that is not neuroendocrine is recorded too ({other[0]}); "
+                        "the plan is for the neuroendocrine neoplasm"
+                    )
+                return kind, shown[0]
+        return Neoplasm.NONE, ""
 
     def resolve_empty_lists(self, raw: dict[str, Any]) -> None:
         """A List saying 'nil known' gives [], unless other resources give items (conflict)."""
@@ -940,11 +1165,31 @@ def _by_name(
     return best
 
 
-def _subject(res: Mapping[str, Any]) -> tuple[str | None, str | None]:
+def _subject(
+    res: Mapping[str, Any], aliases: Mapping[str, tuple[str, str]] | None = None
+) -> tuple[str | None, str | None]:
+    """(type, id) of the resource's subject (or patient); a fullUrl resolves through aliases."""
     for key in ("subject", "patient"):
         if key in res:
+            raw = el.text(el.obj(res.get(key)).get("reference"))
+            if raw is not None and aliases and raw.strip() in aliases:
+                return aliases[raw.strip()]
             return el.ref_target(res.get(key))
     return None, None
+
+
+def _unattributed(res: Mapping[str, Any]) -> str | None:
+    """Why a resource of a read type cannot be attributed to a patient (None when it can)."""
+    if res.get("resourceType") not in _SUBJECT_TYPES:
+        return None
+    subject = res.get("subject", res.get("patient"))
+    if subject is None:
+        return "without a subject"
+    if el.text(el.obj(subject).get("reference")) is None:
+        if el.obj(subject).get("identifier") is not None:
+            return "whose subject is given by an identifier only"
+        return "whose subject has no reference"
+    return None
 
 
 def _ref(res: Mapping[str, Any], index: int) -> str:
@@ -966,7 +1211,8 @@ def case_from_fhir(
         kb: the knowledge base whose ``fhir`` table drives the mapping.
         today: reference date for the age (default: the current date).
         patient_id: read only this patient's resources; without it the resources must concern
-            one patient.
+            one patient. Resources of the read types without a subject, or whose subject is
+            given only by an identifier, are skipped and counted in ``notes``.
 
     Returns:
         The case mapping (ready for ``load_case``), its sources, what was not mapped and why,
@@ -974,16 +1220,17 @@ def case_from_fhir(
 
     Raises:
         KnowledgeBaseError: the knowledge base has no FHIR mapping table.
+        CaseError: without ``patient_id``, the resources concern several patients (the
+            problem names them).
     """
     fmap = kb.fhir
     if fmap is None:
         raise KnowledgeBaseError(
             [Problem("fhir.yaml", "the knowledge base has no FHIR mapping table")]
         )
-    reader = _Reader(fmap, today or dt.date.today())
+    aliases: Mapping[str, tuple[str, str]] = getattr(resources, "aliases", {})
+    reader = _Reader(fmap, today or dt.date.today(), aliases)
     chosen = _select_patient(resources, patient_id, reader)
-    if chosen is None:
-        return FhirCase(case={}, sources={}, unmapped=reader.unmapped, notes=reader.notes)
     for _, res in chosen:
         if res.get("resourceType") == "Medication":
             mid = el.text(res.get("id"))
@@ -1015,14 +1262,17 @@ def case_from_fhir(
         elif rtype != "Medication":
             reader.notes.append(f"{ref} not read: netboard does not read {rtype} resources")
     raw = reader.resolve()
-    if any(path in raw for path in ("primary_site", "differentiation")) and not reader.net_specific:
-        reader.notes.append(
-            "no neuroendocrine-specific code was found (ICD-10-CM C7A or C25.4, NET morphology); "
-            "netboard assumes the tumour is a neuroendocrine neoplasm"
-        )
+    neoplasm, detail = reader.decide_neoplasm()
     case = _validated(raw, reader)
     sources = {k: reader.sources[k] for k in _order(reader.sources)}
-    return FhirCase(case=case, sources=sources, unmapped=reader.unmapped, notes=reader.notes)
+    return FhirCase(
+        case=case,
+        sources=sources,
+        unmapped=reader.unmapped,
+        notes=reader.notes,
+        neoplasm=neoplasm,
+        neoplasm_detail=detail,
+    )
 
 
 def _outcome_text(res: Mapping[str, Any]) -> str:
@@ -1036,34 +1286,38 @@ def _outcome_text(res: Mapping[str, Any]) -> str:
 
 
 def _order(paths: Iterable[str]) -> list[str]:
-    order = {p: i for i, p in enumerate([*FIELDS, *(f"labs.{k}" for k in LAB_FIELDS)])}
+    order = {p: i for i, p in enumerate(field_paths())}
     return sorted(paths, key=lambda p: order.get(p, len(order)))
 
 
 def _select_patient(
     resources: Sequence[Mapping[str, Any]], patient_id: str | None, reader: _Reader
-) -> list[tuple[int, Mapping[str, Any]]] | None:
+) -> list[tuple[int, Mapping[str, Any]]]:
     indexed = [(i, r) for i, r in enumerate(resources) if isinstance(r, Mapping)]
+    aliases = reader.aliases
     target = patient_id
     if target is None:
         ids = {el.text(r.get("id")) for _, r in indexed if r.get("resourceType") == "Patient"}
         ids.discard(None)
         for _, r in indexed:
-            kind, sid = _subject(r)
+            kind, sid = _subject(r, aliases)
             if sid is not None and kind in (None, "Patient"):
                 ids.add(sid)
         if len(ids) > 1:
             shown = ", ".join(sorted(str(i) for i in ids))
-            reader.miss(
-                "(input)",
-                "subject",
-                shown,
-                f"the resources concern several patients ({shown}); give the patient id",
+            raise CaseError(
+                [
+                    Problem(
+                        "patient",
+                        f"the resources concern several patients ({shown}); "
+                        "name one with --patient ID",
+                    )
+                ]
             )
-            return None
         target = next(iter(ids), None)
     chosen: list[tuple[int, Mapping[str, Any]]] = []
     skipped = 0
+    unattributed: dict[str, int] = {}
     found_patient = False
     for i, r in indexed:
         if r.get("resourceType") == "Patient":
@@ -1076,7 +1330,11 @@ def _select_patient(
             else:
                 skipped += 1
             continue
-        kind, sid = _subject(r)
+        why = _unattributed(r)
+        if why is not None:
+            unattributed[why] = unattributed.get(why, 0) + 1
+            continue
+        kind, sid = _subject(r, aliases)
         if (
             target is not None
             and sid is not None
@@ -1087,6 +1345,13 @@ def _select_patient(
         chosen.append((i, r))
     if skipped:
         reader.notes.append(f"{skipped} resource(s) of another patient or subject ignored")
+    for why, count in unattributed.items():
+        reader.miss(
+            "(input)",
+            "subject",
+            f"{count} resource(s)",
+            f"{count} resource(s) {why}: not read, since they cannot be attributed to this patient",
+        )
     if patient_id is not None and not found_patient:
         reader.miss(
             f"Patient/{patient_id}",
@@ -1099,16 +1364,9 @@ def _select_patient(
 
 def _validated(raw: dict[str, Any], reader: _Reader) -> dict[str, Any]:
     """Contract form, in field order; anything ``load_case`` refuses is dropped and reported."""
-    case: dict[str, Any] = {}
-    labs: dict[str, Any] = {}
-    for path in _order(raw):
-        if path.startswith("labs."):
-            labs[path[5:]] = raw[path]
-        else:
-            case[path] = raw[path]
-    if labs:
-        case["labs"] = labs
-    for _ in range(len(FIELDS) + len(LAB_FIELDS) + 1):
+    flat = {path: raw[path] for path in _order(raw)}
+    for _ in range(len(field_paths()) + 1):
+        case = nest(flat)
         try:
             load_case(case)
             return case
@@ -1116,11 +1374,15 @@ def _validated(raw: dict[str, Any], reader: _Reader) -> dict[str, Any]:
             for problem in exc.problems:
                 name = problem.field.split("[", 1)[0]
                 refs = reader.sources.pop(name, [])
-                if name.startswith("labs.") and isinstance(case.get("labs"), dict):
-                    value = case["labs"].pop(name[5:], None)
-                    if not case["labs"]:
-                        del case["labs"]
-                else:
-                    value = case.pop(name, None)
+                value = flat.pop(name, None)
                 reader.miss(", ".join(refs) or "(case)", name, str(value), problem.message)
     return {}
+
+
+def _age_words(days: int) -> str:
+    """An age in days in words: ``3 weeks``, ``14 months``, ``21 years``."""
+    if days < 60:
+        return f"{days // 7} weeks" if days >= 14 else f"{days} days"
+    if days < 730:
+        return f"{round(days / _MONTH_DAYS)} months"
+    return f"{days // 365} years"

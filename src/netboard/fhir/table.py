@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from netboard import vocab as v
-from netboard.case import FIELDS, LAB_FIELDS, Choice, ChoiceList, Flag, Number, Spec
+from netboard.fields import Choice, ChoiceList, Flag, Number, registry
 from netboard.kb.reader import Reader, entries
 
 FHIR_RESOURCE_TYPES = (
@@ -24,7 +24,24 @@ FHIR_RESOURCE_TYPES = (
 _CONDITION_ROLES = ("primary", "secondary", "other")
 _OBSERVATION_KINDS = ("quantity", "integer", "coded", "boolean", "ratio_to_uln", "morphology")
 _ROW_KEYS = ("system", "code", "display", "source", "verified", "note", "definition")
-_PREFIX_SYSTEMS = ("icd10cm",)
+_PREFIX_SYSTEMS = ("icd10cm", "icd10")
+#: What a code or a morphology says about the neoplasm (``netboard.vocab.Neoplasm`` values).
+NEOPLASM_KINDS = ("neuroendocrine", "unconfirmed", "non_neuroendocrine")
+_ICD10_SYSTEMS = ("http://hl7.org/fhir/sid/icd-10-cm", "http://hl7.org/fhir/sid/icd-10")
+
+#: The statuses a resource must have to be read (docs/fhir.md "What is read"); the CDS Hooks
+#: prefetch queries ask the EHR for these only.
+READ_STATUSES: Mapping[str, tuple[str, ...]] = {
+    "MedicationRequest": ("active", "completed", "stopped", "on-hold"),
+    "MedicationStatement": ("active", "completed", "stopped", "on-hold"),
+    "MedicationAdministration": ("completed", "in-progress", "stopped", "on-hold"),
+    "Procedure": ("completed",),
+    "List": ("current",),
+}
+#: MedicationRequest intents that are orders (not proposals or plans).
+ORDER_INTENTS = ("order", "original-order", "reflex-order", "filler-order", "instance-order")
+#: Resource types a medication resource may reference (fetched with ``_include``).
+_MEDICATION_TYPES = ("MedicationRequest", "MedicationStatement", "MedicationAdministration")
 
 
 def normalize_code(system: str, code: str) -> str:
@@ -34,7 +51,7 @@ def normalize_code(system: str, code: str) -> str:
     'C7A.012'
     """
     code = code.strip()
-    if system == "http://hl7.org/fhir/sid/icd-10-cm":
+    if system in _ICD10_SYSTEMS:
         code = code.upper()
         if "." not in code and len(code) > 3:
             code = f"{code[:3]}.{code[3:]}"
@@ -65,6 +82,18 @@ class FhirCode:
     value: Any = None
     field: str | None = None
     definition: str = ""
+    #: what the code says about the neoplasm (conditions and morphologies): NEOPLASM_KINDS
+    neoplasm: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Recency:
+    """How old an observed value may be and still be read as current."""
+
+    field: str
+    max_age_days: int
+    source: str
+    rationale: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
@@ -105,6 +134,8 @@ class FhirObservation:
     units: tuple[UnitRule, ...] = ()
     decimals: int | None = None
     values: CodeTable | None = None
+    #: read the value from the component with this (system, code) instead of value[x]
+    component: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -134,7 +165,6 @@ class FhirMap:
     profiles: Mapping[str, str]
     extensions: Mapping[str, str]
     reads: Mapping[str, tuple[str, ...]]
-    prefetch: Mapping[str, str]
     site_refinements: Mapping[v.Site, tuple[v.Site, ...]]
     conditions: CodeTable
     morphology: CodeTable
@@ -152,6 +182,36 @@ class FhirMap:
     local_system: str
     lists: CodeTable
     list_empty_reasons: CodeTable
+    recency: Mapping[str, Recency]
+    individual_sex: CodeTable
+    #: prefetch key -> resource type (the queries are built by ``prefetch_templates``)
+    prefetch_types: Mapping[str, str]
+
+    def prefetch_templates(self) -> dict[str, str]:
+        """The CDS Hooks prefetch templates, derived from the table (key -> FHIR query).
+
+        Observations and Lists are asked for by the codes the table reads; medications and
+        procedures by the statuses (and intents) that are read, with the referenced
+        Medication included.
+        """
+        out: dict[str, str] = {}
+        for key, rtype in self.prefetch_types.items():
+            if rtype == "Patient":
+                out[key] = "Patient/{{context.patientId}}"
+                continue
+            params = ["patient={{context.patientId}}"]
+            if rtype == "Observation":
+                params.append("code=" + ",".join(f"{s}|{c}" for s, c in self.observations))
+            if rtype == "List":
+                params.append("code=" + ",".join(f"{r.system}|{r.code}" for r in self.lists.rows))
+            if rtype == "MedicationRequest":
+                params.append("intent=" + ",".join(ORDER_INTENTS))
+            if rtype in READ_STATUSES:
+                params.append("status=" + ",".join(READ_STATUSES[rtype]))
+            if rtype in _MEDICATION_TYPES:
+                params.append(f"_include={rtype}:medication")
+            out[key] = f"{rtype}?" + "&".join(params)
+        return out
 
     def all_codes(self) -> list[FhirCode]:
         """Every code row of every table (observation answers included)."""
@@ -166,6 +226,7 @@ class FhirMap:
             self.procedures,
             self.lists,
             self.list_empty_reasons,
+            self.individual_sex,
         ):
             out.extend(table.rows)
         for obs in self.observations.values():
@@ -173,12 +234,6 @@ class FhirMap:
             if obs.values is not None:
                 out.extend(obs.values.rows)
         return out
-
-
-def _field_spec(path: str) -> Spec | None:
-    if path.startswith("labs."):
-        return LAB_FIELDS.get(path[5:])
-    return FIELDS.get(path)
 
 
 def check_field_value(path: str, value: Any) -> str | None:
@@ -191,7 +246,7 @@ def check_field_value(path: str, value: Any) -> str | None:
     >>> check_field_value("metastatic_sites", "spleen")
     "'spleen' is not a contract value of metastatic_sites"
     """
-    spec = _field_spec(path)
+    spec = registry().spec(path)
     if spec is None:
         return f"{path!r} is not a case field"
     if isinstance(spec, Choice | ChoiceList):
@@ -298,6 +353,10 @@ class _FhirReader:
         if field_path is not None and not isinstance(field_path, str):
             self.r.fail(f"{where}.field", f"{field_path!r} is not a case field")
             field_path = None
+        neoplasm = e.get("neoplasm")
+        if neoplasm is not None and neoplasm not in NEOPLASM_KINDS:
+            self.r.fail(f"{where}.neoplasm", f"expected one of {', '.join(NEOPLASM_KINDS)}")
+            neoplasm = None
         return FhirCode(
             system=system,
             code=normalize_code(system, code),
@@ -318,6 +377,7 @@ class _FhirReader:
             value=e.get("value"),
             field=field_path,
             definition=definition,
+            neoplasm=neoplasm,
         )
 
     def table(
@@ -436,6 +496,8 @@ def parse_fhir_table(doc: Any, r: Reader) -> FhirMap | None:
         "local_system",
         "lists",
         "list_empty_reasons",
+        "recency",
+        "individual_sex",
     ]
     if not r.mapping(doc, "(top)", keys, keys):
         return None
@@ -453,7 +515,7 @@ def parse_fhir_table(doc: Any, r: Reader) -> FhirMap | None:
     extensions = strings(doc["extensions"], "extensions")
     for name, got, required in (
         ("profiles", profiles, ("primary_cancer_condition", "secondary_cancer_condition")),
-        ("extensions", extensions, ("histology", "due_to")),
+        ("extensions", extensions, ("histology", "due_to", "individual_sex")),
     ):
         for wanted in required:
             if wanted not in got:
@@ -481,9 +543,15 @@ def parse_fhir_table(doc: Any, r: Reader) -> FhirMap | None:
         r.fail("reads", "expected a mapping of resource type -> element paths")
 
     prefetch = strings(doc["prefetch"], "prefetch")
-    for key, template in prefetch.items():
-        if "{{context.patientId}}" not in template:
-            r.fail(f"prefetch.{key}", "a prefetch template must name {{context.patientId}}")
+    for key, rtype in prefetch.items():
+        if rtype not in FHIR_RESOURCE_TYPES or rtype == "Medication":
+            r.fail(f"prefetch.{key}", f"{rtype!r} is not a resource type netboard searches for")
+    # Every resource type a case field is read from (fields.yaml `fhir`) must be prefetched.
+    needed_types = {"Patient", "Condition"} | {
+        t for f in registry().fields.values() for t in f.fhir
+    }
+    for rtype in sorted(needed_types - set(prefetch.values())):
+        r.fail("prefetch", f"no prefetch key asks for {rtype}, which fields.yaml reads from")
 
     refinements: dict[v.Site, tuple[v.Site, ...]] = {}
     raw_ref = doc["site_refinements"]
@@ -499,6 +567,10 @@ def parse_fhir_table(doc: Any, r: Reader) -> FhirMap | None:
     def condition_check(row: FhirCode, where: str) -> None:
         if row.role is None:
             r.fail(where, "a condition row needs a role")
+        if row.role in ("primary", "secondary") and row.neoplasm is None:
+            r.fail(where, "a cancer row needs neoplasm (what it says about the neoplasm)")
+        if row.role == "other" and row.neoplasm is not None:
+            r.fail(where, "neoplasm is for primary and secondary cancer rows")
         if row.unmapped is None and "set" not in _raw_keys(doc["conditions"], where):
             r.fail(where, "give set (possibly {}) or unmapped")
         if row.unmapped is not None and row.sets:
@@ -512,13 +584,24 @@ def parse_fhir_table(doc: Any, r: Reader) -> FhirMap | None:
         if (row.unmapped is None) == (not row.sets):
             r.fail(where, "give set (with at least one field) or unmapped")
 
+    def morphology_check(row: FhirCode, where: str) -> None:
+        if row.neoplasm is None:
+            r.fail(where, "a morphology row needs neoplasm (neuroendocrine or not)")
+        elif row.neoplasm == "non_neuroendocrine":
+            if row.sets or row.unmapped is not None:
+                r.fail(where, "a non-neuroendocrine morphology gives no case field")
+        else:
+            plain_check(row, where)
+
     conditions = fr.table(
         doc["conditions"],
         "conditions",
-        ["role", "set", "unmapped", "prefix", "due_to_primary"],
+        ["role", "set", "unmapped", "prefix", "due_to_primary", "neoplasm"],
         condition_check,
     )
-    morphology = fr.table(doc["morphology"], "morphology", ["set", "unmapped"], plain_check)
+    morphology = fr.table(
+        doc["morphology"], "morphology", ["set", "unmapped", "neoplasm"], morphology_check
+    )
     primary_sites = fr.table(
         doc["primary_body_sites"], "primary_body_sites", ["set", "unmapped"], plain_check
     )
@@ -529,7 +612,11 @@ def parse_fhir_table(doc: Any, r: Reader) -> FhirMap | None:
     observations: dict[tuple[str, str], FhirObservation] = {}
     for i, e in enumerate(entries(doc["observations"], r)):
         where = f"observations[{i}]"
-        row = fr.row(e, where, ["field", "kind", "units", "decimals", "values", "unmapped"])
+        row = fr.row(
+            e,
+            where,
+            ["field", "kind", "units", "decimals", "values", "unmapped", "value_component"],
+        )
         if row is None:
             continue
         obs = _parse_observation(e, row, where, r, fr)
@@ -587,12 +674,12 @@ def parse_fhir_table(doc: Any, r: Reader) -> FhirMap | None:
     )
 
     def list_check(row: FhirCode, where: str) -> None:
-        if row.field is None or not isinstance(FIELDS.get(row.field), ChoiceList):
+        if row.field is None or not isinstance(registry().spec(row.field), ChoiceList):
             r.fail(f"{where}.field", f"{row.field!r} is not a list field of the case")
 
     lists = fr.table(doc["lists"], "lists", ["field"], list_check)
-    for name, spec in FIELDS.items():
-        if isinstance(spec, ChoiceList) and not any(x.field == name for x in lists.rows):
+    for name, f in registry().fields.items():
+        if isinstance(f.spec, ChoiceList) and not any(x.field == name for x in lists.rows):
             r.fail("lists", f"no List code for the list field {name}")
     empty_reasons = fr.table(
         doc["list_empty_reasons"], "list_empty_reasons", ["unmapped"], lambda row, where: None
@@ -600,6 +687,13 @@ def parse_fhir_table(doc: Any, r: Reader) -> FhirMap | None:
     if not any(x.unmapped is None for x in empty_reasons.rows):
         r.fail("list_empty_reasons", "no empty reason means 'nothing to list'")
     procedure_names = fr.names(doc["procedure_names"], "procedure_names")
+
+    def sex_check(row: FhirCode, where: str) -> None:
+        problem = check_field_value("sex", row.value)
+        if problem:
+            r.fail(f"{where}.value", problem)
+
+    individual_sex = fr.table(doc["individual_sex"], "individual_sex", ["value"], sex_check)
 
     def word_set(raw: Any, where: str) -> frozenset[str]:
         return frozenset(fr.words(raw, where))
@@ -609,7 +703,6 @@ def parse_fhir_table(doc: Any, r: Reader) -> FhirMap | None:
         profiles=profiles,
         extensions=extensions,
         reads=reads,
-        prefetch=prefetch,
         site_refinements=refinements,
         conditions=conditions,
         morphology=morphology,
@@ -629,9 +722,42 @@ def parse_fhir_table(doc: Any, r: Reader) -> FhirMap | None:
         local_system=local or "",
         lists=lists,
         list_empty_reasons=empty_reasons,
+        recency=_parse_recency(doc["recency"], r),
+        individual_sex=individual_sex,
+        prefetch_types=prefetch,
     )
-    _check_observation_prefetch(fmap, r)
     return fmap
+
+
+def _parse_recency(raw: Any, r: Reader) -> dict[str, Recency]:
+    """``recency``: groups of fields with the largest age (days) of a value read as current."""
+    out: dict[str, Recency] = {}
+    for i, e in enumerate(entries(raw, r)):
+        where = f"recency[{i}]"
+        keys = ["fields", "max_age_days", "source", "rationale"]
+        if not r.mapping(e, where, keys, ["fields", "max_age_days", "rationale"]):
+            continue
+        days = e["max_age_days"]
+        if isinstance(days, bool) or not isinstance(days, int) or days <= 0:
+            r.fail(f"{where}.max_age_days", "expected a positive whole number of days")
+            continue
+        fields = e["fields"]
+        if not isinstance(fields, list) or not fields:
+            r.fail(f"{where}.fields", "expected a list of case fields")
+            continue
+        for name in fields:
+            if not isinstance(name, str) or registry().spec(name) is None:
+                r.fail(f"{where}.fields", f"{name!r} is not a case field")
+            elif name in out:
+                r.fail(f"{where}.fields", f"{name} has two recency windows")
+            else:
+                out[name] = Recency(
+                    field=name,
+                    max_age_days=days,
+                    source=" ".join(str(e.get("source", "")).split()),
+                    rationale=" ".join(str(e["rationale"]).split()),
+                )
+    return out
 
 
 def _raw_keys(raw: Any, where: str) -> set[str]:
@@ -660,10 +786,10 @@ def _parse_observation(
         if field_path is not None:
             r.fail(where, "a morphology observation is read through the morphology table")
         return FhirObservation(row=row, field=None, kind=kind)
-    if not isinstance(field_path, str) or _field_spec(field_path) is None:
+    if not isinstance(field_path, str) or registry().spec(field_path) is None:
         r.fail(f"{where}.field", f"{field_path!r} is not a case field")
         return FhirObservation(row=row, field=None, kind=None)
-    spec = _field_spec(field_path)
+    spec = registry().spec(field_path)
     numeric = isinstance(spec, Number)
     if kind in ("quantity", "integer", "ratio_to_uln") and not numeric:
         r.fail(where, f"kind {kind} needs a numeric field, not {field_path}")
@@ -709,21 +835,22 @@ def _parse_observation(
             r.fail(f"{where}.values", "a coded observation needs its answer codes")
     elif "values" in e:
         r.fail(f"{where}.values", f"values are for kind coded, not {kind}")
+    component: tuple[str, str] | None = None
+    raw_component = e.get("value_component")
+    if raw_component is not None:
+        at = f"{where}.value_component"
+        if r.mapping(raw_component, at, ["system", "code"], ["system", "code"]):
+            system = fr.systems.get(str(raw_component["system"]))
+            if system is None or kind != "quantity":
+                r.fail(at, "a known system alias, for a quantity")
+            else:
+                component = (system, str(raw_component["code"]))
     return FhirObservation(
-        row=row, field=field_path, kind=kind, units=tuple(units), decimals=decimals, values=values
+        row=row,
+        field=field_path,
+        kind=kind,
+        units=tuple(units),
+        decimals=decimals,
+        values=values,
+        component=component,
     )
-
-
-def _check_observation_prefetch(fmap: FhirMap, r: Reader) -> None:
-    """The Observation prefetch query must list exactly the observation codes of the table."""
-    template = fmap.prefetch.get("observations")
-    if template is None:
-        r.fail("prefetch", "missing the observations template")
-        return
-    _, _, query = template.partition("&code=")
-    listed = {tuple(item.rsplit("|", 1)) for item in query.split(",") if "|" in item}
-    wanted = set(fmap.observations)
-    for system, code in sorted(wanted - listed):
-        r.fail("prefetch.observations", f"the query lacks {system}|{code}")
-    for system, code in sorted(listed - wanted):
-        r.fail("prefetch.observations", f"the query names {system}|{code}, not in observations")

@@ -20,7 +20,14 @@ from netboard.errors import KnowledgeBaseError, Problem
 from netboard.kb.loader import parse_kb, read_kb_files, yaml_sources
 from netboard.kb.model import KnowledgeBase
 
-__all__ = ["KnowledgeBase", "check_kb_dir", "compile_kb", "load_kb", "source_digest"]
+__all__ = [
+    "KnowledgeBase",
+    "check_kb_dir",
+    "compile_kb",
+    "load_kb",
+    "packaged_document",
+    "source_digest",
+]
 
 COMPILED = "compiled.json"
 
@@ -50,24 +57,36 @@ def _documents(root: Traversable) -> dict[str, Any]:
     return read_kb_files(root)
 
 
+@lru_cache(maxsize=1)
+def _packaged_documents() -> dict[str, Any]:
+    return _documents(_root(None))
+
+
+def packaged_document(name: str) -> Any:
+    """One parsed YAML document of the packaged knowledge base (``fields.yaml``), or None."""
+    return _packaged_documents().get(name)
+
+
 def check_kb_dir(path: str | Path | None = None) -> tuple[KnowledgeBase | None, list[Problem]]:
     """Read and check a knowledge-base directory (default: the packaged one)."""
     try:
-        docs = _documents(_root(path))
+        docs = _packaged_documents() if path is None else _documents(_root(path))
     except Exception as exc:  # any YAML, JSON or I/O failure becomes a reported problem
         return None, [Problem(str(path or "netboard.kb"), f"cannot read: {exc}")]
     return parse_kb(docs)
 
 
 def compile_kb(path: str | Path) -> Path:
-    """Write ``compiled.json`` for the knowledge base in directory ``path``; return its path."""
+    """Write ``compiled.json`` for the knowledge base in directory ``path``; return its path.
+
+    Mapping order is kept as the YAML gives it: the field registry's order is the contract's.
+    """
     root = Path(path)
     docs = read_kb_files(root)
     payload = {"source_sha256": source_digest(root), "documents": docs}
     out = root / COMPILED
     out.write_text(
-        json.dumps(payload, ensure_ascii=False, sort_keys=True, default=str, separators=(",", ":"))
-        + "\n",
+        json.dumps(payload, ensure_ascii=False, default=str, separators=(",", ":")) + "\n",
         encoding="utf-8",
     )
     return out

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from netboard import vocab as v
-from netboard.case import FIELDS, LAB_FIELDS, Choice, ChoiceList, Flag, Number, Spec, Text
 from netboard.conditions import (
     LIST_OPERATORS,
     NUMERIC_OPERATORS,
     PRESENCE_OPERATORS,
+    All,
     Compare,
     Condition,
     EligibilityIs,
@@ -18,7 +18,8 @@ from netboard.conditions import (
     walk,
 )
 from netboard.errors import Problem
-from netboard.kb.model import KnowledgeBase, Words, computed_specs
+from netboard.fields import Choice, ChoiceList, Flag, Number, Spec, Text, registry
+from netboard.kb.model import KnowledgeBase, Rule, Words
 
 
 def _check_compare(node: Compare, specs: Mapping[str, Spec | Words], where: str) -> list[Problem]:
@@ -61,8 +62,10 @@ def _check_compare(node: Compare, specs: Mapping[str, Spec | Words], where: str)
 def check_kb(kb: KnowledgeBase) -> list[Problem]:
     """Cross-file integrity: references, fields, facts and codes named in conditions."""
     problems: list[Problem] = []
-    specs: dict[str, Spec | Words] = {**FIELDS, **{f"labs.{k}": s for k, s in LAB_FIELDS.items()}}
-    specs.update(computed_specs(kb.sites))
+    specs: dict[str, Spec | Words] = {p: f.spec for p, f in registry().fields.items()}
+    from netboard.engine.derive import computed_specs
+
+    specs.update(computed_specs(kb))
 
     def cite(where: str, ids: Iterable[str], required: bool = True) -> None:
         ids = list(ids)
@@ -135,6 +138,15 @@ def check_kb(kb: KnowledgeBase) -> list[Problem]:
                     problems.append(
                         Problem(f"eligibility {es.name.value}", "criteria use case data only")
                     )
+    for pl in kb.plausible:
+        cite(f"plausible {pl.field} {pl.value}", pl.evidence)
+        cond(f"plausible {pl.field} {pl.value}", pl.when)
+    for pr in kb.presumptions:
+        cite(f"presumption {pr.field}", pr.evidence)
+        if pr.when is not None:
+            cond(f"presumption {pr.field}", pr.when)
+    for ch in kb.checks:
+        cite(f"check {ch.field}", ch.evidence)
     for d in kb.dosing:
         cite(f"dosing {d.code.value}", d.evidence)
         if d.when is not None:
@@ -142,7 +154,72 @@ def check_kb(kb: KnowledgeBase) -> list[Problem]:
     for name, g in kb.grading.items():
         cite(f"grading {name}", g.evidence)
     _check_fact_cycles(kb, problems)
+    problems.extend(_check_passes(kb))
     return problems
+
+
+def _guards_of(kb: KnowledgeBase, rule: Rule, code: str) -> list[Rule]:
+    """The negative rules that guard ``code`` for a positive ``rule`` (its phase, or all)."""
+    return [
+        g
+        for g in kb.rules
+        if not g.status.positive and code in g.codes and (g.scope == "all" or g.phase is rule.phase)
+    ]
+
+
+def _check_passes(kb: KnowledgeBase) -> list[Problem]:
+    """Each guard a rule passes must be a guard of one of its codes."""
+    problems: list[Problem] = []
+    for rule in kb.rules:
+        guards = {g.id for code in rule.codes for g in _guards_of(kb, rule, code)}
+        for gid in rule.passes:
+            if gid not in guards:
+                problems.append(
+                    Problem(f"rule {rule.id}", f"passes {gid!r}, which guards none of its codes")
+                )
+    return problems
+
+
+def _conjuncts(node: Condition) -> frozenset[Condition]:
+    """The parts a condition needs all of (nested ``all`` flattened)."""
+    if isinstance(node, All):
+        return frozenset().union(*(_conjuncts(x) for x in node.items))
+    return frozenset({node})
+
+
+def kb_warnings(kb: KnowledgeBase) -> list[Problem]:
+    """What a knowledge base may hold but a reviewer should see.
+
+    * a blanket ``overrides_guards``, which lets a rule pass every guard of its code (a
+      renal or marrow guard included): name the guards it may pass instead (``passes``);
+    * a positive rule that a guard always blocks: every part of the guard's condition is
+      also a part of the rule's, so whenever the rule holds, so does the guard.
+    """
+    out: list[Problem] = []
+    for rule in kb.rules:
+        if not rule.status.positive:
+            continue
+        if rule.overrides_guards:
+            out.append(
+                Problem(
+                    f"rule {rule.id}",
+                    "overrides every guard of its code (overrides_guards); "
+                    "name the guards it may pass with `passes`",
+                )
+            )
+            continue
+        needs = _conjuncts(rule.when)
+        for code in rule.codes:
+            for g in _guards_of(kb, rule, code):
+                if g.id not in rule.passes and _conjuncts(g.when) <= needs:
+                    out.append(
+                        Problem(
+                            f"rule {rule.id}",
+                            f"can never put {code} on the plan: guard {g.id} holds whenever "
+                            "it does (pass it by name, or narrow one of them)",
+                        )
+                    )
+    return out
 
 
 def _check_fact_cycles(kb: KnowledgeBase, problems: list[Problem]) -> None:

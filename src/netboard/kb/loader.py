@@ -14,22 +14,25 @@ from importlib.resources.abc import Traversable
 from typing import Any
 
 from netboard import vocab as v
-from netboard.case import FIELDS, LAB_FIELDS
+from netboard.conditions import All, Holds, Not
 from netboard.errors import Problem
+from netboard.fields import Choice, Number, parse_registry, registry
 from netboard.kb.checks import check_kb
 from netboard.kb.model import (
     ABOUT_KEYS,
     HTI1_INPUTS,
     AlertRule,
+    CheckDef,
     CriterionDef,
     DisagreementDef,
     DoseDef,
     EligibilitySet,
     FactDef,
-    FieldInfo,
     Grading,
     KnowledgeBase,
     MonitoringDef,
+    PlausibleDef,
+    PresumptionDef,
     ReferenceDef,
     Rule,
     SiteInfo,
@@ -150,21 +153,29 @@ def parse_kb(files: Mapping[str, Any]) -> tuple[KnowledgeBase | None, list[Probl
         if needed not in grading:
             r.fail("grading", f"missing grading scheme {needed!r}")
 
-    # field labels
+    # the field registry (its own copy in this directory), and the reader labels
     r = reader("fields.yaml")
-    fields_info: dict[str, FieldInfo] = {}
     labels: dict[str, dict[str, str]] = {}
     fdoc = files.get("fields.yaml") or {}
-    r.mapping(fdoc, "(top)", ["fields", "labels"], ["fields", "labels"])
-    for key, e in (fdoc.get("fields") or {}).items():
-        if r.mapping(e, f"fields.{key}", ["label", "why"], ["label", "why"]):
-            fields_info[str(key)] = FieldInfo(
-                label=r.text(e["label"], f"fields.{key}.label"),
-                why=r.text(e["why"], f"fields.{key}.why"),
-            )
-    for path in [*FIELDS, *(f"labs.{k}" for k in LAB_FIELDS)]:
-        if path not in fields_info:
-            r.fail("fields", f"case field {path!r} has no label")
+    r.mapping(
+        fdoc,
+        "(top)",
+        ["form_groups", "objects", "consistency", "fields", "labels"],
+        ["fields", "labels"],
+    )
+    own, registry_problems = parse_registry(fdoc)
+    problems.extend(registry_problems)
+    packaged = registry()
+    for path, f in packaged.fields.items():
+        mine = own.fields.get(path)
+        if mine is None:
+            r.fail("fields", f"case field {path!r} is missing")
+        elif mine.spec != f.spec:
+            r.fail(f"fields.{path}", "its type or bounds differ from netboard's field registry")
+    for path in own.fields:
+        if path not in packaged.fields:
+            r.fail(f"fields.{path}", "not a case field of netboard's field registry")
+    fields_info = own.fields
     for group, mapping in (fdoc.get("labels") or {}).items():
         labels[str(group)] = {str(k): str(x) for k, x in (mapping or {}).items()}
 
@@ -196,6 +207,8 @@ def parse_kb(files: Mapping[str, Any]) -> tuple[KnowledgeBase | None, list[Probl
         "evidence",
         "on_unknown",
         "scope",
+        "unless",
+        "passes",
         "overrides_guards",
         "unknown_blocks",
         "dossier",
@@ -226,6 +239,16 @@ def parse_kb(files: Mapping[str, Any]) -> tuple[KnowledgeBase | None, list[Probl
             scope = e.get("scope", "phase")
             if scope not in ("phase", "all"):
                 r.fail(f"{w}.scope", "expected phase or all")
+            when = r.condition(e["when"], f"{w}.when")
+            unless = r.condition(e["unless"], f"{w}.unless") if "unless" in e else None
+            if unless is not None:
+                if status is not None and status.positive:
+                    r.fail(f"{w}.unless", "only a not_recommended or contraindicated rule has one")
+                # The guard lifts only when its exception is known to hold.
+                when = All((when, Not(Holds(unless))))
+            passes = r.ids(e.get("passes", []), f"{w}.passes")
+            if passes and status is not None and not status.positive:
+                r.fail(f"{w}.passes", "only a recommended or consider rule passes guards")
             if phase and status and codes:
                 rules.append(
                     Rule(
@@ -234,7 +257,9 @@ def parse_kb(files: Mapping[str, Any]) -> tuple[KnowledgeBase | None, list[Probl
                         phase=phase,
                         status=status,
                         step=int(e["step"]),
-                        when=r.condition(e["when"], f"{w}.when"),
+                        when=when,
+                        unless=unless,
+                        passes=passes,
                         rationale=r.text(e["rationale"], f"{w}.rationale"),
                         evidence=r.ids(e["evidence"], f"{w}.evidence"),
                         on_unknown=on_unknown,
@@ -396,6 +421,8 @@ def parse_kb(files: Mapping[str, Any]) -> tuple[KnowledgeBase | None, list[Probl
                 )
             )
 
+    plausible, presumptions, checks = _presumptions(files.get("presumptions.yaml"), reader)
+
     for rd in readers:
         problems.extend(rd.problems)
     kb = KnowledgeBase(
@@ -419,6 +446,13 @@ def parse_kb(files: Mapping[str, Any]) -> tuple[KnowledgeBase | None, list[Probl
         fhir=fhir_map,
         scope_reasons=scope_reasons,
         topics=tuple(topics),
+        plausible=plausible,
+        presumptions=presumptions,
+        checks=checks,
+        plausibility={
+            f: {p.value: p.when for p in plausible if p.field == f}
+            for f in dict.fromkeys(p.field for p in plausible)
+        },
     )
     problems.extend(check_kb(kb))
     problems.extend(
@@ -472,3 +506,100 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list):
         return [_plain(x) for x in value]
     return value
+
+
+def _presumptions(
+    doc: Any, reader: Callable[[str], Reader]
+) -> tuple[tuple[PlausibleDef, ...], tuple[PresumptionDef, ...], tuple[CheckDef, ...]]:
+    """Read presumptions.yaml: plausible values, presumptions, pre-treatment checks."""
+    from netboard.case import coerce
+
+    r = reader("presumptions.yaml")
+    doc = doc or {}
+    r.mapping(doc, "(top)", ["plausible", "presumptions", "checks"], [])
+    reg = registry()
+
+    def value_ok(path: str, value: Any, where: str) -> bool:
+        if path not in reg.fields:
+            r.fail(where, f"{path!r} is not a case field")
+            return False
+        try:
+            coerce(path, value)
+        except (ValueError, TypeError):
+            r.fail(where, f"{value!r} is not a value of {path}")
+            return False
+        spec = reg.fields[path].spec
+        if isinstance(spec, Choice) and value not in spec.enum._value2member_map_:
+            r.fail(where, f"{value!r} is not a value of {path}")
+            return False
+        return True
+
+    plausible: list[PlausibleDef] = []
+    for i, e in enumerate(entries(doc.get("plausible") or [], r)):
+        w = f"plausible[{i}]"
+        keys = ["field", "value", "when", "why", "evidence"]
+        if r.mapping(e, w, keys, keys) and value_ok(str(e["field"]), e["value"], f"{w}.value"):
+            plausible.append(
+                PlausibleDef(
+                    field=str(e["field"]),
+                    value=str(e["value"]),
+                    when=r.condition(e["when"], f"{w}.when"),
+                    why=r.text(e["why"], f"{w}.why"),
+                    evidence=r.ids(e["evidence"], f"{w}.evidence"),
+                )
+            )
+    presumptions: list[PresumptionDef] = []
+    keys = ["field", "value", "below", "upto", "above", "shown", "when", "phrase", "why"]
+    keys += ["confirm", "evidence", "source", "alternatives"]
+    for i, e in enumerate(entries(doc.get("presumptions") or [], r)):
+        w = f"presumptions[{i}]"
+        if not r.mapping(e, w, keys, ["field", "phrase", "why", "confirm", "evidence"]):
+            continue
+        path = str(e["field"])
+        band = None
+        if any(k in e for k in ("below", "upto", "above")):
+            spec = reg.spec(path)
+            if not isinstance(spec, Number):
+                r.fail(w, f"a band needs a number field, not {path}")
+                continue
+            lo = e.get("above")
+            hi = e.get("below", e.get("upto"))
+            band = (lo, hi, "upto" in e)
+        elif "value" not in e or not value_ok(path, e["value"], f"{w}.value"):
+            r.fail(w, "give a value, or a band (below, upto or above)")
+            continue
+        source = str(e.get("source", "prevalence"))
+        if source not in ("prevalence", "words"):
+            r.fail(f"{w}.source", "expected prevalence or words")
+        alts = tuple(e.get("alternatives") or ())
+        for x in alts:
+            value_ok(path, x, f"{w}.alternatives")
+        presumptions.append(
+            PresumptionDef(
+                field=path,
+                when=r.condition(e["when"], f"{w}.when") if "when" in e else None,
+                phrase=r.text(e["phrase"], f"{w}.phrase"),
+                why=r.text(e["why"], f"{w}.why"),
+                confirm=r.text(e["confirm"], f"{w}.confirm"),
+                evidence=r.ids(e["evidence"], f"{w}.evidence"),
+                value=e.get("value"),
+                band=band,
+                shown=str(e.get("shown", "")),
+                source=source,
+                alternatives=alts,
+            )
+        )
+    checks: list[CheckDef] = []
+    for i, e in enumerate(entries(doc.get("checks") or [], r)):
+        w = f"checks[{i}]"
+        keys2 = ["field", "value", "check", "evidence"]
+        if r.mapping(e, w, keys2, keys2) and value_ok(str(e["field"]), e["value"], f"{w}.value"):
+            checks.append(
+                CheckDef(
+                    field=str(e["field"]),
+                    value=e["value"],
+                    check=r.text(e["check"], f"{w}.check"),
+                    evidence=r.ids(e["evidence"], f"{w}.evidence"),
+                )
+            )
+    return tuple(plausible), tuple(presumptions), tuple(checks)

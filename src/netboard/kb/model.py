@@ -8,10 +8,10 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from netboard import vocab as v
-from netboard.case import Choice, ChoiceList, Flag, Spec
 from netboard.conditions import (
     Condition,
 )
+from netboard.fields import FieldDef
 
 if TYPE_CHECKING:  # pragma: no cover
     from netboard.fhir.table import FhirMap
@@ -38,6 +38,12 @@ class Rule:
     evidence: tuple[str, ...]
     on_unknown: str = "branch"
     scope: str = "phase"
+    #: a negative rule's exception: the guard lifts when this is known to hold (already folded
+    #: into ``when``; kept for the reader)
+    unless: Condition | None = None
+    #: guard rule ids this positive rule may pass (a named exception)
+    passes: tuple[str, ...] = ()
+    #: deprecated blanket escape from every guard of the code; ``kb check`` warns on each use
     overrides_guards: bool = False
     unknown_blocks: bool = True
     dossier: tuple[str, ...] = ()
@@ -108,16 +114,52 @@ class TopicDef:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PlausibleDef:
+    """A value an unknown field can take only where ``when`` is not false."""
+
+    field: str
+    value: str
+    when: Condition
+    why: str
+    evidence: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PresumptionDef:
+    """What the plan presumes for a field the case leaves out (``presumptions.yaml``).
+
+    ``value`` is a contract word (or boolean); a number is a band ``[lo, hi)`` given by
+    ``below``/``upto``/``above``, shown in words by ``shown``.
+    """
+
+    field: str
+    when: Condition | None
+    phrase: str
+    why: str
+    confirm: str
+    evidence: tuple[str, ...]
+    value: Any = None
+    band: tuple[float | None, float | None, bool] | None = None
+    shown: str = ""
+    source: str = "prevalence"
+    alternatives: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckDef:
+    """A pre-treatment fact the plan presumes adequate and lists as a check of its steps."""
+
+    field: str
+    value: Any
+    check: str
+    evidence: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class FactDef:
     name: str
     label: str
     when: Condition
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FieldInfo:
-    label: str
-    why: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -158,7 +200,8 @@ class KnowledgeBase:
     about: Mapping[str, Any]
     references: Mapping[str, ReferenceDef]
     facts: Mapping[str, FactDef]
-    fields: Mapping[str, FieldInfo]
+    #: the field registry as this knowledge base's fields.yaml words it (labels, why)
+    fields: Mapping[str, FieldDef]
     sites: Mapping[v.Site, SiteInfo]
     grading: Mapping[str, Grading]
     childbearing_age_limit: float
@@ -173,6 +216,12 @@ class KnowledgeBase:
     #: scope.yaml: the reason shown for each ``Neoplasm`` value, and the topics not covered
     scope_reasons: Mapping[str, str] = field(default_factory=dict)
     topics: tuple[TopicDef, ...] = ()
+    #: presumptions.yaml
+    plausible: tuple[PlausibleDef, ...] = ()
+    presumptions: tuple[PresumptionDef, ...] = ()
+    checks: tuple[CheckDef, ...] = ()
+    #: field -> value -> the condition under which the value is possible (from ``plausible``)
+    plausibility: Mapping[str, Mapping[str, Condition]] = field(default_factory=dict)
 
 
 #: Keys of the manifest's ``about`` block: the source attributes an EHR shows for a decision
@@ -199,43 +248,3 @@ HTI1_INPUTS = (
     "social_determinants_of_health",
     "health_status_assessments",
 )
-
-
-# --- computed fields: values the engine derives, usable in conditions ----------------------
-
-#: Computed fields and the case fields each is derived from (for missing_information).
-COMPUTED_SOURCES: dict[str, tuple[str, ...]] = {
-    "grade": ("ki67_percent", "mitoses_per_2mm2", "grade", "primary_site"),
-    "who_2019": ("differentiation", "ki67_percent", "mitoses_per_2mm2", "grade", "primary_site"),
-    "differentiation_inferred": (
-        "differentiation",
-        "ki67_percent",
-        "mitoses_per_2mm2",
-        "grade",
-        "primary_site",
-    ),
-    "site_group": ("primary_site",),
-    "gut_region": ("primary_site",),
-    "portal_drained": ("primary_site",),
-    "thoracic_primary": ("primary_site",),
-    "pregnancy_status": ("pregnant",),
-    "grade_discordant": ("grade", "ki67_percent", "mitoses_per_2mm2"),
-    "treatments_received": ("prior_treatments",),
-    "treatments_failed": ("progressed_on",),
-}
-
-
-def computed_specs(sites: Mapping[v.Site, SiteInfo]) -> dict[str, Spec | Words]:
-    return {
-        "grade": Choice(v.Grade),
-        "who_2019": Choice(v.Who2019),
-        "differentiation_inferred": Choice(v.Differentiation),
-        "site_group": Words(tuple(sorted({s.group for s in sites.values()}))),
-        "gut_region": Words(tuple(sorted({s.region for s in sites.values()}))),
-        "portal_drained": Flag(),
-        "thoracic_primary": Flag(),
-        "pregnancy_status": Words(("pregnant", "not_pregnant")),
-        "grade_discordant": Flag(),
-        "treatments_received": ChoiceList(v.Intervention),
-        "treatments_failed": ChoiceList(v.Intervention),
-    }

@@ -20,8 +20,9 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from netboard.case import FIELDS, LAB_FIELDS, ChoiceList, load_case
+from netboard.case import load_case
 from netboard.errors import CaseError
+from netboard.fields import ChoiceList, field_paths, flatten, nest, registry
 from netboard.parse.extract import (
     Doc,
     Intervals,
@@ -79,11 +80,11 @@ class ParsedText:
 
 
 def _is_list(field: str) -> bool:
-    return isinstance(FIELDS.get(field), ChoiceList)
+    return isinstance(registry().spec(field), ChoiceList)
 
 
 def _list_order(field: str, values: list[Any]) -> list[Any]:
-    spec = FIELDS[field]
+    spec = registry().spec(field)
     assert isinstance(spec, ChoiceList)
     order = {m.value: i for i, m in enumerate(spec.enum)}
     return sorted(set(values), key=lambda v: order.get(v, len(order)))
@@ -187,9 +188,6 @@ def parse_text(text: str) -> ParsedText:
         # "Stable for 18 months, now progressing": the stable time is history.
         del values["months_stable"]
         unusable.extend((m.start, m.end) for m in used.pop("months_stable"))
-    if values.get("primary_site") != "pancreas" and "pancreas_region" in values:
-        del values["pancreas_region"]
-        unusable.extend((m.start, m.end) for m in used.pop("pancreas_region"))
 
     case_dict = _validated(values, used, unusable)
     if "metastatic_sites" not in case_dict:
@@ -217,17 +215,12 @@ def parse_text(text: str) -> ParsedText:
 
 
 def _field_order(case_dict: dict[str, Any]) -> list[str]:
-    out = [f for f in FIELDS if f in case_dict]
-    out += [f"labs.{k}" for k in LAB_FIELDS if k in case_dict.get("labs", {})]
-    return out
+    given = flatten(case_dict)
+    return [f for f in field_paths() if f in given]
 
 
 def _build(values: dict[str, Any]) -> dict[str, Any]:
-    case: dict[str, Any] = {f: values[f] for f in FIELDS if f in values}
-    labs = {k: values[f"labs.{k}"] for k in LAB_FIELDS if f"labs.{k}" in values}
-    if labs:
-        case["labs"] = labs
-    return case
+    return nest({f: values[f] for f in field_paths() if f in values})
 
 
 def _validated(
@@ -260,30 +253,6 @@ def _validated(
 
 # --- general questions ---------------------------------------------------------------------
 
-#: Fields that only a particular patient has: a text stating one describes a patient.
-PATIENT_FIELDS = frozenset(
-    {
-        "id",
-        "age_years",
-        "sex",
-        "pregnant",
-        "ecog",
-        "labs",
-        "ki67_percent",
-        "mitoses_per_2mm2",
-        "metastatic_sites",
-        "liver_tumor_burden_percent",
-        "liver_resectable",
-        "liver_resectable_fraction_percent",
-        "liver_distribution",
-        "disease_status",
-        "months_stable",
-        "progressed_on",
-        "primary_complications",
-        "sstr_imaging",
-        "fdg_pet",
-    }
-)
 _QUESTION_WORD = re.compile(
     r"^\W*(?:what|which|when|how|why|is|are|can|could|should|does|do|will|may)\b", re.I
 )
@@ -301,7 +270,8 @@ def describes_patient(case_dict: dict[str, Any]) -> bool:
         >>> describes_patient({"primary_site": "pancreas", "metastatic_sites": ["liver"]})
         True
     """
-    return any(f in PATIENT_FIELDS for f in case_dict)
+    fields_ = registry().fields
+    return any(fields_[p].personal for p in flatten(case_dict) if p in fields_)
 
 
 def is_question(text: str) -> bool:

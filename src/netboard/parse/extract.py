@@ -23,7 +23,7 @@ from importlib.resources import files
 from itertools import pairwise
 from typing import Any
 
-from netboard.case import LAB_FIELDS
+from netboard.fields import Number, registry
 
 #: Every pattern is ASCII (the text is normalised first) and ignores case unless a
 #: lexicon phrase asks otherwise ("=NET").
@@ -1016,7 +1016,8 @@ def _labs(doc: Doc, lex: Lexicon) -> Iterator[Mention]:
     text = doc.text
     for lab in lex.labs:
         field = f"labs.{lab.name}"
-        bounds = LAB_FIELDS[lab.name]
+        bounds = registry().spec(field)
+        assert isinstance(bounds, Number)
         for m in lab.regex.finditer(text):
             start, end = m.start(), m.end()
             if m.group("bound"):

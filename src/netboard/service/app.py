@@ -36,6 +36,7 @@ from netboard.service import cds_hooks
 
 if TYPE_CHECKING:
     from netboard.answer import Answer
+    from netboard.fhir import FhirCase
     from netboard.kb import KnowledgeBase
     from netboard.service.feedback import FeedbackStore
     from netboard.service.security import TokenVerifier
@@ -44,6 +45,9 @@ log = logging.getLogger("netboard.service")
 
 MAX_BODY_BYTES = MAX_CASE_BYTES
 MAX_TEXT_BYTES = 100_000
+#: Largest CDS Hooks call: a real chart's prefetch runs to tens of MB (a Synthea oncology
+#: patient sends 1.2 MB of Conditions, medications and procedures before any Observation).
+MAX_HOOK_BODY_BYTES = 32_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +70,11 @@ class Settings:
     report_capacity: int = 1000
     #: Answers kept by request body (``POST /v1/recommend``); 0 turns the cache off.
     answer_cache_size: int = 512
+    #: Body limit of the CDS Hooks routes (``/cds-services/...``): real prefetch is large.
+    max_hook_body_bytes: int = MAX_HOOK_BODY_BYTES
+    #: Browser origins allowed to call the CDS Hooks routes (CORS), e.g. the CDS Hooks
+    #: sandbox ``https://sandbox.cds-hooks.org``; empty: no CORS headers.
+    cors_origins: tuple[str, ...] = ()
 
 
 # --- small parts ---------------------------------------------------------------------------
@@ -80,19 +89,28 @@ def problems_response(problems: Any, status: int = 422) -> JSONResponse:
 
 
 class BodyLimit:
-    """Refuse request bodies over ``limit`` bytes with 413, before any parsing."""
+    """Refuse request bodies over ``limit`` bytes with 413, before any parsing.
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    ``prefixes`` gives other limits by path prefix (the CDS Hooks routes take real prefetch).
+    """
+
+    def __init__(self, app: ASGIApp, limit: int, prefixes: Mapping[str, int] | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.prefixes = dict(prefixes or {})
+
+    def limit_for(self, path: str) -> int:
+        """The body limit of a request path."""
+        return next((n for p, n in self.prefixes.items() if path.startswith(p)), self.limit)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.limit_for(str(scope.get("path", "")))
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await self._refuse(scope, receive, send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._refuse(scope, receive, send, limit)
             return
         chunks: list[bytes] = []
         size = 0
@@ -101,8 +119,8 @@ class BodyLimit:
             if message["type"] != "http.request":
                 break
             size += len(message.get("body", b""))
-            if size > self.limit:
-                await self._refuse(scope, receive, send)
+            if size > limit:
+                await self._refuse(scope, receive, send, limit)
                 return
             chunks.append(message.get("body", b""))
             if not message.get("more_body", False):
@@ -119,10 +137,8 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = problems_response(
-            [Problem("(body)", f"larger than {self.limit} bytes")], status=413
-        )
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        response = problems_response([Problem("(body)", f"larger than {limit} bytes")], status=413)
         await response(scope, receive, send)
 
 
@@ -167,12 +183,12 @@ class ReportStore:
 
     def __init__(self, ttl: float, capacity: int) -> None:
         self.ttl = ttl
-        self._items: Lru[str, tuple[float, Answer]] = Lru(capacity)
+        self._items: Lru[str, tuple[float, Answer, FhirCase | None]] = Lru(capacity)
 
-    def put(self, answer: Answer) -> str:
-        """Keep an answer; return its token."""
+    def put(self, answer: Answer, fhir: FhirCase | None = None) -> str:
+        """Keep an answer (and the FHIR reading it came from); return its token."""
         token = secrets.token_urlsafe(18)
-        self._items.put(token, (time.monotonic() + self.ttl, answer))
+        self._items.put(token, (time.monotonic() + self.ttl, answer, fhir))
         return token
 
     def get(self, token: str) -> Answer | None:
@@ -181,6 +197,13 @@ class ReportStore:
         if item is None or item[0] < time.monotonic():
             return None
         return item[1]
+
+    def fhir(self, token: str) -> FhirCase | None:
+        """The FHIR reading behind a report (its items not used), or None."""
+        item = self._items.get(token)
+        if item is None or item[0] < time.monotonic():
+            return None
+        return item[2]
 
 
 def _wants(request: Request) -> str:
@@ -302,6 +325,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     feedback: FeedbackStore = FeedbackStore(settings.feedback_db)
     reports = ReportStore(settings.report_ttl_seconds, settings.report_capacity)
     app = FastAPI(
+        servers=[{"url": settings.public_url.rstrip("/")}] if settings.public_url else None,
         title="netboard",
         version=__version__,
         summary="Guideline-based decision support for metastatic neuroendocrine neoplasms",
@@ -314,7 +338,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.feedback = feedback
     app.state.reports = reports
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        limit=settings.max_body_bytes,
+        prefixes={"/cds-services": settings.max_hook_body_bytes},
+    )
+    _add_cors(app, settings)
 
     @app.exception_handler(CaseError)
     async def case_error(request: Request, exc: CaseError) -> JSONResponse:
@@ -338,7 +367,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     _add_core_routes(app, kb, settings, reports)
     _add_cds_routes(app, kb, settings, feedback, reports)
+    _document_security(app)
     return app
+
+
+#: The OpenAPI security scheme of the CDS Hooks routes (a JWT from a trusted CDS client).
+SECURITY_SCHEME = {
+    "cdsHooksJwt": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "CDS Hooks 2.0 client JWT (asymmetric signature, iss/kid from the trust "
+        "file, aud = this service's URL); required when the server runs with --trust.",
+    }
+}
+
+
+def _document_security(app: FastAPI) -> None:
+    """Add the security scheme to the OpenAPI document (the routes name it)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        doc = build()
+        doc.setdefault("components", {}).setdefault("securitySchemes", {}).update(SECURITY_SCHEME)
+        return doc
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 SETTINGS_ENV = "NETBOARD_SERVE_SETTINGS"
@@ -484,6 +538,12 @@ def _add_core_routes(
         if answer is None:
             return PlainTextResponse("This report link is unknown or has expired.\n", 404)
         html = render(answer, "html", labels=kb.labels)
+        read = reports.fhir(token)
+        if read is not None:
+            from netboard.fhir.report import scope_section, unmapped_section
+
+            html = scope_section(html, answer.scope.applies, answer.scope.reason, "html")
+            html = unmapped_section(html, read, "html")
         return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
     @app.get("/about", summary="Source attributes of the decision support")
@@ -526,7 +586,12 @@ def _add_cds_routes(
         if settings.verifier is not None:
             await check_request(request, settings.verifier, settings.public_url)
 
-    @app.get("/cds-services", summary="CDS Hooks discovery")
+    # With a trust file every CDS Hooks route needs the client's JWT; without, none does.
+    security: dict[str, Any] = (
+        {"security": [{"cdsHooksJwt": []}]} if settings.verifier is not None else {}
+    )
+
+    @app.get("/cds-services", summary="CDS Hooks discovery", openapi_extra=security)
     async def discovery(request: Request) -> JSONResponse:
         await guard(request)
         return JSONResponse(cds_hooks.discovery(kb, templates))
@@ -551,14 +616,25 @@ def _add_cds_routes(
     @app.post(
         f"/cds-services/{cds_hooks.SERVICE_ID}",
         summary="CDS Hooks patient-view: the NET plan as cards",
-        openapi_extra=_json_body_doc(
-            hook_schema,
-            extra={
-                "200": {"description": "CDS Hooks cards"},
-                "401": {"description": "missing or invalid JWT (only with a trust file)"},
-                "412": {"description": "the FHIR data cannot be obtained"},
-            },
-        ),
+        openapi_extra={
+            **_json_body_doc(
+                hook_schema,
+                extra={
+                    "200": {
+                        "description": "CDS Hooks cards (none without a neuroendocrine neoplasm)",
+                        "content": {"application/json": {"schema": cds_hooks.RESPONSE_SCHEMA}},
+                    },
+                    "401": {"description": "missing or invalid JWT (only with a trust file)"},
+                    "412": {
+                        "description": "the FHIR data cannot be obtained",
+                        "content": {
+                            "application/json": {"schema": cds_hooks.OPERATION_OUTCOME_SCHEMA}
+                        },
+                    },
+                },
+            ),
+            **security,
+        },
     )
     @_timed("/cds-services/netboard-net-plan")
     async def hook(request: Request) -> Response:
@@ -581,11 +657,18 @@ def _add_cds_routes(
             )
         resources = resources_from(prefetch)
         mapped = case_from_fhir(resources, kb=kb, patient_id=call.patient_id)
+        if not mapped.answers:
+            # No neuroendocrine neoplasm in this chart: patient-view runs on every chart, and
+            # a plan for a patient without a NEN is noise (docs/service.md "The NEN gate").
+            request.state.rules = f"-(neoplasm {mapped.neoplasm.value})"
+            return _json({"cards": []})
         case = load_case(mapped.case)
-        answer = recommend(case, kb=kb)
+        answer = recommend(
+            case, kb=kb, neoplasm=mapped.neoplasm, neoplasm_detail=mapped.neoplasm_detail
+        )
         request.state.rules = _rules(answer)
         base = _base_url(request, settings)
-        token = reports.put(answer)
+        token = reports.put(answer, mapped)
         cards, issued = cds_hooks.build_cards(
             answer,
             kb,
@@ -602,14 +685,17 @@ def _add_cds_routes(
     @app.post(
         f"/cds-services/{cds_hooks.SERVICE_ID}/feedback",
         summary="CDS Hooks feedback: accepted or overridden cards",
-        openapi_extra=_json_body_doc(
-            {
-                "type": "object",
-                "required": ["feedback"],
-                "properties": {"feedback": {"type": "array", "items": {"type": "object"}}},
-            },
-            extra={"200": {"description": "recorded"}},
-        ),
+        openapi_extra={
+            **_json_body_doc(
+                {
+                    "type": "object",
+                    "required": ["feedback"],
+                    "properties": {"feedback": {"type": "array", "items": {"type": "object"}}},
+                },
+                extra={"200": {"description": "recorded"}},
+            ),
+            **security,
+        },
     )
     @_timed("/cds-services/netboard-net-plan/feedback")
     async def feedback_route(request: Request) -> Response:
@@ -624,13 +710,17 @@ def _add_cds_routes(
 async def _gather(
     call: cds_hooks.HookRequest, templates: Mapping[str, str], settings: Settings
 ) -> tuple[dict[str, Any] | None, list[str]]:
-    """The prefetch, completed from ``fhirServer`` where keys are absent.
+    """The prefetch, completed from ``fhirServer`` where keys are absent or failed.
 
-    Returns the data and notes for the missing-data card, or None (and the reasons) when
-    the required keys cannot be had: the caller answers 412.
+    A key the EHR left out, or filled with an OperationOutcome (its prefetch query failed), is
+    fetched from ``fhirServer``. Returns the data and notes for the missing-data card, or None
+    (and the reasons) when the required keys cannot be had: the caller answers 412.
     """
     data: dict[str, Any] = dict(call.prefetch)
     notes: list[str] = []
+    failed = cds_hooks.failed_prefetch(data)
+    for key in failed:
+        del data[key]
     absent = [k for k in templates if k not in data]
     if absent and call.fhir_server is not None:
         from netboard.service.fhir_client import fetch_prefetch
@@ -645,9 +735,60 @@ async def _gather(
         data.update(fetched)
         notes.extend(errors)
         absent = [k for k in templates if k not in data]
+    unfetched = {k: why for k, why in failed.items() if k not in data}
     lacking = [k for k in cds_hooks.REQUIRED_PREFETCH if k in absent]
     if lacking:
         how = "could not be fetched" if call.fhir_server else "no fhirServer was given"
-        return None, [f"prefetch {', '.join(lacking)} missing and {how}", *notes]
-    notes.extend(f"The record's {k} were not provided to netboard." for k in absent)
+        said = [f"the EHR's prefetch {k} failed: {unfetched[k]}" for k in lacking if k in unfetched]
+        return None, [f"prefetch {', '.join(lacking)} missing and {how}", *said, *notes]
+    for k in absent:
+        if k in unfetched:
+            notes.append(f"The EHR could not give the record's {k} ({unfetched[k]}).")
+        else:
+            notes.append(f"The record's {k} were not provided to netboard.")
     return data, notes
+
+
+def origin_problems(origins: Any) -> list[str]:
+    """Why each ``--cors-origin`` is not an origin (scheme://host[:port], or ``*``).
+
+    >>> origin_problems(["https://sandbox.cds-hooks.org", "*"])
+    []
+    >>> len(origin_problems(["https://x.org/path", "ftp://x.org"]))
+    2
+    """
+    from urllib.parse import urlsplit
+
+    out = []
+    for origin in origins or ():
+        if origin == "*":
+            continue
+        parts = urlsplit(str(origin))
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.path
+            or parts.query
+            or parts.fragment
+            or parts.username
+        ):
+            out.append(
+                f"--cors-origin {origin}: expected an origin such as "
+                "https://sandbox.cds-hooks.org (scheme, host and port only)"
+            )
+    return out
+
+
+def _add_cors(app: FastAPI, settings: Settings) -> None:
+    """CORS for the allowed browser origins (the CDS Hooks sandbox calls from a browser)."""
+    if not settings.cors_origins:
+        return
+    from starlette.middleware.cors import CORSMiddleware
+
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=list(settings.cors_origins),
+        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_headers=["Authorization", "Content-Type"],
+        max_age=600,
+    )

@@ -43,6 +43,83 @@ OVERRIDE_REASONS = (
 )
 _TOKEN = re.compile(r"\{\{\s*([A-Za-z.]+)\s*\}\}")
 
+_CODING_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["code"],
+    "properties": {
+        "system": {"type": "string"},
+        "code": {"type": "string"},
+        "display": {"type": "string"},
+    },
+}
+#: The card this service sends (CDS Hooks 2.0 "Card Attributes"), for the OpenAPI document.
+CARD_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["summary", "indicator", "source"],
+    "properties": {
+        "uuid": {"type": "string"},
+        "summary": {"type": "string", "maxLength": 139},
+        "detail": {"type": "string", "description": "GitHub-flavoured Markdown"},
+        "indicator": {"type": "string", "enum": ["info", "warning", "critical"]},
+        "source": {
+            "type": "object",
+            "required": ["label"],
+            "properties": {
+                "label": {"type": "string"},
+                "url": {"type": "string"},
+                "icon": {"type": "string"},
+                "topic": _CODING_SCHEMA,
+            },
+        },
+        "suggestions": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["label"],
+                "properties": {
+                    "label": {"type": "string"},
+                    "uuid": {"type": "string"},
+                    "isRecommended": {"type": "boolean"},
+                    "actions": {"type": "array", "items": {"type": "object"}},
+                },
+            },
+        },
+        "selectionBehavior": {"type": "string", "enum": ["at-most-one", "any"]},
+        "overrideReasons": {"type": "array", "items": _CODING_SCHEMA},
+        "links": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["label", "url", "type"],
+                "properties": {
+                    "label": {"type": "string"},
+                    "url": {"type": "string"},
+                    "type": {"type": "string", "enum": ["absolute", "smart"]},
+                    "appContext": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+#: The hook's answer: the cards (none when no neuroendocrine neoplasm is recorded).
+RESPONSE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["cards"],
+    "properties": {
+        "cards": {"type": "array", "items": CARD_SCHEMA},
+        "systemActions": {"type": "array", "items": {"type": "object"}},
+    },
+}
+#: An OperationOutcome as this service sends it (412).
+OPERATION_OUTCOME_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["resourceType", "issue"],
+    "properties": {
+        "resourceType": {"const": "OperationOutcome"},
+        "issue": {"type": "array", "items": {"type": "object", "required": ["severity", "code"]}},
+    },
+}
+
 
 def discovery(kb: KnowledgeBase, templates: Mapping[str, str]) -> dict[str, Any]:
     """The ``GET /cds-services`` document."""
@@ -133,6 +210,26 @@ def parse_hook_request(body: Any) -> HookRequest:
         fhir_server=server.rstrip("/") if isinstance(server, str) else None,
         access_token=token,
     )
+
+
+def failed_prefetch(prefetch: Mapping[str, Any]) -> dict[str, str]:
+    """Prefetch keys holding an OperationOutcome (the EHR's query failed), with its words.
+
+    CDS Hooks 2.0: "If the CDS Client encounters errors prefetching the requested data,
+    OperationOutcome(s) SHOULD be used to communicate those errors"; such a key is fetched
+    again, and named on the card when that fails too. (A null value means "no data".)
+    """
+    out: dict[str, str] = {}
+    for key, value in prefetch.items():
+        if isinstance(value, Mapping) and value.get("resourceType") == "OperationOutcome":
+            texts = []
+            for issue in value.get("issue") or []:
+                if isinstance(issue, Mapping):
+                    text = issue.get("diagnostics") or (issue.get("details") or {}).get("text")
+                    if isinstance(text, str) and text.strip():
+                        texts.append(" ".join(text.split()))
+            out[str(key)] = ("; ".join(texts) or "an OperationOutcome without details")[:200]
+    return out
 
 
 def fill_template(template: str, context: Mapping[str, Any]) -> str | None:
@@ -278,6 +375,50 @@ def _plan_detail(answer: Answer, kb: KnowledgeBase, numbers: Mapping[str, int]) 
     return "\n\n".join(p for p in parts if p)
 
 
+#: Items of a group shown on the missing-data card; the rest are counted (the report has all).
+ITEMS_PER_GROUP = 3
+
+
+def _group_of(u: Any) -> str:
+    """The heading an unmapped item is grouped under: its case field, else its resource type."""
+    from netboard.fields import registry
+
+    if u.field:
+        f = registry().fields.get(u.field)
+        return f.label if f is not None else u.field.replace("_", " ")
+    return u.element.split(".", 1)[0] or "record"
+
+
+def _unmapped_md(fhir: FhirCase) -> list[str]:
+    """The NEN-relevant unmapped items grouped and counted; the others counted only."""
+    from netboard.render.markdown import escape_inline
+
+    groups: dict[str, list[Any]] = {}
+    for u in fhir.unmapped:
+        if u.relevant:
+            groups.setdefault(_group_of(u), []).append(u)
+    parts = []
+    if groups:
+        lines = []
+        for name, items in groups.items():
+            shown = "; ".join(
+                f"{escape_inline(u.reason)} ({escape_inline(u.resource)})"
+                for u in items[:ITEMS_PER_GROUP]
+            )
+            more = len(items) - ITEMS_PER_GROUP
+            tail = f"; and {more} more" if more > 0 else ""
+            lines.append(f"- **{escape_inline(name)}** ({len(items)}): {shown}{tail}")
+        total = sum(len(x) for x in groups.values())
+        parts.append(f"**Found in the record but not used** ({total})\n\n" + "\n".join(lines))
+    others = sum(1 for u in fhir.unmapped if not u.relevant)
+    if others:
+        parts.append(
+            f"{others} other record item{'s' if others != 1 else ''} (codes netboard does not "
+            "read for a NEN plan) are listed in the full report."
+        )
+    return parts
+
+
 def _missing_detail(answer: Answer, fhir: FhirCase | None, notes: Sequence[str]) -> str:
     from netboard.render.markdown import escape_inline
 
@@ -289,14 +430,24 @@ def _missing_detail(answer: Answer, fhir: FhirCase | None, notes: Sequence[str])
                 f"- `{m.field}`: {escape_inline(m.why)}" for m in answer.missing_information
             )
         )
-    if fhir is not None and fhir.unmapped:
-        parts.append(
-            "**Found in the record but not usable**\n\n"
-            + "\n".join(f"- {escape_inline(u.reason)} ({u.resource})" for u in fhir.unmapped)
-        )
+    if fhir is not None:
+        parts.extend(_unmapped_md(fhir))
     if notes:
         parts.append("\n".join(f"- {escape_inline(n)}" for n in notes))
     return "\n\n".join(parts)
+
+
+def scope_card(answer: Answer) -> dict[str, Any] | None:
+    """A warning card when the plan presumes a NEN (``scope.applies`` null), else None."""
+    if answer.scope.applies is not None or not answer.scope.reason:
+        return None
+    return {
+        "summary": _short(
+            "netboard presumes a neuroendocrine neoplasm: no neuroendocrine histology is recorded"
+        ),
+        "indicator": "warning",
+        "detail": answer.scope.reason,
+    }
 
 
 def build_cards(
@@ -326,6 +477,9 @@ def build_cards(
         cards.append({"uuid": card_id, **card, "source": source, "links": links})
         issued.append(IssuedCard(card_id, kind, tuple(codes), tuple(rules)))
 
+    presumed = scope_card(answer)
+    if presumed is not None:
+        add(presumed, "scope", [], [])
     for alert in answer.alerts:
         if alert.severity == "info":
             continue
@@ -367,7 +521,7 @@ def build_cards(
         sorted({r.rule_id for r in answer.recommendations}),
     )
 
-    unmapped = fhir.unmapped if fhir is not None else ()
+    unmapped = [u for u in fhir.unmapped if u.relevant] if fhir is not None else []
     if answer.missing_information or unmapped or notes:
         n = len(answer.missing_information)
         summary = (

@@ -83,6 +83,17 @@ def _text(value: Any, where: str, problems: list[Problem], *, required: bool = T
     return value
 
 
+def _is_instant(text: str) -> bool:
+    """An RFC 3339 date-time (section 5.6): date, time and a time zone (Z or an offset)."""
+    if "T" not in text.upper():
+        return False
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return False
+    return parsed.tzinfo is not None
+
+
 def parse_feedback(body: Any) -> list[FeedbackItem]:
     """Validate a feedback request body; raise ``CaseError`` naming each field at fault."""
     from netboard.errors import CaseError
@@ -102,11 +113,13 @@ def parse_feedback(body: Any) -> list[FeedbackItem]:
         if outcome not in ("accepted", "overridden"):
             problems.append(Problem(f"{w}.outcome", "expected 'accepted' or 'overridden'"))
         stamp = _text(entry.get("outcomeTimestamp"), f"{w}.outcomeTimestamp", problems)
-        if stamp is not None:
-            try:
-                datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-            except ValueError:
-                problems.append(Problem(f"{w}.outcomeTimestamp", "expected an ISO 8601 instant"))
+        if stamp is not None and not _is_instant(stamp):
+            problems.append(
+                Problem(
+                    f"{w}.outcomeTimestamp",
+                    "expected an RFC 3339 date-time with a time zone (1985-04-12T23:20:50.52Z)",
+                )
+            )
         accepted: list[str] = []
         raw_accepted = entry.get("acceptedSuggestions", [])
         if not isinstance(raw_accepted, list):
@@ -143,6 +156,15 @@ def parse_feedback(body: Any) -> list[FeedbackItem]:
             problems.append(
                 Problem(f"{w}.acceptedSuggestions", "an overridden card accepts no suggestion")
             )
+        # CDS Hooks 2.0 Feedback: acceptedSuggestions is "Required for accepted outcomes".
+        if outcome == "accepted" and "acceptedSuggestions" not in entry:
+            problems.append(Problem(f"{w}.acceptedSuggestions", "required for an accepted outcome"))
+        if reason is not None and outcome == "accepted":
+            problems.append(Problem(f"{w}.overrideReason", "only an overridden card has one"))
+        if isinstance(reason, Mapping):
+            comment = reason.get("userComment")
+            if comment is not None and not isinstance(comment, str):
+                problems.append(Problem(f"{w}.overrideReason.userComment", "expected a string"))
         if len(problems) == before and card is not None and stamp is not None:
             items.append(
                 FeedbackItem(

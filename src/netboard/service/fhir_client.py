@@ -44,7 +44,7 @@ async def fetch_prefetch(
         if query is None:
             errors.append(f"{key}: the prefetch template needs context the hook did not give")
             return
-        url: str | None = base + query
+        url: str | None = base + encode_query(query)
         pages: list[Any] = []
         while url is not None and len(pages) < MAX_PAGES:
             response = await client.get(url)
@@ -89,3 +89,26 @@ def _next_link(page: Any, base: str) -> str | None:
             if isinstance(url, str) and url.startswith(base):
                 return url
     return None
+
+
+def encode_query(query: str) -> str:
+    """A filled prefetch query with its path and parameter values percent-encoded.
+
+    The FHIR search separators stay as they are (``,`` between alternatives, ``:`` of a
+    modifier or an ``_include``); everything else a URL may not carry literally, the ``|``
+    between system and code included, is percent-encoded (RFC 3986).
+
+    >>> encode_query("Observation?patient=a b&code=http://loinc.org|718-7,http://loinc.org|777-3")
+    'Observation?patient=a%20b&code=http://loinc.org%7C718-7,http://loinc.org%7C777-3'
+    """
+    from urllib.parse import quote
+
+    path, sep, params = query.partition("?")
+    out = quote(path, safe="/")
+    if not sep:
+        return out
+    parts = []
+    for part in params.split("&"):
+        name, eq, value = part.partition("=")
+        parts.append(quote(name, safe="_:-.") + eq + quote(value, safe=",:/"))
+    return out + "?" + "&".join(parts)

@@ -24,8 +24,9 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from netboard.case import FIELDS, LAB_FIELDS, Choice, ChoiceList, Flag, Number, Spec, load_case
+from netboard.case import load_case
 from netboard.errors import CaseError, Problem
+from netboard.fields import Choice, ChoiceList, Flag, Number, Spec, flatten, nest, registry
 from netboard.render.report import ReferenceView
 from netboard.vocab import CONTRACT_VERSION, Intervention
 
@@ -37,75 +38,24 @@ if TYPE_CHECKING:
     from netboard.parse.ask import AskResult
     from netboard.parse.knowledge import KnowledgeAnswer
 
-__all__ = ["GROUPS", "NONE_OF_THESE", "case_from_form", "form_page", "submit"]
+__all__ = ["NONE_OF_THESE", "case_from_form", "form_groups", "form_page", "submit"]
 
-#: The case fields on the form, grouped as a clinician reads a case; every field path of the
-#: contract is in exactly one group (a test checks it).
-GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("Patient", ("id", "age_years", "sex", "pregnant", "ecog")),
-    (
-        "Primary tumour",
-        (
-            "primary_site",
-            "pancreas_region",
-            "gastric_type",
-            "primary_size_mm",
-            "primary_resected",
-            "resection_margin",
-            "hereditary_syndrome",
-        ),
-    ),
-    ("Pathology", ("differentiation", "ki67_percent", "mitoses_per_2mm2", "grade")),
-    ("Function and imaging", ("functional_syndrome", "sstr_imaging", "fdg_pet")),
-    (
-        "Metastases and liver",
-        (
-            "metastatic_sites",
-            "liver_tumor_burden_percent",
-            "liver_resectable",
-            "liver_resectable_fraction_percent",
-            "liver_distribution",
-        ),
-    ),
-    (
-        "Disease course and treatment",
-        (
-            "disease_status",
-            "months_stable",
-            "primary_complications",
-            "prior_treatments",
-            "progressed_on",
-        ),
-    ),
-    ("Comorbidities", ("comorbidities",)),
-    ("Laboratory", tuple(f"labs.{name}" for name in LAB_FIELDS)),
-)
+
+def form_groups() -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The case fields on the form, grouped as the field registry groups them (every field
+    path in exactly one group, in registry order)."""
+    reg = registry()
+    return tuple(
+        (title, tuple(p for p, f in reg.fields.items() if f.group == title))
+        for title in reg.form_groups
+    )
+
 
 #: The checkbox value that states an empty list ("none of these"); no box ticked means unknown.
 NONE_OF_THESE = "none"
 
 #: Form keys that are not case fields.
 _CONTROL_KEYS = frozenset({"mode", "text"})
-
-#: Units shown beside number fields (presentation only; the contract names carry the unit).
-_UNITS: dict[str, str] = {
-    "age_years": "years",
-    "primary_size_mm": "mm",
-    "ki67_percent": "%",
-    "mitoses_per_2mm2": "per 2 mm²",
-    "liver_tumor_burden_percent": "% of liver",
-    "liver_resectable_fraction_percent": "% of liver disease",
-    "months_stable": "months",
-    "labs.creatinine_clearance_ml_min": "mL/min",
-    "labs.platelets_10e9_l": "10⁹/L",
-    "labs.neutrophils_10e9_l": "10⁹/L",
-    "labs.hemoglobin_g_dl": "g/dL",
-    "labs.bilirubin_mg_dl": "mg/dL",
-    "labs.albumin_g_dl": "g/dL",
-    "labs.chromogranin_a_x_uln": "x ULN",
-    "labs.urine_5hiaa_x_uln": "x ULN",
-    "labs.nt_probnp_pg_ml": "pg/mL",
-}
 
 # A decimal number as a person types it ("8", "8.5", ".5", "8.", "1e3"); anything else
 # ("8,5", "nan", "1_000", "eight") stays text so that load_case names the field.
@@ -120,9 +70,7 @@ _INDEX = re.compile(r"^(.*)\[(\d+)\]$")
 
 
 def _spec(path: str) -> Spec | None:
-    if path.startswith("labs."):
-        return LAB_FIELDS.get(path[5:])
-    return FIELDS.get(path)
+    return registry().spec(path)
 
 
 def _number(text: str) -> int | float | str:
@@ -178,29 +126,20 @@ def case_from_form(form: Mapping[str, list[str]]) -> dict[str, Any]:
         >>> "sex" in case
         False
     """
-    case: dict[str, Any] = {}
-    labs: dict[str, Any] = {}
+    flat: dict[str, Any] = {}
     for key, values in form.items():
         if key in _CONTROL_KEYS:
             continue
         given = [x for x in values if x.strip()]
-        if not given:
-            continue
-        value = _convert(_spec(key), given)
-        if key.startswith("labs."):
-            labs[key[5:]] = value
-        elif key == "labs":
-            # A bare "labs" key cannot hold the lab fields; it is named as a lab field
-            # of its own when lab fields are given too, so load_case still reports it.
-            labs["labs"] = value
-        else:
-            case[key] = value
-    if labs:
-        if set(labs) == {"labs"}:
-            case["labs"] = labs["labs"]
-        else:
-            case["labs"] = labs
-    return case
+        if given:
+            flat[key] = _convert(_spec(key), given)
+    objects = registry().objects
+    for name in objects:
+        # A bare object key ("labs") cannot hold its fields: it is named as a field of its
+        # own object when members are given too, so that load_case still reports it.
+        if name in flat and any(k.startswith(name + ".") for k in flat):
+            flat[f"{name}.{name}"] = flat.pop(name)
+    return nest(flat)
 
 
 def _form_values(case: Mapping[str, Any]) -> dict[str, list[str]]:
@@ -214,11 +153,8 @@ def _form_values(case: Mapping[str, Any]) -> dict[str, list[str]]:
         return str(value)
 
     out: dict[str, list[str]] = {}
-    for key, value in case.items():
-        if key == "labs" and isinstance(value, Mapping):
-            for lab, x in value.items():
-                out[f"labs.{lab}"] = [text(x)]
-        elif isinstance(value, list):
+    for key, value in flatten(case).items():
+        if isinstance(value, list):
             out[key] = [text(x) for x in value] or [NONE_OF_THESE]
         elif value is not None:
             out[key] = [text(value)]
@@ -343,7 +279,7 @@ def _field_view(
             name=path,
             id=fid,
             label=_field_label(kb, path),
-            unit=_UNITS.get(path, ""),
+            unit=registry().fields[path].unit if path in registry().fields else "",
             kind=kind,
             input_type=input_type,
             value=value,
@@ -379,7 +315,7 @@ def _field_view(
 def _views(
     kb: KnowledgeBase, values: Mapping[str, list[str]], problems: Sequence[Problem]
 ) -> tuple[tuple[GroupView, ...], tuple[ProblemView, ...], tuple[str, ...]]:
-    on_form = {path for _, paths in GROUPS for path in paths}
+    on_form = {path for _, paths in form_groups() for path in paths}
     by_field: dict[str, list[str]] = {}
     summary: list[ProblemView] = []
     for p in problems:
@@ -401,7 +337,7 @@ def _views(
                 for path in paths
             ),
         )
-        for title, paths in GROUPS
+        for title, paths in form_groups()
     )
     return groups, tuple(summary), tuple(by_field.get("text", []))
 
@@ -499,7 +435,7 @@ def _shown(kb: KnowledgeBase, path: str, value: Any) -> str:
         return _value_label(kb, spec.enum, value)
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    unit = _UNITS.get(path, "")
+    unit = registry().fields[path].unit if path in registry().fields else ""
     return f"{value} {unit}".strip() if unit else str(value)
 
 
@@ -512,7 +448,7 @@ def _understood(kb: KnowledgeBase, result: AskResult) -> tuple[UnderstoodRow, ..
             words.append(used.text)
     out = []
     for path, words in rows.items():
-        value = case["labs"][path[5:]] if path.startswith("labs.") else case[path]
+        value = flatten(case)[path]
         # "DOTATATE avid" inside "Ga-68 DOTATATE avid" says nothing more.
         kept = tuple(w for w in words if not any(w != o and w in o for o in words))
         out.append(UnderstoodRow(path, _field_label(kb, path), _shown(kb, path, value), kept))

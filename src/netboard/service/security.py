@@ -270,10 +270,45 @@ class Issuer:
     jwks_url: str | None = None
     keys: Mapping[str, _Key] | None = field(default=None, repr=False)
     tenant: str | None = None
+    #: ``jku`` header values accepted with pinned keys (never fetched); empty: any jku.
+    jku: tuple[str, ...] = ()
 
 
 _TOP_KEYS = ("audience_base", "max_token_age_seconds", "leeway_seconds", "issuers")
-_ISSUER_KEYS = ("iss", "jwks_url", "jwks", "jwks_file", "tenant")
+_ISSUER_KEYS = ("iss", "jwks_url", "jwks", "jwks_file", "tenant", "jku")
+
+
+def jku_allowed(issuer: Issuer, jku: Any) -> bool:
+    """Whether a token's ``jku`` header is acceptable for this issuer (it is never fetched).
+
+    With a ``jwks_url`` the header must name that URL. With keys pinned in the trust file
+    (``jwks``/``jwks_file``) the signature is checked against the pinned keys whatever the
+    header says (the CDS Hooks sandbox always sends one), so any jku is accepted, or only
+    those listed in the issuer's ``jku`` when the trust file lists some.
+    """
+    if jku is None:
+        return True
+    if issuer.jwks_url is not None:
+        return bool(jku == issuer.jwks_url)
+    return isinstance(jku, str) and (not issuer.jku or jku in issuer.jku)
+
+
+def _load_jku(raw: Mapping[str, Any], where: str, problems: list[Problem]) -> tuple[str, ...]:
+    """The optional ``jku`` list of an issuer with pinned keys."""
+    urls = raw.get("jku")
+    if urls is None:
+        return ()
+    if raw.get("jwks_url") is not None:
+        problems.append(Problem(f"{where}.jku", "only for pinned keys (jwks or jwks_file)"))
+        return ()
+    if not isinstance(urls, list) or not urls:
+        problems.append(Problem(f"{where}.jku", "expected a list of URLs"))
+        return ()
+    for i, url in enumerate(urls):
+        message = _url_problem(url, allow_query=True)
+        if message:
+            problems.append(Problem(f"{where}.jku[{i}]", message))
+    return tuple(u for u in urls if isinstance(u, str))
 
 
 def _is_loopback(host: str) -> bool:
@@ -362,6 +397,7 @@ def _load_issuer(
     keys: dict[str, _Key] | None = None
     if raw.get("jwks") is not None or raw.get("jwks_file") is not None:
         keys = _load_static_keys(raw, where, base_dir, problems)
+    jku = _load_jku(raw, where, problems)
     if len(problems) > start or not isinstance(iss, str):
         return None
     return Issuer(
@@ -369,6 +405,7 @@ def _load_issuer(
         jwks_url=jwks_url if isinstance(jwks_url, str) else None,
         keys=keys,
         tenant=tenant if isinstance(tenant, str) else None,
+        jku=jku,
     )
 
 
@@ -715,8 +752,7 @@ class TokenVerifier:
             raise AuthError(Reason.ISS_NOT_ALLOWED)
         seen.iss = issuer.iss
 
-        jku = header.get("jku")
-        if jku is not None and (issuer.jwks_url is None or jku != issuer.jwks_url):
+        if not jku_allowed(issuer, header.get("jku")):
             raise AuthError(Reason.JKU_NOT_ALLOWED)
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
