@@ -425,6 +425,13 @@ def _audit(args: argparse.Namespace) -> int:
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
         return _problems([f"netboard: {where}{exc.strerror or exc}; no output written"])
+    except UnicodeDecodeError as exc:  # e.g. a FHIR Bulk file that is not UTF-8
+        return _problems(
+            [
+                f"netboard: {args.registry or args.fhir_ndjson}: a file is not UTF-8 text "
+                f"({exc.reason} at byte {exc.start}); no output written"
+            ]
+        )
 
 
 def _audit_inputs(args: argparse.Namespace) -> tuple[list[Path], list[Path]]:

@@ -393,3 +393,18 @@ def test_csv_results_escape_formulas_parquet_keeps_values(tmp_path: Path) -> Non
         "a=b",
     ]
     assert pq.read_table(tmp_path / "r.parquet").column("id").to_pylist() == ids
+
+
+def test_fhir_export_not_utf8_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "Patient.ndjson").write_bytes(b'{"resourceType": "Patient", "id": "p\xff1"}\n')
+    out = tmp_path / "r.parquet"
+    assert main(["audit", "--fhir-ndjson", str(export), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "is not UTF-8 text" in err[0]
+    assert not out.exists()
+    assert partials(tmp_path) == []
