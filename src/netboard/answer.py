@@ -120,6 +120,48 @@ class Scope:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PlanStep:
+    """One step of the board's plan (contract v2 ``plan``)."""
+
+    order: int
+    codes: tuple[Intervention, ...]
+    join: str
+    status: Status
+    phase: Phase
+    text: str
+    presumes: tuple[str, ...]
+    checks: tuple[str, ...]
+    evidence: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Presumption:
+    """A field the question leaves out and the plan presumes (contract v2 ``presumptions``).
+
+    ``value`` is a contract word, or a range in words for a number; ``phrase`` names it in the
+    bottom line; ``confirm`` is the work-up that would turn it into a fact.
+    """
+
+    field: str
+    value: Any
+    why: str
+    evidence: tuple[str, ...]
+    phrase: str = ""
+    confirm: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WhatIf:
+    """What changes if a presumption is wrong (contract v2 ``what_if``)."""
+
+    field: str
+    value: Any
+    summary: str
+    adds: tuple[Intervention, ...]
+    drops: tuple[Intervention, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Classification:
     who_2019: str
     grade: str | None
@@ -147,6 +189,9 @@ class Answer:
     references: tuple[Reference, ...]
     disagreements: tuple[Disagreement, ...] = field(default=())
     scope: Scope = Scope(applies=True, reason="")
+    plan: tuple[PlanStep, ...] = ()
+    presumptions: tuple[Presumption, ...] = ()
+    what_if: tuple[WhatIf, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The answer as contract JSON (plain dicts and lists, stable key order)."""
@@ -243,4 +288,32 @@ class Answer:
             ],
             "references": [ref(r) for r in self.references],
             "scope": {"applies": self.scope.applies, "reason": self.scope.reason},
+            "plan": [
+                {
+                    "order": st.order,
+                    "codes": [str(c) for c in st.codes],
+                    "join": st.join,
+                    "status": str(st.status),
+                    "phase": str(st.phase),
+                    "text": st.text,
+                    "presumes": list(st.presumes),
+                    "checks": list(st.checks),
+                    "evidence": list(st.evidence),
+                }
+                for st in self.plan
+            ],
+            "presumptions": [
+                {"field": p.field, "value": p.value, "why": p.why, "evidence": list(p.evidence)}
+                for p in self.presumptions
+            ],
+            "what_if": [
+                {
+                    "field": w.field,
+                    "value": w.value,
+                    "summary": w.summary,
+                    "adds": [str(c) for c in w.adds],
+                    "drops": [str(c) for c in w.drops],
+                }
+                for w in self.what_if
+            ],
         }

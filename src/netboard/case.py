@@ -92,8 +92,18 @@ class Case:
 
     def with_values(self, changes: Mapping[str, Any]) -> Case:
         """A copy with the given field paths set (None removes a field)."""
-        merged = {**self._values, **changes}
-        return Case.from_paths({p: x for p, x in merged.items() if x is not None})
+        out = Case()
+        values = dict(self._values)
+        fields_ = registry().fields
+        for path, x in changes.items():
+            if path not in fields_:
+                raise TypeError(f"Case has no field {path!r}")
+            if x is None:
+                values.pop(path, None)
+            else:
+                values[path] = coerce(path, x)
+        object.__setattr__(out, "_values", values)
+        return out
 
     def value(self, path: str) -> Any:
         """The value at a field path; None when unknown.

@@ -92,14 +92,46 @@ def build_parser() -> argparse.ArgumentParser:
         "--trust", help="trust file of allowed CDS clients (JWT issuers and keys); see docs"
     )
     serve.add_argument(
-        "--public-url", help="base URL clients use (JWT audience, card links), e.g. https://cds.x"
+        "--public-url",
+        help="base URL clients use (JWT audience, card links), e.g. https://cds.x; "
+        "required with --trust",
+    )
+    serve.add_argument(
+        "--data-dir",
+        help="folder of the feedback, replay and report files, created 0700 "
+        "(default $XDG_DATA_HOME/netboard, else ~/.local/share/netboard)",
     )
     serve.add_argument(
         "--feedback-db",
-        default="netboard-feedback.sqlite3",
-        help="SQLite file for CDS Hooks feedback (default ./netboard-feedback.sqlite3)",
+        help="SQLite file for CDS Hooks feedback (default DATA_DIR/feedback.sqlite3)",
+    )
+    serve.add_argument(
+        "--feedback-retention-days",
+        type=int,
+        default=365,
+        help="days cards and feedback are kept (default 365)",
+    )
+    serve.add_argument(
+        "--fhir-server",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="without --trust: a FHIR base URL hook calls may name as fhirServer (repeatable; "
+        "with --trust, list fhir_servers per issuer in the trust file)",
     )
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument(
+        "--max-connections",
+        type=int,
+        default=1000,
+        help="open connections per worker (default 1000); the longest idle is closed past it",
+    )
+    serve.add_argument(
+        "--client-timeout",
+        type=float,
+        default=15.0,
+        help="seconds a client has to send a request head, and again its body (default 15)",
+    )
     serve.add_argument(
         "--cors-origin",
         action="append",
@@ -284,16 +316,22 @@ def _with_unmapped(text: str, read: FhirCase, fmt: str) -> str:
 def _serve(args: argparse.Namespace) -> int:
     import json
     import os
+    import sqlite3
 
     if not 1 <= args.port <= 65535:
         return _problems(["--port: expected a port number 1-65535"])
     if args.workers < 1:
         return _problems(["--workers: expected at least 1"])
+    if args.max_connections < 1:
+        return _problems(["--max-connections: expected at least 1"])
+    if not 0.1 <= args.client_timeout <= 3600:
+        return _problems(["--client-timeout: expected seconds from 0.1 to 3600"])
+    if not 1 <= args.feedback_retention_days <= 36500:
+        return _problems(["--feedback-retention-days: expected days from 1 to 36500"])
     try:
-        import uvicorn
-
         from netboard.service.app import SETTINGS_ENV
         from netboard.service.security import require_loopback_without_trust
+        from netboard.service.server import Limits, run
     except ImportError as exc:
         return _problems(
             [
@@ -301,37 +339,57 @@ def _serve(args: argparse.Namespace) -> int:
                 "pip install 'netboard[service]'"
             ]
         )
+    data_dir = args.data_dir
+    if data_dir is not None:
+        data_dir = os.path.abspath(data_dir)  # workers may start elsewhere
     settings = {
         "kb_path": args.kb,
         "trust_file": args.trust,
         "public_url": args.public_url,
-        "feedback_db": args.feedback_db,
+        "data_dir": data_dir,
+        "feedback_db": os.path.abspath(args.feedback_db) if args.feedback_db else None,
+        "feedback_retention_days": args.feedback_retention_days,
+        "fhir_servers": list(args.fhir_server),
+        "body_timeout_seconds": args.client_timeout,
         "cors_origins": list(args.cors_origin),
     }
     # Check the settings (trust file, knowledge base) once here, so that a mistake is one
     # clean line instead of a failing worker.
     from netboard.errors import ProblemsError
     from netboard.service.app import Settings, create_app, origin_problems
+    from netboard.service.security import fhir_server_problems
 
     bad_origins = origin_problems(args.cors_origin)
     if bad_origins:
         return _problems(bad_origins)
+    if args.fhir_server:
+        _, bad = fhir_server_problems(list(args.fhir_server), "--fhir-server")
+        if bad:
+            return _problems(bad)
     try:
         if args.trust is None:  # refuses a non-loopback address; warns loudly otherwise
             require_loopback_without_trust(args.host)
-        create_app(Settings(**settings))
+        create_app(
+            Settings(
+                **{
+                    **settings,
+                    "fhir_servers": tuple(args.fhir_server),
+                    "cors_origins": tuple(args.cors_origin),
+                }
+            )
+        )
     except ProblemsError as exc:
         return _problems(exc.problems)
+    except (OSError, sqlite3.Error) as exc:
+        where = args.feedback_db or data_dir or "the data directory"
+        return _problems([f"--data-dir: cannot use {where}: {getattr(exc, 'strerror', '') or exc}"])
     os.environ[SETTINGS_ENV] = json.dumps(settings)
     sys.stderr.write(f"netboard: serving on http://{args.host}:{args.port}/ (Ctrl-C stops)\n")
-    uvicorn.run(
-        "netboard.service.app:app_from_env",
-        factory=True,
+    run(
         host=args.host,
         port=args.port,
         workers=args.workers,
-        access_log=False,
-        log_level="info",
+        limits=Limits(max_connections=args.max_connections, client_timeout=args.client_timeout),
     )
     return EXIT_OK
 

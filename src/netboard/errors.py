@@ -2,8 +2,41 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+
+def _plain(char: str) -> bool:
+    """True for a character shown as it is: printable ASCII, or a Latin letter (``é``)."""
+    if char.isascii():
+        return char.isprintable()
+    return unicodedata.category(char).startswith("L") and unicodedata.name(char, "").startswith(
+        "LATIN "
+    )
+
+
+def display_field(field: str) -> str:
+    r"""A field name safe to show: invisible and look-alike characters escaped.
+
+    A Cyrillic a (U+0430) or a zero-width space in a key would otherwise make an unknown field
+    look exactly like a known one. Printable ASCII and Latin letters (a file named
+    ``josé.yaml``) stay as they are; anything else is shown as ``\uXXXX``.
+
+    Example:
+        >>> display_field("prim\u0430ry_site")
+        'prim\\u0430ry_site'
+        >>> display_field("primary\u200b_site")
+        'primary\\u200b_site'
+        >>> display_field("labs.platelets")
+        'labs.platelets'
+    """
+    if all(_plain(c) for c in field):
+        return field
+    return "".join(
+        c if _plain(c) else (f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}")
+        for c in field
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,7 +47,7 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.field}: {self.message}"
+        return f"{display_field(self.field)}: {self.message}"
 
 
 class NetboardError(Exception):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-CONTRACT_VERSION = "1"
+CONTRACT_VERSION = "2"
 
 
 class Site(StrEnum):

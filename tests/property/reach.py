@@ -14,7 +14,7 @@ import random
 from collections.abc import Mapping
 from typing import Any
 
-from netboard.batch.sample import cut_offs, repair
+from netboard.batch.sample import repair
 from netboard.case import Case, load_case
 from netboard.conditions import (
     All,
@@ -30,6 +30,7 @@ from netboard.conditions import (
 )
 from netboard.engine.classify import classify
 from netboard.engine.evaluate import Context, evaluate
+from netboard.engine.reads import cut_offs
 from netboard.errors import CaseError
 from netboard.fields import Choice, ChoiceList, Flag, Number, Text, nest, registry
 from netboard.kb.model import KnowledgeBase

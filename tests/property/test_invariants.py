@@ -28,8 +28,8 @@ from hypothesis import HealthCheck, given, settings, target
 from hypothesis import strategies as st
 
 from netboard.answer import Answer, Eligibility, Recommendation
-from netboard.batch.sample import cut_offs
 from netboard.case import load_case
+from netboard.engine.reads import cut_offs
 from netboard.engine.recommend import recommend
 from netboard.fields import (
     Choice,

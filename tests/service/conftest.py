@@ -16,8 +16,10 @@ from netboard.service.app import Settings, create_app
 
 @pytest.fixture(scope="module")
 def app_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    db = tmp_path_factory.mktemp("service") / "feedback.sqlite3"
-    return Settings(feedback_db=str(db))
+    folder = tmp_path_factory.mktemp("service")
+    # Without a trust file, fhirServer fetches go only to allowlisted servers: the loopback
+    # stub FHIR servers of the tests listen on 127.0.0.1, one port per test.
+    return Settings(data_dir=str(folder))
 
 
 @pytest.fixture(scope="module")
@@ -28,4 +30,4 @@ def client(app_settings: Settings) -> Iterator[TestClient]:
 
 
 def feedback_db(settings: Settings) -> Path:
-    return Path(settings.feedback_db)
+    return Path(settings.file("feedback.sqlite3"))

@@ -111,7 +111,7 @@ def test_chunked_body_over_the_limit_gets_413(client: TestClient) -> None:
         for _ in range(20):
             yield b"x" * 100_000
 
-    r = client.post("/v1/recommend", content=chunks())
+    r = client.post("/v1/recommend", content=chunks(), headers={"Content-Type": "application/json"})
     assert r.status_code == 413
 
 
@@ -217,14 +217,18 @@ def test_cached_answers_are_byte_identical_and_keyed_by_exact_body(
 ) -> None:
     bodies = [b'{"primary_site": "ileum", "ki67_percent": 8}'] * 2
     bodies.append(b'{"primary_site": "ileum", "ki67_percent": 8.0}')
-    first, again, as_float = (client.post("/v1/recommend", content=b) for b in bodies)
+    json_type = {"Content-Type": "application/json"}
+    first, again, as_float = (
+        client.post("/v1/recommend", content=b, headers=json_type) for b in bodies
+    )
     assert first.content == again.content
     for r, body in ((first, bodies[0]), (as_float, bodies[2])):
         assert r.json() == recommend(load_case(json.loads(body)), kb=kb).to_dict()
 
 
 def test_lru_and_report_store_bounds() -> None:
-    from netboard.service.app import Lru, ReportStore
+    from netboard.service.app import Lru
+    from netboard.service.storage import ReportStore
 
     lru: Lru[str, int] = Lru(2)
     lru.put("a", 1)
@@ -234,9 +238,10 @@ def test_lru_and_report_store_bounds() -> None:
     assert lru.get("b") is None
     assert (lru.get("a"), lru.get("c")) == (1, 3)
     assert Lru[str, int](0).put("x", 1) == 1
-    store = ReportStore(ttl=-1.0, capacity=5)
-    answer = recommend(load_case({"primary_site": "ileum"}))
-    assert store.get(store.put(answer)) is None  # expired at once
+    store = ReportStore(":memory:", ttl=-1.0, capacity=5)
+    token = store.put({"kb": "x", "case": {"primary_site": "ileum"}})
+    assert token is not None
+    assert store.get(token) is None  # expired at once
 
 
 def test_about_page_in_a_browser_is_html(client: TestClient, kb: KnowledgeBase) -> None:

@@ -63,9 +63,7 @@ def client(tmp_path_factory: pytest.TempPathFactory, jwks_url: str) -> Iterator[
     folder = tmp_path_factory.mktemp("auth")
     trust = folder / "trust.yaml"
     trust.write_text(f"issuers:\n  - iss: {ISS}\n    jwks_url: {jwks_url}\n")
-    settings = Settings(
-        trust_file=str(trust), public_url=PUBLIC, feedback_db=str(folder / "feedback.sqlite3")
-    )
+    settings = Settings(trust_file=str(trust), public_url=PUBLIC, data_dir=str(folder))
     with TestClient(create_app(settings)) as c:
         yield c
 
@@ -193,6 +191,6 @@ def test_logs_never_carry_the_token(
         assert part not in text
 
 
-def test_replay_cache_is_in_sqlite_beside_the_feedback_file(client: TestClient) -> None:
+def test_replay_cache_is_in_sqlite_in_the_data_directory(client: TestClient) -> None:
     settings: Settings = client.app.state.settings  # type: ignore[attr-defined]
-    assert Path(settings.feedback_db + ".replay").exists()
+    assert Path(settings.file("replay.sqlite3")).exists()

@@ -57,7 +57,7 @@ from netboard.service.app import Settings, create_app  # noqa: E402
 def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The real app on uvicorn, in a background thread, on a free loopback port."""
     db = tmp_path_factory.mktemp("browser") / "feedback.sqlite3"
-    app = create_app(Settings(feedback_db=str(db)))
+    app = create_app(Settings(data_dir=str(db.parent)))
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]

@@ -160,9 +160,10 @@ def test_a_real_sized_chart_over_1_mb_is_answered(client: TestClient) -> None:
 
 def test_the_hook_limit_is_tens_of_mb_and_the_rest_stays_small(client: TestClient) -> None:
     big = b'{"hook": "patient-view", "pad": "' + b"x" * 33_000_000 + b'"}'
-    assert client.post(SERVICE, content=big).status_code == 413
+    json_type = {"Content-Type": "application/json"}
+    assert client.post(SERVICE, content=big, headers=json_type).status_code == 413
     small = b'{"pad": "' + b"x" * 1_100_000 + b'"}'
-    assert client.post("/v1/recommend", content=small).status_code == 413
+    assert client.post("/v1/recommend", content=small, headers=json_type).status_code == 413
 
 
 def test_an_operation_outcome_in_an_optional_key_is_named_on_the_card(client: TestClient) -> None:
@@ -185,14 +186,21 @@ def test_an_operation_outcome_in_a_required_key_is_412(client: TestClient) -> No
     assert "conditions" in outcome["issue"][0]["diagnostics"]
 
 
-def test_an_operation_outcome_is_fetched_again_from_the_fhir_server(client: TestClient) -> None:
+def test_an_operation_outcome_is_fetched_again_from_the_fhir_server(
+    app_settings: Settings,
+) -> None:
+    from dataclasses import replace
+
     chart, pid = net_chart()
     server = FhirServer({"resourceType": "Bundle", "entry": [{"resource": r} for r in chart]})
+    # fhirServer is fetched from only when it is on the allowlist (--fhir-server).
+    app = create_app(replace(app_settings, fhir_servers=(server.url,)))
     try:
-        prefetch = as_prefetch(chart, pid)
-        prefetch["conditions"] = load("r4-core/operationoutcome-example.json")
-        del prefetch["observations"]
-        r = client.post(SERVICE, json=hook(pid, prefetch, fhirServer=server.url))
+        with TestClient(app) as client:
+            prefetch = as_prefetch(chart, pid)
+            prefetch["conditions"] = load("r4-core/operationoutcome-example.json")
+            del prefetch["observations"]
+            r = client.post(SERVICE, json=hook(pid, prefetch, fhirServer=server.url))
         assert r.status_code == 200, r.text
         asked = [p for p, _ in server.requests]
         assert any(p.startswith("/fhir/Condition?patient=") for p in asked)
@@ -207,8 +215,8 @@ def test_an_operation_outcome_is_fetched_again_from_the_fhir_server(client: Test
 
 @pytest.fixture(scope="module")
 def cors_client(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    db = tmp_path_factory.mktemp("cors") / "feedback.sqlite3"
-    settings = Settings(feedback_db=str(db), cors_origins=("https://sandbox.cds-hooks.org",))
+    folder = tmp_path_factory.mktemp("cors")
+    settings = Settings(data_dir=str(folder), cors_origins=("https://sandbox.cds-hooks.org",))
     with TestClient(create_app(settings)) as c:
         yield c
 
@@ -258,7 +266,7 @@ def test_feedback_follows_the_specification(
 
 
 def test_openapi_names_the_security_scheme_servers_and_card_schema(tmp_path: Any) -> None:
-    settings = Settings(feedback_db=str(tmp_path / "f.sqlite3"), public_url="https://cds.x.org")
+    settings = Settings(data_dir=str(tmp_path), public_url="https://cds.x.org")
     with TestClient(create_app(settings)) as c:
         doc = c.get("/openapi.json").json()
     assert doc["servers"] == [{"url": "https://cds.x.org"}]

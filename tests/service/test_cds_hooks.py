@@ -221,9 +221,20 @@ def fhir_server(sigmoid_bundle: dict[str, Any]) -> Iterator[FhirServer]:
     server.close()
 
 
+@pytest.fixture
+def fetching(app_settings: Settings, fhir_server: FhirServer) -> Iterator[TestClient]:
+    """The app with the stub FHIR server on its allowlist (``--fhir-server``)."""
+    from dataclasses import replace
+
+    app = create_app(replace(app_settings, fhir_servers=(fhir_server.url,)))
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
 def test_without_prefetch_the_service_fetches_from_fhir_server(
-    client: TestClient, fhir_server: FhirServer, sigmoid_bundle: dict[str, Any]
+    fetching: TestClient, fhir_server: FhirServer, sigmoid_bundle: dict[str, Any]
 ) -> None:
+    client = fetching
     pid = patient_id_of(sigmoid_bundle)
     auth = {"access_token": "abc.def", "token_type": "Bearer", "scope": "patient/*.read"}
     fetched = client.post(
@@ -243,8 +254,9 @@ def test_without_prefetch_the_service_fetches_from_fhir_server(
 
 
 def test_partial_prefetch_is_completed_from_fhir_server(
-    client: TestClient, fhir_server: FhirServer, sigmoid_bundle: dict[str, Any]
+    fetching: TestClient, fhir_server: FhirServer, sigmoid_bundle: dict[str, Any]
 ) -> None:
+    client = fetching
     pid = patient_id_of(sigmoid_bundle)
     prefetch = prefetch_for(sigmoid_bundle, templates(client))
     kept = {"patient": prefetch["patient"]}
@@ -263,7 +275,9 @@ def test_fhir_server_slow_or_failing_gives_412(
 
     server = FhirServer(sigmoid_bundle, delay=delay, status=status)
     try:
-        app = create_app(replace(app_settings, fhir_timeout_seconds=0.5))
+        app = create_app(
+            replace(app_settings, fhir_timeout_seconds=0.5, fhir_servers=(server.url,))
+        )
         with TestClient(app) as c:
             started = time.monotonic()
             r = c.post(
@@ -304,7 +318,7 @@ def test_feedback_is_recorded_without_patient_data(
     validate(FEEDBACK, body)
     r = client.post(f"{SERVICE}/feedback", json=body)
     assert r.status_code == 200, r.text
-    with sqlite3.connect(app_settings.feedback_db) as db:
+    with sqlite3.connect(app_settings.file("feedback.sqlite3")) as db:
         row = db.execute(
             "SELECT f.outcome, f.override_code, f.had_comment, c.kind FROM feedback f "
             "JOIN cards c ON c.uuid = f.card WHERE f.card = ?",

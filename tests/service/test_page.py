@@ -277,7 +277,7 @@ def test_problems_are_named_in_the_summary_and_beside_each_field(kb: KnowledgeBa
         Problem("ki67_percent", "150 is outside the possible range 0-100"),
         Problem("progressed_on[0]", "'prrt' is not in prior_treatments"),
         Problem("labs.platelets_10e9_l", 'expected a number, got "abc"'),
-        Problem("colour", "unknown field (not in contract v1)"),
+        Problem("colour", "unknown field (not in contract v2)"),
     ]
     html = form_page(kb, values={"ki67_percent": ["150"]}, problems=problems)
     summary = re.search(r'<div class="problems" id="problems" role="alert".*?</div>', html, re.S)
@@ -487,7 +487,7 @@ def test_none_of_these_ticked_with_other_boxes_is_explained(kb: KnowledgeBase) -
 def test_unknown_form_field_is_rejected_by_name(kb: KnowledgeBase) -> None:
     status, html = submit({"mode": ["case"], "colour": ["red"]}, kb)
     assert status == 422
-    assert "<code>colour</code>: unknown field (not in contract v1)" in html
+    assert "<code>colour</code>: unknown field (not in contract v2)" in html
 
 
 def test_an_unknown_mode_is_a_problem(kb: KnowledgeBase) -> None:

@@ -31,9 +31,9 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     port = free_port()
-    db = tmp_path_factory.mktemp("serve") / "feedback.sqlite3"
+    folder = tmp_path_factory.mktemp("serve")
     proc = subprocess.Popen(
-        [str(NETBOARD), "serve", "--port", str(port), "--feedback-db", str(db)],
+        [str(NETBOARD), "serve", "--port", str(port), "--data-dir", str(folder)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -85,6 +85,10 @@ def test_serve_warns_loudly_without_trust(server: tuple[str, subprocess.Popen[st
         (["--host", "0.0.0.0"], "--trust"),
         (["--port", "70000"], "--port"),
         (["--workers", "0"], "--workers"),
+        (["--max-connections", "0"], "--max-connections"),
+        (["--client-timeout", "0"], "--client-timeout"),
+        (["--feedback-retention-days", "0"], "--feedback-retention-days"),
+        (["--fhir-server", "http://192.168.1.1/fhir"], "--fhir-server[0]"),
     ],
 )
 def test_serve_refuses_unsafe_or_bad_options(args: list[str], field: str) -> None:

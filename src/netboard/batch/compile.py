@@ -55,6 +55,7 @@ from netboard.conditions import (
     walk,
 )
 from netboard.engine.derive import COMPUTED, unknown_sources
+from netboard.engine.reads import static_fields
 from netboard.engine.recommend import SEVERITY_ORDER, compile_plan
 from netboard.fields import Choice, registry
 from netboard.kb.model import KnowledgeBase
@@ -599,22 +600,6 @@ def _mask_shared(node: Shared, scope: Scope) -> exp.Expression:
     return mask(node.item, scope)
 
 
-def static_fields(node: Condition, kb: KnowledgeBase) -> frozenset[str]:
-    """Every case field that can ever be in ``node``'s unknown set (bounds ``missing``)."""
-    out: set[str] = set()
-    for n in walk(node):
-        if isinstance(n, Compare) and n.op != "known":
-            out.update(COMPUTED[n.field][1] if n.field in COMPUTED else (n.field,))
-        elif isinstance(n, Fact):
-            out |= static_fields(kb.facts[n.name].when, kb)
-        elif isinstance(n, EligibilityIs):
-            for es in kb.eligibility:
-                if es.name.value == n.name:
-                    for c in es.criteria:
-                        out |= static_fields(c.when, kb)
-    return frozenset(out)
-
-
 def _refs(node: Condition) -> Iterator[Fact | EligibilityIs | Planned]:
     for n in walk(node):
         if isinstance(n, Fact | EligibilityIs | Planned):
@@ -698,6 +683,14 @@ class SqlOps:
             depth = 1 + max((d for n, _, d in self.lets.values() if n in reads), default=0)
             self.lets[name] = (f"_d_{_SAFE.sub('_', name)}", e, depth)
         return col(self.lets[name][0])
+
+    def lookup(self, x: exp.Expression, table: Mapping[Any, Any]) -> exp.Expression:
+        return _case(
+            [
+                (_is_true(exp.EQ(this=_p(x.copy()), expression=lit(k))), lit(v))
+                for k, v in table.items()
+            ]
+        )
 
     def null_set(self, fields: Sequence[str]) -> exp.Expression:
         return _bor([_case([(_is_null(col(f)), lit(field_bit(f)))], ZERO.copy()) for f in fields])

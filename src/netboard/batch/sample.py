@@ -9,11 +9,10 @@ knowledge base itself uses (grading thresholds, rule thresholds, the childbearin
 from __future__ import annotations
 
 import random
-from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
-from netboard.conditions import Compare, walk
+from netboard.engine.reads import cut_offs
 from netboard.fields import (
     Choice,
     ChoiceList,
@@ -25,31 +24,7 @@ from netboard.fields import (
 )
 from netboard.kb.model import KnowledgeBase
 
-__all__ = ["cut_offs", "repair", "sample_cases"]
-
-
-def cut_offs(kb: KnowledgeBase) -> dict[str, list[float]]:
-    """The numbers each case field is compared with somewhere in the knowledge base."""
-    out: dict[str, set[float]] = defaultdict(set)
-    conditions = [r.when for r in kb.rules] + [a.when for a in kb.alerts]
-    conditions += [f.when for f in kb.facts.values()]
-    conditions += [c.when for es in kb.eligibility for c in es.criteria]
-    for cond in conditions:
-        for node in walk(cond):
-            value = node.value if isinstance(node, Compare) else None
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                out[node.field].add(float(value))  # type: ignore[union-attr]
-    for g in kb.grading.values():
-        for name, value in (
-            ("ki67_percent", g.ki67_g1_below),
-            ("ki67_percent", g.ki67_g2_upto),
-            ("mitoses_per_2mm2", g.mitoses_g1_below),
-            ("mitoses_per_2mm2", g.mitoses_g2_upto),
-        ):
-            if value is not None:
-                out[name].add(float(value))
-    out["age_years"].add(float(kb.childbearing_age_limit))
-    return {k: sorted(v) for k, v in out.items()}
+__all__ = ["repair", "sample_cases"]
 
 
 def repair(

@@ -6,11 +6,12 @@ the compiled audit); cut-offs come from the knowledge base (``classification.yam
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from netboard.case import Case
-from netboard.engine.derive import COMPUTED, GRADE_WORDS, PyOps, derived_grade_rank
+from netboard.engine.derive import COMPUTED, GRADE_WORDS, READS, PyOps, derived_grade_rank
 from netboard.kb.model import KnowledgeBase
 from netboard.vocab import Differentiation, Grade, MetastaticSite, Who2019
 
@@ -29,10 +30,17 @@ class Classified:
     stage: str
 
 
-def computed_fields(case: Case, kb: KnowledgeBase) -> dict[str, Any]:
+def computed_fields(
+    case: Case,
+    kb: KnowledgeBase,
+    base: Mapping[str, Any] | None = None,
+    changed: frozenset[str] = frozenset(),
+) -> dict[str, Any]:
     """Every computed field of :data:`netboard.engine.derive.COMPUTED` for one case.
 
-    Words become contract enums and lists sorted tuples of words; None is unknown.
+    Words become contract enums and lists sorted tuples of words; None is unknown. With
+    ``base`` (the computed fields of a case that differs only in the ``changed`` paths), a
+    field none of whose inputs changed is taken from it.
 
     >>> from netboard.kb import load_kb
     >>> computed_fields(Case(primary_site="lung", mitoses_per_2mm2=3), load_kb())["grade"]
@@ -41,15 +49,21 @@ def computed_fields(case: Case, kb: KnowledgeBase) -> dict[str, Any]:
     ops = PyOps(case.value)
     out: dict[str, Any] = {}
     for name, (compute, _) in COMPUTED.items():
+        if base is not None and changed.isdisjoint(READS[name]):
+            out[name] = base[name]
+            continue
         value = compute(ops, kb)
         if isinstance(value, tuple):
             value = tuple(sorted({str(x) for x in value}))
+        elif name == "grade":
+            value = Grade(value) if value else None
+        elif name == "who_2019":
+            value = Who2019(value) if value else None
+        elif name == "differentiation_inferred":
+            value = Differentiation(value) if value else None
+        elif name == "grade_discordant":
+            value = bool(value)
         out[name] = value
-    out["grade"] = Grade(out["grade"]) if out["grade"] else None
-    out["who_2019"] = Who2019(out["who_2019"]) if out["who_2019"] else None
-    inferred = out["differentiation_inferred"]
-    out["differentiation_inferred"] = Differentiation(inferred) if inferred else None
-    out["grade_discordant"] = bool(out["grade_discordant"])
     return out
 
 

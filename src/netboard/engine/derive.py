@@ -11,7 +11,7 @@ are Kleene's. Cut-offs and the site table come from the knowledge base
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 from netboard import vocab
@@ -57,6 +57,7 @@ class Ops(Protocol, Generic[E]):
     def is_true(self, x: E) -> E: ...
     def let(self, name: str, build: Callable[[], E]) -> E: ...
     def null_set(self, fields: Sequence[str]) -> E: ...
+    def lookup(self, x: E, table: Mapping[Any, Any]) -> E: ...
 
 
 class PyOps:
@@ -131,6 +132,10 @@ class PyOps:
         """The given case fields that are unknown."""
         return frozenset(f for f in fields if self._value(f) is None)
 
+    def lookup(self, x: Any, table: Mapping[Any, Any]) -> Any:
+        """``table[x]``; unknown when ``x`` is unknown or not in the table."""
+        return None if x is None else table.get(x)
+
 
 # --- the computations ------------------------------------------------------------------------
 
@@ -171,15 +176,19 @@ def _scheme_rank(ops: Ops[E], grading: Grading) -> E:
 def site_attribute(ops: Ops[E], kb: KnowledgeBase, attribute: str) -> E:
     """A column of the site table (``group``, ``region``, ``portal_drained``, ``thoracic``)."""
     site = ops.field("primary_site")
-    return ops.let(
-        f"site_{attribute}",
-        lambda: ops.case(
-            [
-                (ops.is_true(ops.eq(site, ops.lit(s.value))), ops.lit(getattr(info, attribute)))
-                for s, info in kb.sites.items()
-            ]
-        ),
-    )
+    return ops.let(f"site_{attribute}", lambda: ops.lookup(site, _site_table(kb, attribute)))
+
+
+_SITE_TABLES: dict[tuple[int, str], tuple[KnowledgeBase, dict[str, Any]]] = {}
+
+
+def _site_table(kb: KnowledgeBase, attribute: str) -> dict[str, Any]:
+    """Site word -> attribute, built once per knowledge base."""
+    hit = _SITE_TABLES.get((id(kb), attribute))
+    if hit is None or hit[0] is not kb:
+        hit = (kb, {s.value: getattr(info, attribute) for s, info in kb.sites.items()})
+        _SITE_TABLES[(id(kb), attribute)] = hit
+    return hit[1]
 
 
 def derived_grade_rank(ops: Ops[E], kb: KnowledgeBase) -> E:
@@ -207,15 +216,8 @@ def derived_grade_rank(ops: Ops[E], kb: KnowledgeBase) -> E:
 def stated_grade_rank(ops: Ops[E]) -> E:
     """The rank of the stated grade."""
     grade = ops.field("grade")
-    return ops.let(
-        "rank_stated",
-        lambda: ops.case(
-            [
-                (ops.is_true(ops.eq(grade, ops.lit(w))), ops.lit(i + 1))
-                for i, w in enumerate(GRADE_WORDS)
-            ]
-        ),
-    )
+    ranks = {w: i + 1 for i, w in enumerate(GRADE_WORDS)}
+    return ops.let("rank_stated", lambda: ops.lookup(grade, ranks))
 
 
 def grade_rank(ops: Ops[E], kb: KnowledgeBase) -> E:
@@ -227,9 +229,7 @@ def grade_rank(ops: Ops[E], kb: KnowledgeBase) -> E:
 
 def grade_word(ops: Ops[E], rank: E) -> E:
     """A grade rank as its contract word."""
-    return ops.case(
-        [(ops.is_true(ops.eq(rank, ops.lit(i + 1))), ops.lit(w)) for i, w in enumerate(GRADE_WORDS)]
-    )
+    return ops.lookup(rank, {i + 1: w for i, w in enumerate(GRADE_WORDS)})
 
 
 def grade_discordant(ops: Ops[E], kb: KnowledgeBase) -> E:
@@ -359,6 +359,28 @@ COMPUTED: dict[str, tuple[Callable[[Ops[Any], KnowledgeBase], Any], tuple[str, .
 }
 
 
+#: Every case field each computation reads (its value can change only when one of them does).
+READS: dict[str, tuple[str, ...]] = {
+    "grade": ("ki67_percent", "mitoses_per_2mm2", "grade", "primary_site"),
+    "who_2019": ("differentiation", "ki67_percent", "mitoses_per_2mm2", "grade", "primary_site"),
+    "differentiation_inferred": (
+        "differentiation",
+        "ki67_percent",
+        "mitoses_per_2mm2",
+        "grade",
+        "primary_site",
+    ),
+    "site_group": ("primary_site",),
+    "gut_region": ("primary_site",),
+    "portal_drained": ("primary_site",),
+    "thoracic_primary": ("primary_site",),
+    "pregnancy_status": ("pregnant", "sex", "age_years"),
+    "grade_discordant": ("grade", "ki67_percent", "mitoses_per_2mm2", "primary_site"),
+    "treatments_received": ("prior_treatments", "progressed_on", "disease_status"),
+    "treatments_failed": ("progressed_on", "disease_status"),
+}
+
+
 def computed_sources(name: str) -> tuple[str, ...]:
     """The case fields whose absence can leave computed field ``name`` unknown."""
     return COMPUTED[name][1]
@@ -393,5 +415,5 @@ def computed_specs(kb: KnowledgeBase) -> dict[str, Spec | Words]:
         "treatments_received": ChoiceList(vocab.Intervention),
         "treatments_failed": ChoiceList(vocab.Intervention),
     }
-    assert set(specs) == set(COMPUTED), "every computed field has a value domain"
+    assert set(specs) == set(COMPUTED) == set(READS), "every computed field has a domain"
     return specs

@@ -7,7 +7,9 @@ always give the same answer, byte for byte once rendered.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 from netboard.answer import (
     Alert,
@@ -26,9 +28,10 @@ from netboard.answer import (
 )
 from netboard.case import Case
 from netboard.conditions import All, AnyOf, Condition, Not, Shared
-from netboard.engine.classify import classify
+from netboard.engine.classify import classify, computed_fields
 from netboard.engine.evaluate import Context, Result, evaluate
 from netboard.engine.explain import describe, missing_information, order_fields
+from netboard.engine.reads import depends_on
 from netboard.engine.summary import summarize
 from netboard.kb import load_kb
 from netboard.kb.model import AlertRule, DoseDef, KnowledgeBase, Rule
@@ -68,6 +71,7 @@ def recommend(
     kb: KnowledgeBase | None = None,
     neoplasm: Neoplasm = Neoplasm.NEUROENDOCRINE,
     neoplasm_detail: str = "",
+    implied: Mapping[str, tuple[Any, str]] | None = None,
 ) -> Answer:
     """Answer one case.
 
@@ -78,6 +82,9 @@ def recommend(
             neuroendocrine neoplasm; FHIR records and free text may say otherwise). For no
             neoplasm or a non-neuroendocrine cancer the answer holds no recommendation.
         neoplasm_detail: what the record showed, in words, for ``scope.reason``.
+        implied: values the words of a free-text question imply, by field path, with the
+            words (``{"differentiation": ("well", "neuroendocrine tumor")}``); the board
+            answer presumes them and says why.
 
     Returns:
         The full answer; what the case leaves open is in ``missing_information``
@@ -228,7 +235,11 @@ def recommend(
         disagreements=tuple(disagreements),
         scope=scope,
     )
-    return replace(answer, summary=summarize(answer, kb, case))
+    from netboard.engine.board import board
+
+    b = board(case, kb, implied)
+    answer = replace(answer, plan=b.plan, presumptions=b.presumptions, what_if=b.what_if)
+    return replace(answer, summary=summarize(answer, kb, case, b.bottom_line))
 
 
 def _scope(kb: KnowledgeBase, ctx: Context, neoplasm: Neoplasm, detail: str) -> Scope:
@@ -277,21 +288,43 @@ def _out_of_scope(case: Case, kb: KnowledgeBase, scope: Scope) -> Answer:
 
 @dataclass(slots=True)
 class Decision:
-    """What the rules decide for one case: eligibility, the candidates kept, what is open."""
+    """What the rules decide for one case: eligibility, the candidates kept, what is open.
+
+    ``results`` holds each plan step's result (None: skipped by a pre-treatment check that
+    holds), so that a decision for a case differing in a few fields can reuse the rest.
+    """
 
     ctx: Context
     eligibility: list[Eligibility]
     candidates: list[_Candidate]
     chosen: list[_Candidate]
     decides: dict[str, set[str]]
+    results: list[Result | None]
+    holding: frozenset[str]
 
 
-def decide(case: Case, kb: KnowledgeBase, ctx: Context | None = None) -> Decision:
+def decide(
+    case: Case,
+    kb: KnowledgeBase,
+    ctx: Context | None = None,
+    *,
+    base: Decision | None = None,
+    changed: frozenset[str] | None = None,
+) -> Decision:
     """Eligibility criterion by criterion, then every rule with its guards, then the choice
     per (code, phase): the part of ``recommend`` that the board answer re-runs on a case with
-    presumptions or with one alternative value."""
+    presumptions or with one alternative value.
+
+    With ``base`` (the decision for a case that differs only in the ``changed`` field paths),
+    what reads none of them is taken from it: re-deciding one what-if costs the rules that read
+    the changed fields. ``decides`` then holds only what was evaluated again.
+    """
+    plan = compile_plan(kb)
+    reuse = base is not None and changed is not None
+    changed = changed or frozenset()
     if ctx is None:
-        ctx = Context(case=case, computed=classify(case, kb).computed, facts=kb.facts, kb=kb)
+        computed = computed_fields(case, kb, base.ctx.computed if base else None, changed)
+        ctx = Context(case=case, computed=computed, facts=kb.facts, kb=kb)
     decides: dict[str, set[str]] = defaultdict(set)
 
     def note_unknown(result: Result, what: str) -> None:
@@ -301,7 +334,11 @@ def decide(case: Case, kb: KnowledgeBase, ctx: Context | None = None) -> Decisio
     # 1. Eligibility, criterion by criterion.
     eligibility: list[Eligibility] = []
     eligibility_unknown: dict[str, frozenset[str]] = {}
-    for es in kb.eligibility:
+    for i, es in enumerate(kb.eligibility):
+        if reuse and base is not None and plan.eligibility_reads[i].isdisjoint(changed):
+            eligibility.append(base.eligibility[i])
+            eligibility_unknown[es.name.value] = base.ctx.eligibility_unknown[es.name.value]
+            continue
         criteria: list[Criterion] = []
         unknown: set[str] = set()
         for c in es.criteria:
@@ -329,21 +366,33 @@ def decide(case: Case, kb: KnowledgeBase, ctx: Context | None = None) -> Decisio
     ctx.eligibility_unknown = eligibility_unknown
 
     # 2. Rules, each positive one combined with the guards of its code (see compile_plan).
-    plan = compile_plan(kb)
     # Pre-treatment checks (unknown_blocks: false) hold or not once per case.
-    holding = frozenset(g.id for g in plan.soft_guards if evaluate(g.when, ctx).truth is Truth.TRUE)
+    holding = frozenset(
+        g.id
+        for g, reads in zip(plan.soft_guards, plan.soft_guard_reads, strict=True)
+        if (
+            g.id in base.holding
+            if reuse and base is not None and reads.isdisjoint(changed)
+            else evaluate(g.when, ctx).truth is Truth.TRUE
+        )
+    )
     candidates: list[_Candidate] = []
-    for step in plan.steps:
+    results: list[Result | None] = []
+    for j, step in enumerate(plan.steps):
         if step.soft_ids and not holding.isdisjoint(step.soft_ids):
+            results.append(None)
             continue
-        r = evaluate(step.condition, ctx)
-        if r.truth is Truth.TRUE:
+        previous = base.results[j] if reuse and base is not None else None
+        if previous is not None and step.reads.isdisjoint(changed):
+            r = previous
+        else:
+            r = evaluate(step.condition, ctx)
+            if r.truth is Truth.UNKNOWN:
+                note_unknown(r, step.label)
+        results.append(r)
+        if r.truth is Truth.TRUE or (r.truth is Truth.UNKNOWN and step.rule.on_unknown == "branch"):
             candidates.append(_Candidate(step.rule, step.code, r))
-        elif r.truth is Truth.UNKNOWN:
-            if step.rule.on_unknown == "branch":
-                candidates.append(_Candidate(step.rule, step.code, r))
-            note_unknown(r, step.label)
-    return Decision(ctx, eligibility, candidates, _choose(candidates), decides)
+    return Decision(ctx, eligibility, candidates, _choose(candidates), decides, results, holding)
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,6 +404,8 @@ class _Step:
     condition: Condition
     soft_ids: frozenset[str]
     label: str
+    #: every case field whose value can change the step's truth
+    reads: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,6 +414,9 @@ class Plan:
 
     steps: tuple[_Step, ...]
     soft_guards: tuple[Rule, ...]
+    #: fields each soft guard and each eligibility set reads (for incremental decisions)
+    soft_guard_reads: tuple[frozenset[str], ...]
+    eligibility_reads: tuple[frozenset[str], ...]
     dosing: dict[str, tuple[DoseDef, ...]]
     alerts: tuple[AlertRule, ...]
     ref_index: dict[str, int]
@@ -411,14 +465,21 @@ def compile_plan(kb: KnowledgeBase) -> Plan:
                     cond,
                     frozenset(g.id for g in soft),
                     _label(kb, rule, code),
+                    depends_on(cond, kb),
                 )
             )
     dosing: dict[str, list[DoseDef]] = defaultdict(list)
     for d in kb.dosing:
         dosing[d.code.value].append(d)
+    soft_guards = tuple(r for r in kb.rules if not r.status.positive and not r.unknown_blocks)
     plan = Plan(
         steps=tuple(steps),
-        soft_guards=tuple(r for r in kb.rules if not r.status.positive and not r.unknown_blocks),
+        soft_guards=soft_guards,
+        soft_guard_reads=tuple(depends_on(g.when, kb) for g in soft_guards),
+        eligibility_reads=tuple(
+            frozenset().union(*(depends_on(c.when, kb) for c in es.criteria))
+            for es in kb.eligibility
+        ),
         dosing={k: tuple(x) for k, x in dosing.items()},
         alerts=tuple(sorted(kb.alerts, key=lambda a: SEVERITY_ORDER[a.severity])),
         ref_index={rid: i for i, rid in enumerate(kb.references)},

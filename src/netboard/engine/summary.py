@@ -34,15 +34,24 @@ def describe_tumor(answer: Answer, kb: KnowledgeBase, case: Case) -> str:
             site = "of unknown primary"
         if case.pancreas_region is not None:
             site = f"of the pancreatic {case.pancreas_region.value}"
+    if c.who_2019 == "unknown":
+        who, site = f"Neuroendocrine neoplasm {site}", "(grade or differentiation not stated)"
     parts = [f"{who} {site}", f"stage {c.stage}"]
     if c.functional not in ("none", "unknown"):
         parts.append(kb.labels.get("values", {}).get(c.functional, c.functional.replace("_", " ")))
     return ", ".join(parts) + "."
 
 
-def summarize(answer: Answer, kb: KnowledgeBase, case: Case) -> str:
-    """Compose the summary from the sequenced plan, the critical alerts and what is missing."""
+def summarize(answer: Answer, kb: KnowledgeBase, case: Case, bottom_line: str = "") -> str:
+    """The summary: the tumour, then the board's bottom line (the plan, what it presumes,
+    what changes it most) and the critical alerts."""
     sentences = [describe_tumor(answer, kb, case)]
+    if bottom_line:
+        sentences.append(bottom_line)
+        critical = [a for a in answer.alerts if a.severity is Severity.CRITICAL]
+        if critical:
+            sentences.append("Critical: " + " ".join(a.message for a in critical[:2]))
+        return " ".join(sentences)
     steps: dict[int, list[str]] = {}
     for r in answer.recommendations:
         if r.status is Status.RECOMMENDED and r.applies_if is None:

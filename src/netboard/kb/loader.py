@@ -31,6 +31,7 @@ from netboard.kb.model import (
     Grading,
     KnowledgeBase,
     MonitoringDef,
+    PlanStepDef,
     PlausibleDef,
     PresumptionDef,
     ReferenceDef,
@@ -212,6 +213,7 @@ def parse_kb(files: Mapping[str, Any]) -> tuple[KnowledgeBase | None, list[Probl
         "overrides_guards",
         "unknown_blocks",
         "dossier",
+        "action",
     ]
     for name in sorted(k for k in files if k.startswith("rules/")):
         r = reader(name)
@@ -267,8 +269,11 @@ def parse_kb(files: Mapping[str, Any]) -> tuple[KnowledgeBase | None, list[Probl
                         overrides_guards=bool(e.get("overrides_guards", False)),
                         unknown_blocks=bool(e.get("unknown_blocks", True)),
                         dossier=tuple(str(x) for x in e.get("dossier", []) or []),
+                        action=r.text(e["action"], f"{w}.action") if "action" in e else "",
                     )
                 )
+                if status.positive and "action" not in e:
+                    r.fail(w, "a recommended or consider rule needs an action (its plan words)")
 
     # alerts
     r = reader("alerts.yaml")
@@ -421,7 +426,26 @@ def parse_kb(files: Mapping[str, Any]) -> tuple[KnowledgeBase | None, list[Probl
                 )
             )
 
-    plausible, presumptions, checks = _presumptions(files.get("presumptions.yaml"), reader)
+    plausible, presumptions, checks, phrases = _presumptions(files.get("presumptions.yaml"), reader)
+    r = reader("plan.yaml")
+    pdoc = files.get("plan.yaml") or {}
+    r.mapping(pdoc, "(top)", ["steps"], ["steps"])
+    plan_steps: dict[int, PlanStepDef] = {}
+    for i, e in enumerate(entries(pdoc.get("steps") or [], r)):
+        keys = ["rank", "lead", "join", "as", "say"]
+        if r.mapping(e, f"steps[{i}]", keys, keys):
+            if e["join"] not in ("and", "or"):
+                r.fail(f"steps[{i}].join", "expected and or or")
+            plan_steps[int(e["rank"])] = PlanStepDef(
+                rank=int(e["rank"]),
+                lead=r.text(e["lead"], f"steps[{i}].lead"),
+                join=e["join"],
+                as_=r.text(e["as"], f"steps[{i}].as"),
+                say=e["say"] is True,
+            )
+    for rule in rules:
+        if rule.status.positive and rule.step not in plan_steps:
+            r.fail("steps", f"rule {rule.id} has step {rule.step}, which plan.yaml does not name")
 
     for rd in readers:
         problems.extend(rd.problems)
@@ -449,6 +473,8 @@ def parse_kb(files: Mapping[str, Any]) -> tuple[KnowledgeBase | None, list[Probl
         plausible=plausible,
         presumptions=presumptions,
         checks=checks,
+        phrases=phrases,
+        plan_steps=plan_steps,
         plausibility={
             f: {p.value: p.when for p in plausible if p.field == f}
             for f in dict.fromkeys(p.field for p in plausible)
@@ -510,13 +536,18 @@ def _plain(value: Any) -> Any:
 
 def _presumptions(
     doc: Any, reader: Callable[[str], Reader]
-) -> tuple[tuple[PlausibleDef, ...], tuple[PresumptionDef, ...], tuple[CheckDef, ...]]:
-    """Read presumptions.yaml: plausible values, presumptions, pre-treatment checks."""
+) -> tuple[
+    tuple[PlausibleDef, ...],
+    tuple[PresumptionDef, ...],
+    tuple[CheckDef, ...],
+    dict[str, dict[str, str]],
+]:
+    """Read presumptions.yaml: plausible values, presumptions, checks, what-if phrases."""
     from netboard.case import coerce
 
     r = reader("presumptions.yaml")
     doc = doc or {}
-    r.mapping(doc, "(top)", ["plausible", "presumptions", "checks"], [])
+    r.mapping(doc, "(top)", ["plausible", "presumptions", "checks", "phrases"], [])
     reg = registry()
 
     def value_ok(path: str, value: Any, where: str) -> bool:
@@ -550,7 +581,7 @@ def _presumptions(
             )
     presumptions: list[PresumptionDef] = []
     keys = ["field", "value", "below", "upto", "above", "shown", "when", "phrase", "why"]
-    keys += ["confirm", "evidence", "source", "alternatives"]
+    keys += ["confirm", "evidence", "source", "alternatives", "except"]
     for i, e in enumerate(entries(doc.get("presumptions") or [], r)):
         w = f"presumptions[{i}]"
         if not r.mapping(e, w, keys, ["field", "phrase", "why", "confirm", "evidence"]):
@@ -587,6 +618,7 @@ def _presumptions(
                 shown=str(e.get("shown", "")),
                 source=source,
                 alternatives=alts,
+                excluded=tuple(e.get("except") or ()),
             )
         )
     checks: list[CheckDef] = []
@@ -602,4 +634,12 @@ def _presumptions(
                     evidence=r.ids(e["evidence"], f"{w}.evidence"),
                 )
             )
-    return tuple(plausible), tuple(presumptions), tuple(checks)
+    phrases: dict[str, dict[str, str]] = {}
+    for path, mapping in (doc.get("phrases") or {}).items():
+        if str(path) not in reg.fields or not isinstance(mapping, dict):
+            r.fail(f"phrases.{path}", "expected a case field with a mapping of value -> words")
+            continue
+        phrases[str(path)] = {
+            (str(k).lower() if isinstance(k, bool) else str(k)): str(x) for k, x in mapping.items()
+        }
+    return tuple(plausible), tuple(presumptions), tuple(checks), phrases

@@ -47,6 +47,21 @@ class Rule:
     overrides_guards: bool = False
     unknown_blocks: bool = True
     dossier: tuple[str, ...] = ()
+    #: the plan step's words for this option (positive rules), a clause without a full stop
+    action: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlanStepDef:
+    """How a rule ``step`` rank shows in the plan (``plan.yaml``)."""
+
+    rank: int
+    lead: str
+    join: str
+    #: where an option sits when a what-if moves it to this step ("first line")
+    as_: str = ""
+    #: whether the bottom line says ``as_`` after the step's options
+    say: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -143,6 +158,7 @@ class PresumptionDef:
     shown: str = ""
     source: str = "prevalence"
     alternatives: tuple[Any, ...] = ()
+    excluded: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -222,6 +238,10 @@ class KnowledgeBase:
     checks: tuple[CheckDef, ...] = ()
     #: field -> value -> the condition under which the value is possible (from ``plausible``)
     plausibility: Mapping[str, Mapping[str, Condition]] = field(default_factory=dict)
+    #: field -> value -> how a what-if names that value ("SSTR-negative"); numbers: {band}
+    phrases: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    #: plan.yaml: step rank -> lead and join
+    plan_steps: Mapping[int, PlanStepDef] = field(default_factory=dict)
 
 
 #: Keys of the manifest's ``about`` block: the source attributes an EHR shows for a decision

@@ -441,7 +441,10 @@ def ask(text: str, kb: KnowledgeBase) -> AskResult:
         knowledge = answer_question(question_part(text, parsed), kb)
     if knowledge is not None and not knowledge.answered and parsed.case_dict:
         general, knowledge = False, None
-    return AskResult(parsed, recommend(case, kb=kb), knowledge, general)
+    # The words of the question can imply what it does not state ("neuroendocrine tumour"
+    # names a well-differentiated neoplasm): the board answer presumes it and says so.
+    implied = getattr(parsed, "implied", None) or {}
+    return AskResult(parsed, recommend(case, kb=kb, implied=implied), knowledge, general)
 
 
 def run_ask(args: argparse.Namespace) -> int:

@@ -7,31 +7,38 @@ are the CLI's, one per field. The OpenAPI document still describes the bodies, g
 the same contract field specs.
 
 Errors: 422 ``{"problems": [{"field", "message"}]}`` for a bad body, 413 over the size limit,
+415 for a body that is not declared JSON, 408 for a body that does not arrive in time,
 404/405 from the router, a bare 401 for a bad token, 412 when a hook cannot get its FHIR data,
 and a generic 500 whose details go only to the server log.
+
+The engine (parsing, ``recommend``, rendering) and the SQLite files run in a thread pool, so
+a large request never stalls the event loop (``/healthz`` answers meanwhile). Every response
+carries a Content-Security-Policy and the nosniff, frame and referrer headers.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-import secrets
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from netboard import __version__
 from netboard.case import MAX_CASE_BYTES, case_json_schema, load_case
 from netboard.documents import parse_json
-from netboard.errors import CaseError, Problem
+from netboard.errors import CaseError, ConfigError, Problem, display_field
 from netboard.service import cds_hooks
 
 if TYPE_CHECKING:
@@ -39,7 +46,8 @@ if TYPE_CHECKING:
     from netboard.fhir import FhirCase
     from netboard.kb import KnowledgeBase
     from netboard.service.feedback import FeedbackStore
-    from netboard.service.security import TokenVerifier
+    from netboard.service.security import Claims, TokenVerifier
+    from netboard.service.storage import ReportStore
 
 log = logging.getLogger("netboard.service")
 
@@ -55,19 +63,31 @@ class Settings:
     """How the service runs (``netboard serve`` options)."""
 
     kb_path: str | None = None
-    #: The public base URL clients call (for JWT ``aud`` and card links); default: from the
-    #: request's Host header.
+    #: The public base URL clients call (for JWT ``aud`` and card links); required with a
+    #: trust file; without one, links use the address of the socket (never the Host header).
     public_url: str | None = None
     #: The trust file of allowed issuers (``--trust``); without one, hook calls are not
     #: authenticated and ``netboard serve`` binds to loopback only.
     trust_file: str | None = None
     #: A ready verifier (tests); takes precedence over ``trust_file``.
     verifier: TokenVerifier | None = None
-    feedback_db: str = "netboard-feedback.sqlite3"
+    #: Where the feedback, replay and report files live (``--data-dir``); default
+    #: ``$XDG_DATA_HOME/netboard`` (``storage.default_data_dir``).
+    data_dir: str | None = None
+    #: The feedback file (``--feedback-db``); default ``DATA_DIR/feedback.sqlite3``.
+    #: ``:memory:`` without a data directory keeps every store in memory (tests).
+    feedback_db: str | None = None
+    feedback_retention_days: int = 365
+    #: FHIR servers hook calls may name when there is no trust file (``--fhir-server``);
+    #: with one, each issuer's ``fhir_servers`` apply instead.
+    fhir_servers: tuple[str, ...] = ()
     fhir_timeout_seconds: float = 5.0
     max_body_bytes: int = MAX_BODY_BYTES
+    #: Seconds a client has to send a request body (``--client-timeout``), else 408.
+    body_timeout_seconds: float = 15.0
     report_ttl_seconds: float = 3600.0
-    report_capacity: int = 1000
+    #: Report links kept at most (rows of ``reports.sqlite3``, all workers together).
+    report_capacity: int = 50_000
     #: Answers kept by request body (``POST /v1/recommend``); 0 turns the cache off.
     answer_cache_size: int = 512
     #: Body limit of the CDS Hooks routes (``/cds-services/...``): real prefetch is large.
@@ -76,27 +96,92 @@ class Settings:
     #: sandbox ``https://sandbox.cds-hooks.org``; empty: no CORS headers.
     cors_origins: tuple[str, ...] = ()
 
+    def file(self, name: str) -> str:
+        """The path of one of the service's SQLite files (``:memory:`` in memory mode)."""
+        if self.data_dir is None and self.feedback_db == ":memory:":
+            return ":memory:"
+        if name == "feedback.sqlite3" and self.feedback_db is not None:
+            return self.feedback_db
+        from netboard.service.storage import default_data_dir
+
+        folder = Path(self.data_dir) if self.data_dir is not None else default_data_dir()
+        return str(folder / name)
+
 
 # --- small parts ---------------------------------------------------------------------------
 
 
 def problems_response(problems: Any, status: int = 422) -> JSONResponse:
-    """The contract's error body: one ``{field, message}`` per problem."""
+    """The contract's error body: one ``{field, message}`` per problem.
+
+    Field names are shown with invisible and look-alike characters escaped
+    (``errors.display_field``), so a key with a Cyrillic a (U+0430) cannot pass for
+    ``primary_site``.
+    """
     return JSONResponse(
-        {"problems": [{"field": p.field, "message": p.message} for p in problems]},
+        {"problems": [{"field": display_field(p.field), "message": p.message} for p in problems]},
         status_code=status,
     )
 
 
-class BodyLimit:
-    """Refuse request bodies over ``limit`` bytes with 413, before any parsing.
+#: The routes whose body is JSON: anything else is refused with 415 before it is read, so a
+#: cross-site "simple" POST (text/plain, a form) cannot reach them.
+JSON_ROUTES = frozenset(
+    {
+        "/v1/recommend",
+        "/v1/ask",
+        f"/cds-services/{cds_hooks.SERVICE_ID}",
+        f"/cds-services/{cds_hooks.SERVICE_ID}/feedback",
+    }
+)
 
-    ``prefixes`` gives other limits by path prefix (the CDS Hooks routes take real prefetch).
+#: The page, the reports and the JSON answers: no script, no plugin, no framing, nothing
+#: loaded from elsewhere; the report's own inline style only.
+CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; "
+    "base-uri 'none'; frame-ancestors 'none'"
+)
+#: FastAPI's interactive API pages load Swagger UI and ReDoc from their CDN.
+CSP_DOCS = (
+    "default-src 'none'; script-src 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
+    "font-src https://fonts.gstatic.com; img-src 'self' data: https://fastapi.tiangolo.com "
+    "https://cdn.redoc.ly; worker-src blob:; connect-src 'self'; base-uri 'none'; "
+    "frame-ancestors 'none'"
+)
+_SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+]
+
+
+def _is_json_type(value: str) -> bool:
+    kind = value.split(";")[0].strip().lower()
+    return kind == "application/json" or (
+        kind.startswith("application/") and kind.endswith("+json")
+    )
+
+
+class RequestGuard:
+    """Before any route: security headers on every response; for bodies, 415 unless a JSON
+    route is sent JSON, 413 over the limit and 408 unless the body arrives within
+    ``timeout`` seconds. The body is read here, once, and replayed to the app.
+
+    ``prefixes`` gives other body limits by path prefix (the CDS Hooks routes take real
+    prefetch).
     """
 
-    def __init__(self, app: ASGIApp, limit: int, prefixes: Mapping[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        limit: int,
+        timeout: float,
+        prefixes: Mapping[str, int] | None = None,
+    ) -> None:
         self.app = app
         self.limit = limit
+        self.timeout = timeout
         self.prefixes = dict(prefixes or {})
 
     def limit_for(self, path: str) -> int:
@@ -107,24 +192,58 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.limit_for(str(scope.get("path", "")))
-        declared = dict(scope.get("headers") or []).get(b"content-length")
+        path = str(scope.get("path", ""))
+        root = str(scope.get("root_path") or "")
+        if root and path.startswith(root):
+            path = path[len(root) :] or "/"
+        policy = (CSP_DOCS if path in ("/docs", "/redoc") else CSP).encode()
+
+        async def guarded_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers") or [])
+                names = {k.lower() for k, _ in headers}
+                headers += [(k, v) for k, v in _SECURITY_HEADERS if k not in names]
+                if b"content-security-policy" not in names:
+                    headers.append((b"content-security-policy", policy))
+                if scope.get("method") == "POST" and b"cache-control" not in names:
+                    headers.append((b"cache-control", b"no-store"))  # answers hold patient data
+                message = {**message, "headers": headers}
+            await send(message)
+
+        headers = dict(scope.get("headers") or [])
+        if scope.get("method") == "POST" and path in JSON_ROUTES:
+            declared_type = headers.get(b"content-type", b"").decode("latin-1")
+            if not _is_json_type(declared_type):
+                shown = declared_type or "none"
+                problem = Problem("Content-Type", f"expected application/json, got {shown[:60]!r}")
+                await problems_response([problem], 415)(scope, receive, guarded_send)
+                return
+        limit = self.limit_for(path)
+        declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await self._refuse(scope, receive, send, limit)
+            await self._refuse(scope, receive, guarded_send, limit)
             return
         chunks: list[bytes] = []
         size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            size += len(message.get("body", b""))
-            if size > limit:
-                await self._refuse(scope, receive, send, limit)
-                return
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
+        try:
+            async with asyncio.timeout(self.timeout):
+                while True:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        break
+                    size += len(message.get("body", b""))
+                    if size > limit:
+                        await self._refuse(scope, receive, guarded_send, limit)
+                        return
+                    chunks.append(message.get("body", b""))
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            late = Problem("(body)", f"not received within {self.timeout:g} s")
+            response = problems_response([late], 408)
+            response.headers["connection"] = "close"
+            await response(scope, receive, guarded_send)
+            return
         body = b"".join(chunks)
         sent = False
 
@@ -135,7 +254,7 @@ class BodyLimit:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
-        await self.app(scope, replay, send)
+        await self.app(scope, replay, guarded_send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         response = problems_response([Problem("(body)", f"larger than {limit} bytes")], status=413)
@@ -172,38 +291,31 @@ class Lru(Generic[K, V]):
         return value
 
 
-class ReportStore:
-    """Answers behind unguessable report links, kept in memory for a limited time.
+def report_record(kb_version: str, read: FhirCase) -> dict[str, Any]:
+    """What a report link keeps (JSON): the mapped case, what the record says about the
+    neoplasm, the items not used, and the knowledge-base version it was answered with."""
+    from dataclasses import asdict
 
-    The card link of a CDS Hooks answer points here. The answer is kept, not its HTML: the
-    report is rendered only when someone opens the link. Nothing is written to disk; an
-    entry expires after ``ttl`` seconds, and the least recently used goes when ``capacity``
-    is reached.
-    """
+    return {
+        "kb": kb_version,
+        "case": read.case,
+        "neoplasm": read.neoplasm.value,
+        "neoplasm_detail": read.neoplasm_detail,
+        "unmapped": [asdict(u) for u in read.unmapped],
+    }
 
-    def __init__(self, ttl: float, capacity: int) -> None:
-        self.ttl = ttl
-        self._items: Lru[str, tuple[float, Answer, FhirCase | None]] = Lru(capacity)
 
-    def put(self, answer: Answer, fhir: FhirCase | None = None) -> str:
-        """Keep an answer (and the FHIR reading it came from); return its token."""
-        token = secrets.token_urlsafe(18)
-        self._items.put(token, (time.monotonic() + self.ttl, answer, fhir))
-        return token
+def fhir_case_of(record: Mapping[str, Any]) -> FhirCase:
+    """The FHIR reading behind a report link, rebuilt from ``report_record``."""
+    from netboard.fhir.model import FhirCase, Unmapped
+    from netboard.vocab import Neoplasm
 
-    def get(self, token: str) -> Answer | None:
-        """The answer, or None when unknown or expired."""
-        item = self._items.get(token)
-        if item is None or item[0] < time.monotonic():
-            return None
-        return item[1]
-
-    def fhir(self, token: str) -> FhirCase | None:
-        """The FHIR reading behind a report (its items not used), or None."""
-        item = self._items.get(token)
-        if item is None or item[0] < time.monotonic():
-            return None
-        return item[2]
+    return FhirCase(
+        case=dict(record["case"]),
+        unmapped=[Unmapped(**u) for u in record.get("unmapped", ())],
+        neoplasm=Neoplasm(record.get("neoplasm", Neoplasm.NEUROENDOCRINE.value)),
+        neoplasm_detail=str(record.get("neoplasm_detail", "")),
+    )
 
 
 def _wants(request: Request) -> str:
@@ -237,9 +349,19 @@ def _parse_body(raw: bytes) -> Any:
 
 
 def _base_url(request: Request, settings: Settings) -> str:
+    """The base of card and report links: ``--public-url``, else the socket the request came
+    in on, never the ``Host`` header (which the client chooses)."""
     if settings.public_url:
         return settings.public_url.rstrip("/")
-    return str(request.base_url).rstrip("/")
+    server = request.scope.get("server")
+    root = str(request.scope.get("root_path") or "").rstrip("/")
+    if not server:
+        return "http://127.0.0.1" + root
+    host, port = server[0], server[1]
+    host = f"[{host}]" if ":" in str(host) else str(host)
+    scheme = str(request.scope.get("scheme", "http"))
+    default = {"http": 80, "https": 443}.get(scheme)
+    return f"{scheme}://{host}" + (f":{port}" if port and port != default else "") + root
 
 
 def _json(data: Any, status: int = 200) -> Response:
@@ -286,14 +408,57 @@ _ANSWER_SCHEMA = {
 }
 
 
-def _json_body_doc(schema: Mapping[str, Any], *, extra: Mapping[str, Any] | None = None) -> Any:
-    def json_content(description: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        return {"description": description, "content": {"application/json": {"schema": body}}}
+def cross_field_rules() -> list[tuple[str, str]]:
+    """What ``load_case`` refuses beyond the JSON Schema: (field, rule) from the field
+    registry's ``consistency`` list (``kb/fields.yaml``), for the OpenAPI document."""
+    from netboard.fields import registry
 
+    out = []
+    for rule in registry().consistency:
+        if rule.requires is not None:
+            other, words = rule.requires
+            given = (
+                "given"
+                if rule.value is None
+                else ("not empty" if rule.value == "nonempty" else json.dumps(rule.value))
+            )
+            text = f"when {given}, {other} must be unknown or one of: {', '.join(words)}"
+        else:
+            text = f"each item must also be listed in {rule.within}"
+        out.append((rule.field, text))
+    return out
+
+
+def _cross_field_text() -> str:
+    rules = "; ".join(f"`{field}`: {text}" for field, text in cross_field_rules())
+    return "Rules across fields (a breach is a 422 naming the field): " + rules
+
+
+def _json_content(description: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": body}}}
+
+
+def _not_found_doc(what: str) -> dict[str, Any]:
+    return _json_content(what, {"type": "object"})
+
+
+def _method_doc(allowed: str) -> dict[str, Any]:
+    return {
+        "description": f"method not allowed: the `Allow` header lists {allowed}",
+        "headers": {"Allow": {"schema": {"type": "string", "example": allowed}}},
+    }
+
+
+def _json_body_doc(
+    schema: Mapping[str, Any], *, extra: Mapping[str, Any] | None = None, allow: str = "POST"
+) -> Any:
     responses: dict[str, Any] = {
-        "200": json_content("the answer", _ANSWER_SCHEMA),
-        "413": json_content("body larger than the limit (1 MB)", _PROBLEMS_SCHEMA),
-        "422": json_content("the problems, one per field", _PROBLEMS_SCHEMA),
+        "200": _json_content("the answer", _ANSWER_SCHEMA),
+        "405": _method_doc(allow),
+        "408": _json_content("the body did not arrive in time", _PROBLEMS_SCHEMA),
+        "413": _json_content("body larger than the limit (1 MB)", _PROBLEMS_SCHEMA),
+        "415": _json_content("the body is not declared application/json", _PROBLEMS_SCHEMA),
+        "422": _json_content("the problems, one per field", _PROBLEMS_SCHEMA),
     }
     return {
         "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}},
@@ -301,29 +466,85 @@ def _json_body_doc(schema: Mapping[str, Any], *, extra: Mapping[str, Any] | None
     }
 
 
+def _document_errors(app: FastAPI) -> None:
+    """Add to the OpenAPI document what the router answers on its own: 404 and 405/Allow."""
+    build = app.openapi
+    done: list[bool] = []
+
+    def openapi() -> dict[str, Any]:
+        doc = build()
+        if done:
+            return doc
+        for ops in doc.get("paths", {}).values():
+            allowed = ", ".join(sorted(m.upper() for m in ops if m != "parameters"))
+            for op in ops.values():
+                if isinstance(op, dict) and "responses" in op:
+                    op["responses"].setdefault("405", _method_doc(allowed))
+        doc.setdefault("components", {}).setdefault("responses", {})["NotFound"] = {
+            "description": "no such route (any path not listed here): 404 with a JSON body"
+        }
+        done.append(True)
+        return doc
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 # --- the app -------------------------------------------------------------------------------
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the HTTP application (the knowledge base is loaded and checked here)."""
+    from dataclasses import replace
+
     from netboard.kb import load_kb
     from netboard.service.feedback import FeedbackStore
+    from netboard.service.security import fhir_server_problems
+    from netboard.service.storage import ReportStore
 
     settings = settings or Settings()
     if settings.verifier is None and settings.trust_file is not None:
-        from dataclasses import replace
-
         from netboard.service.security import TokenVerifier, TrustStore
 
-        # One replay cache for all worker processes: a SQLite file beside the feedback file.
-        replay = (
-            ":memory:" if settings.feedback_db == ":memory:" else settings.feedback_db + ".replay"
+        # One replay cache for all worker processes: a SQLite file in the data directory.
+        verifier = TokenVerifier(
+            TrustStore.from_file(settings.trust_file), replay_db=settings.file("replay.sqlite3")
         )
-        verifier = TokenVerifier(TrustStore.from_file(settings.trust_file), replay_db=replay)
         settings = replace(settings, verifier=verifier)
+    if settings.verifier is not None:
+        if settings.fhir_servers:
+            raise ConfigError(
+                [
+                    Problem(
+                        "--fhir-server",
+                        "not with --trust: list fhir_servers per issuer in the trust file",
+                    )
+                ]
+            )
+        if not settings.public_url:
+            # Links built from the Host header would follow whatever the caller sent.
+            raise ConfigError(
+                [
+                    Problem(
+                        "--public-url",
+                        "required with --trust: card and report links are built from it, "
+                        "never from the request's Host header",
+                    )
+                ]
+            )
+    if settings.fhir_servers:
+        allowed, problems = fhir_server_problems(list(settings.fhir_servers), "--fhir-server")
+        if problems:
+            raise ConfigError(problems)
+        settings = replace(settings, fhir_servers=tuple(sorted(allowed)))
     kb = load_kb(settings.kb_path)
-    feedback: FeedbackStore = FeedbackStore(settings.feedback_db)
-    reports = ReportStore(settings.report_ttl_seconds, settings.report_capacity)
+    feedback: FeedbackStore = FeedbackStore(
+        settings.file("feedback.sqlite3"), retention_days=settings.feedback_retention_days
+    )
+    reports = ReportStore(
+        settings.file("reports.sqlite3"),
+        ttl=settings.report_ttl_seconds,
+        capacity=settings.report_capacity,
+    )
     app = FastAPI(
         servers=[{"url": settings.public_url.rstrip("/")}] if settings.public_url else None,
         title="netboard",
@@ -339,11 +560,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.feedback = feedback
     app.state.reports = reports
     app.add_middleware(
-        BodyLimit,
+        RequestGuard,
         limit=settings.max_body_bytes,
+        timeout=settings.body_timeout_seconds,
         prefixes={"/cds-services": settings.max_hook_body_bytes},
     )
     _add_cors(app, settings)
+    _document_errors(app)
+
+    @app.exception_handler(404)
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return problems_response([Problem("(route)", "no such route")], 404)
 
     @app.exception_handler(CaseError)
     async def case_error(request: Request, exc: CaseError) -> JSONResponse:
@@ -399,10 +626,20 @@ SETTINGS_ENV = "NETBOARD_SERVE_SETTINGS"
 
 
 def app_from_env() -> FastAPI:
-    """The app factory uvicorn's workers call: settings from ``NETBOARD_SERVE_SETTINGS``."""
+    """The app factory uvicorn's workers call: settings from ``NETBOARD_SERVE_SETTINGS``.
+
+    In a worker of ``--workers N`` this also starts watching the supervisor, so that the
+    worker stops when the supervisor dies (``server.watch_supervisor``).
+    """
     import os
 
+    from netboard.service.server import watch_supervisor
+
+    watch_supervisor()
     raw = json.loads(os.environ.get(SETTINGS_ENV, "{}"))
+    for key in ("fhir_servers", "cors_origins"):
+        if key in raw:
+            raw[key] = tuple(raw[key])
     return create_app(Settings(**raw))
 
 
@@ -451,25 +688,35 @@ def _add_core_routes(
         "/v1/recommend",
         summary="Answer a structured case",
         description="Answer JSON by default; the report with `Accept: text/markdown` or "
-        "`text/html`.",
+        "`text/html`. The body must be sent as `application/json`. " + _cross_field_text() + ".",
         openapi_extra=_json_body_doc(case_json_schema()),
     )
     @_timed("/v1/recommend")
     async def recommend_route(request: Request) -> Response:
         raw = await request.body()
+        fmt = _wants(request)
+
         # The engine is deterministic: the same body always gives the same answer, so the
         # last answers are kept by a digest of the exact bytes (not of the parsed case, which
-        # would merge 8 and 8.0).
+        # would merge 8 and 8.0). A JSON answer already kept is sent from the event loop.
         key = hashlib.blake2b(raw, digest_size=16).digest()
-        hit = answers.get(key)
-        if hit is None:
-            answer = recommend(load_case(_parse_body(raw)), kb=kb)
-            hit = answers.put(key, (answer, orjson.dumps(answer.to_dict()), _rules(answer)))
-        answer, data, request.state.rules = hit
-        fmt = _wants(request)
-        if fmt == "json":
+        kept = answers.get(key)
+        if kept is not None and fmt == "json":
+            request.state.rules = kept[2]
+            return Response(kept[1], media_type="application/json")
+
+        def answer_of() -> tuple[tuple[Answer, bytes, str], str | None]:
+            hit = answers.get(key)
+            if hit is None:
+                answer = recommend(load_case(_parse_body(raw)), kb=kb)
+                hit = answers.put(key, (answer, orjson.dumps(answer.to_dict()), _rules(answer)))
+            text = None if fmt == "json" else render(hit[0], fmt, labels=kb.labels)
+            return hit, text
+
+        # The engine runs in the thread pool: a large case never stalls the event loop.
+        (_, data, request.state.rules), text = await run_in_threadpool(answer_of)
+        if text is None:
             return Response(data, media_type="application/json")
-        text = render(answer, fmt, labels=kb.labels)
         media = "text/html" if fmt == "html" else "text/markdown"
         return Response(text, media_type=f"{media}; charset=utf-8")
 
@@ -484,37 +731,40 @@ def _add_core_routes(
         "/v1/ask",
         summary="Answer free text (a note or a question)",
         description="The answer JSON with `parsed_case` and `unparsed`; Markdown with "
-        "`Accept: text/markdown`.",
+        "`Accept: text/markdown`. The body must be sent as `application/json`.",
         openapi_extra=_json_body_doc(ask_schema),
     )
     @_timed("/v1/ask")
     async def ask_route(request: Request) -> Response:
         from netboard.parse.ask import ask
 
-        body = await _json_body(request)
-        problems = [Problem(str(k), "unknown field") for k in body if k != "text"]
-        text = body.get("text")
-        if not isinstance(text, str) or not text.strip():
-            problems.append(Problem("text", "expected a non-empty string"))
-        elif len(text.encode("utf-8", "surrogatepass")) > MAX_TEXT_BYTES:
-            problems.append(Problem("text", f"larger than {MAX_TEXT_BYTES} bytes"))
-        if problems:
-            raise CaseError(problems)
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            raise CaseError([Problem("text", "not valid UTF-8 text")]) from None
-        result = ask(text, kb)
-        request.state.rules = _rules(result.answer)
-        if _wants(request) == "markdown":
-            return Response(result.markdown(), media_type="text/markdown; charset=utf-8")
-        return _json(result.to_dict())
+        raw = await request.body()
+        markdown = _wants(request) == "markdown"
+
+        def answer_of() -> tuple[str, bytes | str]:
+            body = _parse_body(raw)
+            problems = [Problem(str(k), "unknown field") for k in body if k != "text"]
+            text = body.get("text")
+            if not isinstance(text, str) or not text.strip():
+                problems.append(Problem("text", "expected a non-empty string"))
+            elif len(text.encode("utf-8", "surrogatepass")) > MAX_TEXT_BYTES:
+                problems.append(Problem("text", f"larger than {MAX_TEXT_BYTES} bytes"))
+            if problems:
+                raise CaseError(problems)
+            result = ask(text, kb)
+            out = result.markdown() if markdown else orjson.dumps(result.to_dict())
+            return _rules(result.answer), out
+
+        request.state.rules, out = await run_in_threadpool(answer_of)
+        if isinstance(out, str):
+            return Response(out, media_type="text/markdown; charset=utf-8")
+        return Response(out, media_type="application/json")
 
     @app.get("/", response_class=HTMLResponse, summary="The web page")
     async def page(request: Request) -> HTMLResponse:
         from netboard.service.page import form_page
 
-        return HTMLResponse(form_page(kb))
+        return HTMLResponse(await run_in_threadpool(form_page, kb))
 
     @app.post("/", response_class=HTMLResponse, summary="Submit the web page's form")
     @_timed("/ (form)")
@@ -529,22 +779,45 @@ def _add_core_routes(
         except UnicodeDecodeError:
             problem = Problem("(form)", "the form data is not UTF-8 text")
             return HTMLResponse(form_page(kb, problems=[problem]), status_code=422)
-        status, html = submit(form, kb)
+        status, html = await run_in_threadpool(submit, form, kb)
         return HTMLResponse(html, status_code=status)
 
-    @app.get("/reports/{token}", response_class=HTMLResponse, summary="A report linked from a card")
+    @app.get(
+        "/reports/{token}",
+        response_class=HTMLResponse,
+        summary="A report linked from a card",
+        responses={
+            404: {"description": "the link is unknown or has expired (after one hour)"},
+            410: {"description": "the report was made with another knowledge-base version"},
+        },
+    )
     async def report(token: str) -> Response:
-        answer = reports.get(token)
-        if answer is None:
-            return PlainTextResponse("This report link is unknown or has expired.\n", 404)
-        html = render(answer, "html", labels=kb.labels)
-        read = reports.fhir(token)
-        if read is not None:
+        def page_of() -> tuple[int, str]:
+            record = reports.get(token)
+            if record is None:
+                return 404, "This report link is unknown or has expired.\n"
+            if record.get("kb") != kb.version:
+                return 410, (
+                    f"This report was made with knowledge base {record.get('kb')}; the "
+                    f"service now runs {kb.version}. Open the patient's chart again.\n"
+                )
+            read = fhir_case_of(record)
+            answer = recommend(
+                load_case(read.case),
+                kb=kb,
+                neoplasm=read.neoplasm,
+                neoplasm_detail=read.neoplasm_detail,
+            )
+            html = render(answer, "html", labels=kb.labels)
             from netboard.fhir.report import scope_section, unmapped_section
 
             html = scope_section(html, answer.scope.applies, answer.scope.reason, "html")
-            html = unmapped_section(html, read, "html")
-        return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+            return 200, unmapped_section(html, read, "html")
+
+        status, text = await run_in_threadpool(page_of)
+        if status != 200:
+            return PlainTextResponse(text, status, headers={"Cache-Control": "no-store"})
+        return HTMLResponse(text, headers={"Cache-Control": "no-store"})
 
     @app.get("/about", summary="Source attributes of the decision support")
     async def about(request: Request) -> Response:
@@ -582,9 +855,18 @@ def _add_cds_routes(
         log.warning("401 on %s: %s", request.url.path, exc.reason)
         return Response(status_code=401, headers={"WWW-Authenticate": "Bearer"})
 
-    async def guard(request: Request) -> None:
+    async def guard(request: Request) -> Claims | None:
         if settings.verifier is not None:
-            await check_request(request, settings.verifier, settings.public_url)
+            return await check_request(request, settings.verifier, settings.public_url)
+        return None
+
+    def allowed_servers(claims: Claims | None) -> frozenset[str]:
+        """The FHIR servers this caller may have the service fetch from."""
+        if settings.verifier is None:
+            return frozenset(settings.fhir_servers)
+        assert claims is not None
+        issuer = settings.verifier.trust.issuers.get(claims.iss)
+        return issuer.fhir_servers if issuer is not None else frozenset()
 
     # With a trust file every CDS Hooks route needs the client's JWT; without, none does.
     security: dict[str, Any] = (
@@ -602,7 +884,11 @@ def _add_cds_routes(
         "properties": {
             "hook": {"type": "string", "enum": [cds_hooks.HOOK]},
             "hookInstance": {"type": "string"},
-            "fhirServer": {"type": "string"},
+            "fhirServer": {
+                "type": "string",
+                "description": "fetched from only when on the caller's allowlist "
+                "(the issuer's fhir_servers in the trust file, or --fhir-server)",
+            },
             "fhirAuthorization": {"type": "object"},
             "context": {
                 "type": "object",
@@ -616,6 +902,9 @@ def _add_cds_routes(
     @app.post(
         f"/cds-services/{cds_hooks.SERVICE_ID}",
         summary="CDS Hooks patient-view: the NET plan as cards",
+        description="The prefetch, completed from an allowlisted `fhirServer`. Rules across "
+        "fields: `fhirAuthorization` only with `fhirServer`; `fhirAuthorization.token_type` "
+        "is Bearer.",
         openapi_extra={
             **_json_body_doc(
                 hook_schema,
@@ -626,7 +915,8 @@ def _add_cds_routes(
                     },
                     "401": {"description": "missing or invalid JWT (only with a trust file)"},
                     "412": {
-                        "description": "the FHIR data cannot be obtained",
+                        "description": "the FHIR data cannot be obtained (no prefetch, and no "
+                        "allowlisted fhirServer that answered)",
                         "content": {
                             "application/json": {"schema": cds_hooks.OPERATION_OUTCOME_SCHEMA}
                         },
@@ -638,9 +928,10 @@ def _add_cds_routes(
     )
     @_timed("/cds-services/netboard-net-plan")
     async def hook(request: Request) -> Response:
-        await guard(request)
-        call = cds_hooks.parse_hook_request(await _json_body(request))
-        prefetch, notes = await _gather(call, templates, settings)
+        claims = await guard(request)
+        raw = await request.body()
+        call = cds_hooks.parse_hook_request(await run_in_threadpool(_parse_body, raw))
+        prefetch, notes = await _gather(call, templates, settings, allowed_servers(claims))
         if prefetch is None:
             return JSONResponse(
                 {
@@ -655,36 +946,44 @@ def _add_cds_routes(
                 },
                 status_code=412,
             )
-        resources = resources_from(prefetch)
-        mapped = case_from_fhir(resources, kb=kb, patient_id=call.patient_id)
-        if not mapped.answers:
-            # No neuroendocrine neoplasm in this chart: patient-view runs on every chart, and
-            # a plan for a patient without a NEN is noise (docs/service.md "The NEN gate").
-            request.state.rules = f"-(neoplasm {mapped.neoplasm.value})"
-            return _json({"cards": []})
-        case = load_case(mapped.case)
-        answer = recommend(
-            case, kb=kb, neoplasm=mapped.neoplasm, neoplasm_detail=mapped.neoplasm_detail
-        )
-        request.state.rules = _rules(answer)
         base = _base_url(request, settings)
-        token = reports.put(answer, mapped)
-        cards, issued = cds_hooks.build_cards(
-            answer,
-            kb,
-            base_url=base,
-            report_url=f"{base}/reports/{token}",
-            fhir=mapped,
-            notes=notes,
-            orders=orders,
-            patient_id=call.patient_id,
-        )
-        feedback.record_cards(cds_hooks.SERVICE_ID, kb.version, issued)
-        return _json({"cards": cards})
+
+        def cards_of(data: dict[str, Any]) -> tuple[dict[str, Any], str]:
+            resources = resources_from(data)
+            mapped = case_from_fhir(resources, kb=kb, patient_id=call.patient_id)
+            if not mapped.answers:
+                # No neuroendocrine neoplasm in this chart: patient-view runs on every chart,
+                # and a plan for a patient without a NEN is noise (docs/service.md "The NEN
+                # gate").
+                return {"cards": []}, f"-(neoplasm {mapped.neoplasm.value})"
+            case = load_case(mapped.case)
+            answer = recommend(
+                case, kb=kb, neoplasm=mapped.neoplasm, neoplasm_detail=mapped.neoplasm_detail
+            )
+            # Every worker can open the link: it lives in the shared reports file.
+            token = reports.put(report_record(kb.version, mapped))
+            cards, issued = cds_hooks.build_cards(
+                answer,
+                kb,
+                base_url=base,
+                report_url=f"{base}/reports/{token}" if token else None,
+                fhir=mapped,
+                notes=notes,
+                orders=orders,
+                patient_id=call.patient_id,
+            )
+            feedback.record_cards(cds_hooks.SERVICE_ID, kb.version, issued)
+            return {"cards": cards}, _rules(answer)
+
+        body, request.state.rules = await run_in_threadpool(cards_of, prefetch)
+        return _json(body)
 
     @app.post(
         f"/cds-services/{cds_hooks.SERVICE_ID}/feedback",
         summary="CDS Hooks feedback: accepted or overridden cards",
+        description="Rules across fields: `card` and suggestion ids are the UUIDs the service "
+        "issued; an overridden card accepts no suggestion; `overrideReason.reason` is one of "
+        "the card's `overrideReasons`. `userComment` is never stored.",
         openapi_extra={
             **_json_body_doc(
                 {
@@ -702,43 +1001,69 @@ def _add_cds_routes(
         from netboard.service.feedback import parse_feedback
 
         await guard(request)
-        items = parse_feedback(await _json_body(request))
-        feedback.record_feedback(cds_hooks.SERVICE_ID, items)
+        raw = await request.body()
+
+        def store() -> None:
+            items = parse_feedback(_parse_body(raw))
+            feedback.record_feedback(cds_hooks.SERVICE_ID, items)
+
+        await run_in_threadpool(store)
         return JSONResponse({})
 
 
 async def _gather(
-    call: cds_hooks.HookRequest, templates: Mapping[str, str], settings: Settings
+    call: cds_hooks.HookRequest,
+    templates: Mapping[str, str],
+    settings: Settings,
+    allowed: frozenset[str],
 ) -> tuple[dict[str, Any] | None, list[str]]:
     """The prefetch, completed from ``fhirServer`` where keys are absent or failed.
 
     A key the EHR left out, or filled with an OperationOutcome (its prefetch query failed), is
-    fetched from ``fhirServer``. Returns the data and notes for the missing-data card, or None
-    (and the reasons) when the required keys cannot be had: the caller answers 412.
+    fetched from ``fhirServer``, but only when that server is on ``allowed`` (normalised base
+    URLs); otherwise nothing is fetched and the reason is a note. Returns the data and notes
+    for the missing-data card, or None (and the reasons) when the required keys cannot be
+    had: the caller answers 412.
     """
+    from netboard.service.security import fhir_base
+
     data: dict[str, Any] = dict(call.prefetch)
     notes: list[str] = []
     failed = cds_hooks.failed_prefetch(data)
     for key in failed:
         del data[key]
     absent = [k for k in templates if k not in data]
+    refused = False
     if absent and call.fhir_server is not None:
-        from netboard.service.fhir_client import fetch_prefetch
+        if fhir_base(call.fhir_server) not in allowed:
+            refused = True
+            log.warning("fhirServer not on the allowlist: nothing fetched")
+            notes.append(
+                "fhirServer is not on this client's allowlist of FHIR servers, so nothing "
+                "was fetched (see docs/security.md: fhir_servers)"
+            )
+        else:
+            from netboard.service.fhir_client import fetch_prefetch
 
-        fetched, errors = await fetch_prefetch(
-            call.fhir_server,
-            {k: templates[k] for k in absent},
-            call.context,
-            call.access_token,
-            timeout=settings.fhir_timeout_seconds,
-        )
-        data.update(fetched)
-        notes.extend(errors)
-        absent = [k for k in templates if k not in data]
+            fetched, errors = await fetch_prefetch(
+                call.fhir_server,
+                {k: templates[k] for k in absent},
+                call.context,
+                call.access_token,
+                timeout=settings.fhir_timeout_seconds,
+            )
+            data.update(fetched)
+            notes.extend(errors)
+            absent = [k for k in templates if k not in data]
     unfetched = {k: why for k, why in failed.items() if k not in data}
     lacking = [k for k in cds_hooks.REQUIRED_PREFETCH if k in absent]
     if lacking:
-        how = "could not be fetched" if call.fhir_server else "no fhirServer was given"
+        if refused:
+            how = "fhirServer is not allowed"
+        elif call.fhir_server:
+            how = "could not be fetched"
+        else:
+            how = "no fhirServer was given"
         said = [f"the EHR's prefetch {k} failed: {unfetched[k]}" for k in lacking if k in unfetched]
         return None, [f"prefetch {', '.join(lacking)} missing and {how}", *said, *notes]
     for k in absent:

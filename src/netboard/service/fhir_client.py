@@ -1,21 +1,100 @@
 """Fetch what a CDS Hooks prefetch lacks from the EHR's FHIR server (``fhirServer``).
 
-Only the service's own prefetch queries are sent, only to ``fhirServer``, with the bearer
-token the EHR gave (``fhirAuthorization``), within one overall timeout. Search results are
-followed through their ``next`` links while those stay on the same server, up to a page limit.
-Nothing fetched is logged.
+Only the service's own prefetch queries are sent, only to a ``fhirServer`` the caller is
+allowed to name (the issuer's ``fhir_servers`` in the trust file, or ``--fhir-server``
+without one: ``app.py`` checks this before calling here), with the bearer token the EHR gave
+(``fhirAuthorization``). Search results are followed through their ``next`` links while
+those stay on the same server, up to a page limit. Nothing fetched is logged.
+
+Every answer is streamed and counted as it arrives: at most ``MAX_RESPONSE_BYTES`` per answer
+and ``MAX_FETCH_BYTES`` for the whole call, counted *after* decompression (gzip and deflate
+are decoded here, in bounded steps, so a compression bomb stops at the cap; other encodings
+are refused). ``timeout`` bounds the whole fetch by the wall clock, all pages included.
 """
 
 from __future__ import annotations
 
 import asyncio
+import zlib
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from netboard.service.cds_hooks import fill_template
 
+if TYPE_CHECKING:
+    import httpx
+
 MAX_PAGES = 10
+#: Largest answer accepted from the FHIR server, decompressed.
 MAX_RESPONSE_BYTES = 10_000_000
+#: Largest total of all answers of one hook call, decompressed.
+MAX_FETCH_BYTES = 25_000_000
+
+
+class FetchRefused(Exception):
+    """An answer that is not read on: the message is for the missing-data card."""
+
+
+class _Budget:
+    """Bytes left for the whole call, taken as they arrive (the parallel queries of one
+    event loop share it, so together they never hold more than the total)."""
+
+    def __init__(self, total: int) -> None:
+        self.left = total
+
+
+def _decoder(encoding: str) -> Any:
+    """A zlib decompressor for ``Content-Encoding`` (None for identity)."""
+    name = encoding.strip().lower()
+    if name in ("", "identity"):
+        return None
+    if name in ("gzip", "x-gzip"):
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+    if name == "deflate":
+        return zlib.decompressobj()
+    raise FetchRefused(f"the FHIR server answered in an encoding netboard does not read ({name})")
+
+
+async def read_capped(
+    response: httpx.Response, cap: int, budget: _Budget | None = None
+) -> bytearray:
+    """The body of a streamed response, decompressed, refused past ``cap`` bytes.
+
+    Decompression is done in steps of at most the bytes still allowed, so a small
+    compressed body that would expand to gigabytes costs no more than ``cap``; with a
+    ``budget``, each step is also taken from it at once.
+
+    Raises:
+        FetchRefused: the body is too large, in an unknown encoding, or corrupt.
+    """
+    budget = budget if budget is not None else _Budget(cap)
+    decoder = _decoder(response.headers.get("content-encoding", ""))
+    out = bytearray()
+
+    def room() -> int:
+        return min(cap - len(out), budget.left)
+
+    def take(data: bytes) -> None:
+        out.extend(data)
+        budget.left -= len(data)
+        if len(out) > cap or budget.left < 0:
+            raise FetchRefused("the FHIR server's answer is too large")
+
+    try:
+        async for chunk in response.aiter_raw():
+            if decoder is None:
+                take(chunk)
+                continue
+            data = chunk
+            while data:
+                # max_length 0 would mean "no limit": ask for at least one byte past the room.
+                take(decoder.decompress(data, max(room(), 0) + 1))
+                data = decoder.unconsumed_tail
+        if decoder is not None:
+            take(decoder.flush())
+    except zlib.error:
+        raise FetchRefused("the FHIR server's answer is not validly compressed") from None
+    return out
 
 
 async def fetch_prefetch(
@@ -28,16 +107,21 @@ async def fetch_prefetch(
 ) -> tuple[dict[str, Any], list[str]]:
     """Run each template against ``server``; return the data by key and reader-facing errors.
 
-    A key whose query fails is left out (the caller decides whether that means 412).
+    A key whose query fails is left out (the caller decides whether that means 412). The
+    whole fetch ends within ``timeout`` seconds of wall-clock time.
     """
     import httpx
 
-    headers = {"Accept": "application/fhir+json"}
+    from netboard.documents import parse_json
+    from netboard.errors import CaseError
+
+    headers = {"Accept": "application/fhir+json", "Accept-Encoding": "gzip, deflate"}
     if access_token:
         headers["Authorization"] = f"Bearer {access_token}"
     base = server.rstrip("/") + "/"
     out: dict[str, Any] = {}
     errors: list[str] = []
+    budget = _Budget(MAX_FETCH_BYTES)
 
     async def one(client: httpx.AsyncClient, key: str, template: str) -> None:
         query = fill_template(template, context)
@@ -47,16 +131,21 @@ async def fetch_prefetch(
         url: str | None = base + encode_query(query)
         pages: list[Any] = []
         while url is not None and len(pages) < MAX_PAGES:
-            response = await client.get(url)
-            if response.status_code != 200:
-                errors.append(f"{key}: the FHIR server answered {response.status_code}")
-                return
-            if len(response.content) > MAX_RESPONSE_BYTES:
-                errors.append(f"{key}: the FHIR server's answer is too large")
-                return
+            async with client.stream("GET", url) as response:
+                if response.status_code != 200:
+                    errors.append(f"{key}: the FHIR server answered {response.status_code}")
+                    return
+                try:
+                    raw = await read_capped(response, MAX_RESPONSE_BYTES, budget)
+                except FetchRefused as exc:
+                    errors.append(f"{key}: {exc}")
+                    return
             try:
-                page = response.json()
-            except ValueError:
+                text = raw.decode("utf-8-sig")
+                del raw
+                # Parsing up to 10 MB is CPU work: off the event loop.
+                page = await asyncio.to_thread(parse_json, text, source=key)
+            except (UnicodeDecodeError, CaseError):
                 errors.append(f"{key}: the FHIR server's answer is not JSON")
                 return
             pages.append(page)
@@ -68,10 +157,11 @@ async def fetch_prefetch(
             out[key] = {"resourceType": "Bundle", "type": "searchset", "entry": entries}
 
     try:
-        async with httpx.AsyncClient(headers=headers, timeout=timeout, follow_redirects=False) as c:
-            await asyncio.wait_for(
-                asyncio.gather(*(one(c, k, t) for k, t in templates.items())), timeout
-            )
+        async with (
+            asyncio.timeout(timeout),
+            httpx.AsyncClient(headers=headers, timeout=timeout, follow_redirects=False) as c,
+        ):
+            await asyncio.gather(*(one(c, k, t) for k, t in templates.items()))
     except (TimeoutError, httpx.TimeoutException):
         errors.append(f"the FHIR server did not answer within {timeout:g} s")
     except httpx.HTTPError as exc:

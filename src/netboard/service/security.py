@@ -58,6 +58,8 @@ __all__ = [
     "TokenVerifier",
     "TrustStore",
     "check_request",
+    "fhir_base",
+    "fhir_server_problems",
     "http_jwks_fetcher",
     "request_audience",
     "require_loopback_without_trust",
@@ -270,12 +272,15 @@ class Issuer:
     jwks_url: str | None = None
     keys: Mapping[str, _Key] | None = field(default=None, repr=False)
     tenant: str | None = None
+    #: The FHIR servers (``fhirServer`` base URLs, normalised by ``fhir_base``) that hook
+    #: calls of this issuer may make the service fetch from; empty: prefetch only.
+    fhir_servers: frozenset[str] = frozenset()
     #: ``jku`` header values accepted with pinned keys (never fetched); empty: any jku.
     jku: tuple[str, ...] = ()
 
 
 _TOP_KEYS = ("audience_base", "max_token_age_seconds", "leeway_seconds", "issuers")
-_ISSUER_KEYS = ("iss", "jwks_url", "jwks", "jwks_file", "tenant", "jku")
+_ISSUER_KEYS = ("iss", "jwks_url", "jwks", "jwks_file", "tenant", "jku", "fhir_servers")
 
 
 def jku_allowed(issuer: Issuer, jku: Any) -> bool:
@@ -309,6 +314,40 @@ def _load_jku(raw: Mapping[str, Any], where: str, problems: list[Problem]) -> tu
         if message:
             problems.append(Problem(f"{where}.jku[{i}]", message))
     return tuple(u for u in urls if isinstance(u, str))
+
+
+def fhir_base(url: str) -> str:
+    """A FHIR base URL in the form allowlists compare: scheme and host in lower case, no
+    default port, no trailing slash.
+
+    Example:
+        >>> fhir_base("HTTPS://EHR.example.org:443/fhir/")
+        'https://ehr.example.org/fhir'
+    """
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    port = parts.port
+    default = {"https": 443, "http": 80}.get(scheme)
+    netloc = host if port is None or port == default else f"{host}:{port}"
+    return f"{scheme}://{netloc}{parts.path.rstrip('/')}"
+
+
+def fhir_server_problems(values: Any, where: str) -> tuple[frozenset[str], list[Problem]]:
+    """Check an allowlist of FHIR base URLs (https; http only on loopback); normalise them."""
+    if not isinstance(values, list) or not values:
+        return frozenset(), [Problem(where, "must be a non-empty list of FHIR base URLs")]
+    found: set[str] = set()
+    problems: list[Problem] = []
+    for index, value in enumerate(values):
+        message = _url_problem(value, allow_query=False)
+        if message:
+            problems.append(Problem(f"{where}[{index}]", message))
+        else:
+            found.add(fhir_base(value))
+    return frozenset(found), problems
 
 
 def _is_loopback(host: str) -> bool:
@@ -397,6 +436,10 @@ def _load_issuer(
     keys: dict[str, _Key] | None = None
     if raw.get("jwks") is not None or raw.get("jwks_file") is not None:
         keys = _load_static_keys(raw, where, base_dir, problems)
+    servers: frozenset[str] = frozenset()
+    if raw.get("fhir_servers") is not None:
+        servers, bad = fhir_server_problems(raw["fhir_servers"], f"{where}.fhir_servers")
+        problems.extend(bad)
     jku = _load_jku(raw, where, problems)
     if len(problems) > start or not isinstance(iss, str):
         return None
@@ -405,6 +448,7 @@ def _load_issuer(
         jwks_url=jwks_url if isinstance(jwks_url, str) else None,
         keys=keys,
         tenant=tenant if isinstance(tenant, str) else None,
+        fhir_servers=servers,
         jku=jku,
     )
 
@@ -547,17 +591,26 @@ class _RemoteKeys:
 # --- the replay cache -------------------------------------------------------------------------
 
 
-class _ReplayCache:
-    """Seen (iss, jti) pairs until the token could no longer be accepted anyway.
+def _replay_keys(iss: str, jti: str) -> tuple[bytes, bytes]:
+    """The stored keys of a token id: a hash of (iss, jti), and a hash of the issuer."""
+    digest = hashlib.sha256(f"{iss}\x00{jti}".encode()).digest()
+    return digest, hashlib.sha256(iss.encode()).digest()[:16]
 
-    Bounded: expired entries are dropped on every insert; when ``max_entries`` live entries
-    remain, new tokens are refused (fail closed) rather than forgetting a live one.
+
+class _ReplayCache:
+    """Seen (iss, jti) pairs until the token could no longer be accepted anyway (one process).
+
+    Bounded per issuer: expired entries are dropped on every insert (a heap ordered by
+    expiry, so the cost does not grow with the size); when one issuer holds
+    ``max_entries`` live entries, its new tokens are refused (fail closed) rather than
+    forgetting a live one, and the other issuers are not affected.
     """
 
     def __init__(self, max_entries: int) -> None:
         self.max_entries = max_entries
         self._lock = threading.Lock()
-        self._until: dict[bytes, float] = {}
+        self._until: dict[bytes, tuple[float, bytes]] = {}
+        self._per_issuer: dict[bytes, int] = {}
         self._heap: list[tuple[float, bytes]] = []
 
     def __len__(self) -> int:
@@ -566,59 +619,94 @@ class _ReplayCache:
 
     def add(self, iss: str, jti: str, until: float, now: float) -> Reason | None:
         """Record a token; return why it is refused (replay, cache full) or None."""
-        digest = hashlib.sha256(f"{iss}\x00{jti}".encode()).digest()
+        digest, issuer = _replay_keys(iss, jti)
         with self._lock:
             while self._heap and self._heap[0][0] < now:
                 _, old = heapq.heappop(self._heap)
-                if old in self._until and self._until[old] < now:
+                entry = self._until.get(old)
+                if entry is not None and entry[0] < now:
                     del self._until[old]
+                    self._per_issuer[entry[1]] -= 1
             if digest in self._until:
                 return Reason.REPLAY
-            if len(self._until) >= self.max_entries:
+            if self._per_issuer.get(issuer, 0) >= self.max_entries:
                 return Reason.REPLAY_CACHE_FULL
-            self._until[digest] = until
+            self._until[digest] = (until, issuer)
+            self._per_issuer[issuer] = self._per_issuer.get(issuer, 0) + 1
             heapq.heappush(self._heap, (until, digest))
             return None
+
+
+_REPLAY_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS seen_jti (digest BLOB PRIMARY KEY, issuer BLOB NOT NULL, "
+    "until REAL NOT NULL) WITHOUT ROWID",
+    "CREATE INDEX IF NOT EXISTS seen_jti_until ON seen_jti (until)",
+    "CREATE TABLE IF NOT EXISTS issuer_count (issuer BLOB PRIMARY KEY, n INTEGER NOT NULL) "
+    "WITHOUT ROWID",
+    "CREATE TRIGGER IF NOT EXISTS seen_jti_added AFTER INSERT ON seen_jti BEGIN "
+    "INSERT INTO issuer_count VALUES (NEW.issuer, 1) "
+    "ON CONFLICT (issuer) DO UPDATE SET n = n + 1; END",
+    "CREATE TRIGGER IF NOT EXISTS seen_jti_removed AFTER DELETE ON seen_jti BEGIN "
+    "UPDATE issuer_count SET n = n - 1 WHERE issuer = OLD.issuer; END",
+)
+#: The statements run for every token: each must use an index, never scan the table.
+REPLAY_STATEMENTS = {
+    "expire": "DELETE FROM seen_jti WHERE until < ?",
+    "count": "SELECT n FROM issuer_count WHERE issuer = ?",
+    "insert": "INSERT INTO seen_jti VALUES (?, ?, ?)",
+}
 
 
 class SqliteReplayCache:
     """The replay cache in a SQLite file, shared by every worker process of the service.
 
     Same contract as the in-memory cache: a hash of (iss, jti) is kept until the token
-    could no longer be accepted anyway; a full cache refuses new tokens (fail closed).
+    could no longer be accepted anyway, and an issuer whose ``max_entries`` live entries fill
+    its share is refused new tokens (fail closed) without affecting the others. Rows are
+    indexed by the hash and by expiry, and a per-issuer counter kept by triggers replaces a
+    ``count(*)``, so a check costs the same whether the file holds 10 or 100,000 token ids.
+    A file of the first layout (one ``seen_tokens`` table) is carried over on opening.
     """
 
     def __init__(self, path: str, max_entries: int) -> None:
-        import sqlite3
+        from netboard.service.storage import private_sqlite
 
         self.max_entries = max_entries
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=5)
-        if path != ":memory:":
-            self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS seen_tokens (digest BLOB PRIMARY KEY, until REAL NOT NULL)"
-        )
+        self._db = private_sqlite(path)
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            for statement in _REPLAY_SCHEMA:
+                self._db.execute(statement)
+            old = self._db.execute(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'seen_tokens'"
+            ).fetchone()[0]
+            if old:  # the first layout had no issuer: keep its ids in a bucket of their own
+                self._db.execute(
+                    "INSERT OR IGNORE INTO seen_jti SELECT digest, x'', until FROM seen_tokens"
+                )
+                self._db.execute("DROP TABLE seen_tokens")
+            self._db.execute("COMMIT")
 
     def __len__(self) -> int:
         with self._lock:
-            row = self._db.execute("SELECT count(*) FROM seen_tokens").fetchone()
+            row = self._db.execute("SELECT coalesce(sum(n), 0) FROM issuer_count").fetchone()
         return int(row[0])
 
     def add(self, iss: str, jti: str, until: float, now: float) -> Reason | None:
         """Record a token; return why it is refused (replay, cache full) or None."""
         import sqlite3
 
-        digest = hashlib.sha256(f"{iss}\x00{jti}".encode()).digest()
+        digest, issuer = _replay_keys(iss, jti)
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
-                self._db.execute("DELETE FROM seen_tokens WHERE until < ?", (now,))
-                (count,) = self._db.execute("SELECT count(*) FROM seen_tokens").fetchone()
-                if count >= self.max_entries:
+                self._db.execute(REPLAY_STATEMENTS["expire"], (now,))
+                row = self._db.execute(REPLAY_STATEMENTS["count"], (issuer,)).fetchone()
+                if row is not None and row[0] >= self.max_entries:
                     refused: Reason | None = Reason.REPLAY_CACHE_FULL
                 else:
-                    self._db.execute("INSERT INTO seen_tokens VALUES (?, ?)", (digest, until))
+                    self._db.execute(REPLAY_STATEMENTS["insert"], (digest, issuer, until))
                     refused = None
                 self._db.execute("COMMIT")
             except sqlite3.IntegrityError:
@@ -629,6 +717,22 @@ class SqliteReplayCache:
                     self._db.execute("ROLLBACK")
                 return Reason.REPLAY_CACHE_FULL
             return refused
+
+    def query_plans(self) -> dict[str, str]:
+        """SQLite's plan for each per-token statement (tests check that none scans)."""
+        args: dict[str, tuple[Any, ...]] = {
+            "expire": (0.0,),
+            "count": (b"",),
+            "insert": (b"", b"", 0.0),
+        }
+        with self._lock:
+            return {
+                name: " | ".join(
+                    str(r[-1])
+                    for r in self._db.execute(f"EXPLAIN QUERY PLAN {sql}", args[name]).fetchall()
+                )
+                for name, sql in REPLAY_STATEMENTS.items()
+            }
 
 
 # --- verification -----------------------------------------------------------------------------
@@ -685,7 +789,7 @@ class TokenVerifier:
         clock: Callable[[], float] = time.time,
         jwks_ttl_seconds: float = 300.0,
         jwks_min_refetch_seconds: float = 30.0,
-        max_replay_entries: int = 100_000,
+        max_replay_entries: int = 100_000,  # per issuer
         replay_db: str | None = None,
     ) -> None:
         self.trust = trust

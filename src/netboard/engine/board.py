@@ -1,0 +1,591 @@
+"""The tumour board's answer: one plan on stated presumptions, and what changes if each is wrong.
+
+The strict answer (``recommend``'s recommendations) keeps every branch the case leaves open. A
+board instead presumes the usual values for what the question leaves out, builds one plan on
+them, and says what changes when a presumption is wrong. Here:
+
+1. **Presumptions** (``presumptions.yaml``): for each field the case leaves out, the first
+   presumption whose ``when`` holds gives its value (a contract word, or a representative of a
+   numeric band, kept within what the stated facts allow). Pre-treatment **checks** (pregnancy,
+   kidney function, blood counts) are presumed adequate and listed under the steps that need
+   them, never forks of the plan.
+2. **The plan** is the case plus its presumptions, decided by the same rules (``decide``): every
+   option that holds, minus any that a not-advised rule holding in the same decision blocks,
+   grouped into steps by the rules' ``step`` ranks (``plan.yaml``).
+3. **What if**: each presumed field takes each of its other plausible values (for a number,
+   each band of the knowledge base's own cut-offs), the plan is decided again, and the options
+   that enter, leave or move are reported. Only presumptions whose alternatives change the plan
+   are shown.
+
+Nothing here reads a clock or the environment; the same case gives the same plan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import TYPE_CHECKING, Any
+
+from netboard.answer import PlanStep, Presumption, WhatIf
+from netboard.case import Case, coerce
+from netboard.engine.classify import computed_fields
+from netboard.engine.derive import COMPUTED
+from netboard.engine.evaluate import Context, evaluate, implausible
+from netboard.engine.reads import cut_offs, depends_on, static_fields
+from netboard.fields import Choice, Flag, Number, registry
+from netboard.kb.model import KnowledgeBase, PresumptionDef, Rule
+from netboard.logic import Truth
+from netboard.vocab import Intervention, Phase, Status
+
+if TYPE_CHECKING:  # pragma: no cover
+    from netboard.engine.recommend import Decision
+
+__all__ = ["Board", "board"]
+
+_CODE_ORDER = {c.value: i for i, c in enumerate(Intervention)}
+
+
+@dataclass(frozen=True, slots=True)
+class _Presumed:
+    """A presumption applied to a case: its definition, value and how it is shown."""
+
+    d: PresumptionDef
+    value: Any
+    shown: Any
+    words: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Option:
+    """One option of a plan: the code, the rule that puts it there, its step rank."""
+
+    code: str
+    rule: Rule
+
+    @property
+    def rank(self) -> int:
+        return self.rule.step
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return (self.rule.step, 0 if self.rule.status is Status.RECOMMENDED else 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Board:
+    """The board part of an answer (contract v2): plan, presumptions, what-ifs, bottom line."""
+
+    plan: tuple[PlanStep, ...]
+    presumptions: tuple[Presumption, ...]
+    what_if: tuple[WhatIf, ...]
+    bottom_line: str
+
+
+# --- presumptions ---------------------------------------------------------------------------
+
+
+def _holds(node: Any, case: Case, kb: KnowledgeBase) -> bool:
+    ctx = Context(case=case, computed=computed_fields(case, kb), facts=kb.facts, kb=kb)
+    return evaluate(node, ctx).truth is Truth.TRUE
+
+
+def _number_range(kb: KnowledgeBase, case: Case, path: str) -> tuple[float, float]:
+    """The range a number can take given the stated facts (a stated grade bounds Ki-67 and
+    the mitotic count under the site's grading scheme)."""
+    spec = registry().spec(path)
+    assert isinstance(spec, Number)
+    lo, hi = spec.lo, spec.hi if spec.hi is not None else spec.lo + 1000
+    grade, site = case.grade, case.primary_site
+    if grade is None or site is None or path not in ("ki67_percent", "mitoses_per_2mm2"):
+        return lo, hi
+    scheme = kb.grading["thoracic" if kb.sites[site].thoracic else "digestive"]
+    g1, g2 = (
+        (scheme.ki67_g1_below, scheme.ki67_g2_upto)
+        if path == "ki67_percent"
+        else (scheme.mitoses_g1_below, scheme.mitoses_g2_upto)
+    )
+    if g1 is None or g2 is None:
+        return lo, hi
+    return {"g1": (lo, g1), "g2": (g1, g2), "g3": (g2, hi)}[grade.value]
+
+
+def _bands(kb: KnowledgeBase, case: Case, path: str) -> list[tuple[float, float]]:
+    """The bands the knowledge base's cut-offs split a number into, within its range."""
+    spec = registry().spec(path)
+    assert isinstance(spec, Number)
+    lo, hi = _number_range(kb, case, path)
+    if spec.integer:
+        return [(float(n), float(n)) for n in range(int(lo), int(hi) + 1)]
+    cuts = sorted({c for c in cut_offs(kb).get(path, []) if lo < c < hi})
+    edges = [lo, *cuts, hi]
+    return list(pairwise(edges))
+
+
+def _middle(band: tuple[float, float], integer: bool) -> float:
+    mid = (band[0] + band[1]) / 2
+    return float(round(mid)) if integer else round(mid, 2)
+
+
+def _band_words(bands: Sequence[tuple[float, float]], path: str) -> str:
+    """A run of adjacent bands in words: ``below 3``, ``10-20``, ``above 55``, ``3``."""
+    spec = registry().spec(path)
+    assert isinstance(spec, Number)
+    lo, hi = bands[0][0], bands[-1][1]
+    if spec.integer:
+        return f"{lo:g}" if lo == hi else f"{lo:g}-{hi:g}"
+    if lo <= spec.lo:
+        return f"below {hi:g}"
+    if spec.hi is None or hi >= spec.hi:
+        return f"above {lo:g}"
+    return f"{lo:g}-{hi:g}"
+
+
+def _presumed_number(kb: KnowledgeBase, case: Case, d: PresumptionDef) -> tuple[float, str]:
+    """The representative value of a presumed band, kept within what the stated facts allow."""
+    assert d.band is not None
+    spec = registry().spec(d.field)
+    assert isinstance(spec, Number)
+    band_lo, band_hi, _ = d.band
+    lo, hi = _number_range(kb, case, d.field)
+    a = max(lo, band_lo if band_lo is not None else lo)
+    b = min(hi, band_hi if band_hi is not None else hi)
+    if a > b:  # the stated facts rule the presumed band out: the nearest possible band
+        a, b = _bands(kb, case, d.field)[0]
+    return _middle((a, b), spec.integer), d.shown or _band_words([(a, b)], d.field)
+
+
+def _unaffected(d: PresumptionDef, changed: set[str], kb: KnowledgeBase) -> bool:
+    """Whether nothing a presumption's decision reads is among the ``changed`` fields."""
+    if d.field in changed:
+        return False
+    if d.when is not None and not changed.isdisjoint(depends_on(d.when, kb)):
+        return False
+    return d.band is None or changed.isdisjoint(("grade", "primary_site"))
+
+
+def presume(
+    case: Case,
+    kb: KnowledgeBase,
+    implied: Mapping[str, tuple[Any, str]],
+    fixed: Mapping[str, Any] | None = None,
+    base: Sequence[_Presumed] | None = None,
+) -> tuple[Case, list[_Presumed], dict[str, Any]]:
+    """The case with its presumptions and checks applied (``fixed`` values first).
+
+    Returns the presumed case, the presumptions applied (in the knowledge base's order) and the
+    check values applied, by field path. With ``base`` (the presumptions applied to ``case``
+    without ``fixed``), a presumption whose condition reads nothing that changed is decided as
+    it was there.
+    """
+    current = case.with_values(fixed) if fixed else case
+    applied: list[_Presumed] = []
+    done: set[str] = set(fixed or ())
+    before = {p.d: p for p in base} if base is not None else None
+    changed: set[str] = set(fixed or ())
+    ctx: Context | None = None  # rebuilt only after a presumption changed the case
+    for d in kb.presumptions:
+        if d.field in done or current.value(d.field) is not None:
+            continue
+        if before is not None and _unaffected(d, changed, kb):
+            # Decided as without ``fixed``: nothing it reads has changed.
+            kept = before.get(d)
+            if kept is not None:
+                current = current.with_values({d.field: kept.value})
+                ctx = None
+                applied.append(kept)
+                done.add(d.field)
+            continue
+        words: str | None = None
+        if d.source == "words":
+            hint = implied.get(d.field)
+            if hint is None or str(hint[0]) != str(d.value):
+                continue
+            words = hint[1]
+        elif d.when is not None:
+            if ctx is None:
+                ctx = Context(
+                    case=current, computed=computed_fields(current, kb), facts=kb.facts, kb=kb
+                )
+            if evaluate(d.when, ctx).truth is not Truth.TRUE:
+                if before is not None and d in before:
+                    changed.add(d.field)  # applied without ``fixed``, not with it
+                continue
+        if d.band is not None:
+            value, shown = _presumed_number(kb, current, d)
+        else:
+            value, shown = coerce(d.field, d.value), d.value
+        if before is not None and (d not in before or before[d].value != value):
+            changed.add(d.field)
+        current = current.with_values({d.field: value})
+        ctx = None
+        applied.append(_Presumed(d, value, shown, words))
+        done.add(d.field)
+    # A check feeding a computed field that the case already settles (pregnancy status of a
+    # man or of a woman past the childbearing age limit) is not needed.
+    computed = computed_fields(current, kb)
+    settled = {
+        source
+        for name, (_, sources) in COMPUTED.items()
+        if computed.get(name) is not None
+        for source in sources
+    }
+    checks = {
+        c.field: coerce(c.field, c.value)
+        for c in kb.checks
+        if current.value(c.field) is None and c.field not in done and c.field not in settled
+    }
+    return (current.with_values(checks) if checks else current), applied, checks
+
+
+# --- the plan -------------------------------------------------------------------------------
+
+
+def _changed(a: Case, b: Case) -> frozenset[str]:
+    """The field paths whose values differ between two cases."""
+    paths = set(a.paths()) | set(b.paths())
+    return frozenset(p for p in paths if a.value(p) != b.value(p))
+
+
+def options(
+    case: Case, kb: KnowledgeBase, base: tuple[Case, Decision] | None = None
+) -> tuple[dict[str, _Option], Decision]:
+    """The plan's options for a (presumed) case: each code that a positive rule puts on the
+    plan, unless a not-advised rule for the code holds in the same decision; a code found in
+    several phases keeps its earliest step. With ``base`` (another case and its decision) only
+    what reads the fields that differ is decided again."""
+    from netboard.engine.recommend import decide
+
+    if base is None:
+        decision = decide(case, kb)
+    else:
+        decision = decide(case, kb, base=base[1], changed=_changed(base[0], case))
+    blocked: set[tuple[str, str | None]] = set()
+    for c in decision.candidates:
+        if not c.rule.status.positive and c.result.truth is Truth.TRUE:
+            blocked.add((c.code, None if c.rule.scope == "all" else c.rule.phase.value))
+    out: dict[str, _Option] = {}
+    for c in decision.chosen:
+        if not c.rule.status.positive or c.result.truth is not Truth.TRUE:
+            continue
+        if (c.code, None) in blocked or (c.code, c.rule.phase.value) in blocked:
+            continue
+        option = _Option(c.code, c.rule)
+        if c.code not in out or option.key < out[c.code].key:
+            out[c.code] = option
+    return out, decision
+
+
+def _label(kb: KnowledgeBase, code: str, short: bool = False) -> str:
+    group = "interventions_short" if short else "interventions"
+    return kb.labels.get(group, {}).get(code, code.replace("_", " "))
+
+
+def _join(items: Sequence[str], word: str = "or") -> str:
+    if len(items) <= 1:
+        return "".join(items)
+    return f"{', '.join(items[:-1])} {word} {items[-1]}"
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
+
+
+@dataclass(slots=True)
+class _Step:
+    rank: int
+    status: Status
+    options: list[_Option]
+
+
+def _steps(opts: Mapping[str, _Option]) -> list[_Step]:
+    """Options grouped into steps by rank; in a rank, what is recommended comes first."""
+    groups: dict[tuple[int, int], list[_Option]] = {}
+    for o in sorted(opts.values(), key=lambda o: (o.key, _CODE_ORDER[o.code])):
+        groups.setdefault(o.key, []).append(o)
+    return [
+        _Step(rank, Status.RECOMMENDED if kind == 0 else Status.CONSIDER, found)
+        for (rank, kind), found in sorted(groups.items())
+    ]
+
+
+def _step_text(kb: KnowledgeBase, step: _Step, confirm: Sequence[str]) -> str:
+    rules = list(dict.fromkeys(o.rule.id for o in step.options))
+    by_id = {o.rule.id: o.rule for o in step.options}
+    plan_step = kb.plan_steps[step.rank]
+    if len(rules) == 1:
+        text = by_id[rules[0]].action
+    else:
+        text = f"{plan_step.lead}: " + _join(
+            [_label(kb, o.code) for o in step.options], plan_step.join
+        )
+    if step.status is Status.CONSIDER and len(rules) == 1:
+        text = f"consider {text}"
+    if confirm and any(o.code == Intervention.MULTIDISCIPLINARY_REVIEW for o in step.options):
+        text += "; before treatment, confirm " + _join(list(confirm), "and")
+    return _sentence(text)
+
+
+def _checks(kb: KnowledgeBase, step: _Step, applied_checks: Mapping[str, Any]) -> tuple[str, ...]:
+    """The pre-treatment checks presumed for this case that the step's options read."""
+    if not applied_checks:
+        return ()
+    from netboard.engine.recommend import compile_plan
+
+    plan = compile_plan(kb)
+    guards = {g.id: g for g in plan.soft_guards}
+    reads: set[str] = set()
+    for o in step.options:
+        for s in plan.steps:
+            if s.rule.id == o.rule.id and s.code == o.code:
+                reads |= static_fields(s.condition, kb)
+                for gid in s.soft_ids:
+                    reads |= static_fields(guards[gid].when, kb)
+    texts = [c.check for c in kb.checks if c.field in applied_checks and c.field in reads]
+    return tuple(dict.fromkeys(texts))
+
+
+# --- what if --------------------------------------------------------------------------------
+
+
+def _alternatives(
+    case: Case, kb: KnowledgeBase, p: _Presumed
+) -> list[tuple[Any, str, list[tuple[float, float]]]]:
+    """Each other value a presumed field can take: (representative, words, bands)."""
+    path, spec = p.d.field, registry().spec(p.d.field)
+    if isinstance(spec, Number):
+        out = []
+        band = p.d.band
+        assert band is not None
+        lo_p = band[0] if band[0] is not None else spec.lo
+        hi_p = band[1] if band[1] is not None else float("inf")
+        for b in _bands(kb, case, path):
+            mid = _middle(b, spec.integer)
+            inside = lo_p <= mid <= hi_p if band[2] else lo_p <= mid < hi_p
+            if not inside:
+                out.append((mid, _band_words([b], path), [b]))
+        return out
+    if p.d.alternatives:
+        return [(coerce(path, x), str(x), []) for x in p.d.alternatives]
+    if isinstance(spec, Flag):
+        return [(not p.value, str(not p.value).lower(), [])]
+    if isinstance(spec, Choice):
+        ctx = Context(case=case, computed=computed_fields(case, kb), facts=kb.facts, kb=kb)
+        excluded = {str(x) for x in p.d.excluded}
+        return [
+            (spec.enum(m.value), m.value, [])
+            for m in spec.enum
+            if m.value != str(p.value)
+            and m.value not in excluded
+            and not implausible(ctx, path, m.value)
+        ]
+    return []
+
+
+def _phrase(kb: KnowledgeBase, path: str, value: Any, words: str) -> str:
+    phrases = kb.phrases.get(path, {})
+    if "band" in phrases:
+        return phrases["band"].replace("{band}", words)
+    key = str(value).lower() if isinstance(value, bool) else str(value)
+    return phrases.get(key, f"{registry().fields[path].label} {words}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Change:
+    adds: tuple[str, ...]
+    drops: tuple[str, ...]
+    moves: tuple[tuple[str, _Option], ...]
+    #: the plan's options with the alternative value (where the added options sit)
+    alt: Mapping[str, _Option]
+
+    def same_as(self, other: _Change) -> bool:
+        return (self.adds, self.drops, self.moves) == (other.adds, other.drops, other.moves)
+
+    @property
+    def size(self) -> int:
+        return len(self.adds) + len(self.drops) + len(self.moves)
+
+
+def _change(base: Mapping[str, _Option], alt: Mapping[str, _Option]) -> _Change:
+    order = _CODE_ORDER.__getitem__
+    adds = tuple(sorted(set(alt) - set(base), key=order))
+    drops = tuple(sorted(set(base) - set(alt), key=order))
+    moves = tuple(
+        (code, alt[code])
+        for code in sorted(set(base) & set(alt), key=order)
+        if alt[code].key != base[code].key
+    )
+    return _Change(adds, drops, moves, alt)
+
+
+def _summary(
+    kb: KnowledgeBase,
+    phrase: str,
+    change: _Change,
+    base: Mapping[str, _Option],
+    alt: Mapping[str, _Option],
+) -> str:
+    """One sentence: what enters the plan, what leaves it, what moves."""
+    # Options that end up the same way are named together: "TAE and TACE only as options".
+    grouped: dict[str, list[str]] = {}
+    for code in change.adds:
+        opt = alt[code]
+        how = "" if opt.rule.status is Status.RECOMMENDED else " (as an option)"
+        grouped.setdefault(f"{kb.plan_steps[opt.rank].as_}{how}", []).append(code)
+    for code, opt in change.moves:
+        if opt.rank != base[code].rank:
+            how = "" if opt.rule.status is Status.RECOMMENDED else " (as an option)"
+            grouped.setdefault(f"{kb.plan_steps[opt.rank].as_}{how}", []).append(code)
+        elif opt.rule.status is Status.CONSIDER:
+            grouped.setdefault("only as an option", []).append(code)
+        else:
+            grouped.setdefault("recommended", []).append(code)
+    parts = [
+        f"{_join([_label(kb, c, short=True) for c in codes], 'and')} {where}"
+        for where, codes in grouped.items()
+    ]
+    if change.drops:
+        parts.append("no " + _join([_label(kb, c, short=True) for c in change.drops], "or"))
+    return f"If {phrase}: " + "; ".join(parts) + "."
+
+
+# --- the board ------------------------------------------------------------------------------
+
+
+def board(
+    case: Case, kb: KnowledgeBase, implied: Mapping[str, tuple[Any, str]] | None = None
+) -> Board:
+    """The plan, presumptions, what-ifs and bottom line for a case.
+
+    Args:
+        case: the validated case (what the user stated).
+        kb: the knowledge base.
+        implied: values the words of a question imply, by field path, with the words
+            (``{"differentiation": ("well", "neuroendocrine tumor")}``).
+    """
+    implied = implied or {}
+    presumed_case, applied, checks = presume(case, kb, implied)
+    base, decision = options(presumed_case, kb)
+    changes: dict[str, list[tuple[str, str, _Change]]] = {}
+    for p in applied:
+        found: list[tuple[list[tuple[float, float]], str, str, _Change]] = []
+        for value, words, bands in _alternatives(presumed_case, kb, p):
+            alt_case, _, _ = presume(case, kb, implied, {p.d.field: value}, applied)
+            change = _change(base, options(alt_case, kb, (presumed_case, decision))[0])
+            if change.size == 0:
+                continue
+            last = found[-1] if found else None
+            if (
+                bands
+                and last
+                and last[0]
+                and last[0][-1][1] == bands[0][0]
+                and last[3].same_as(change)
+            ):
+                # Adjacent bands that change the plan the same way are one what-if.
+                merged = [*last[0], *bands]
+                words = _band_words(merged, p.d.field)
+                found[-1] = (merged, words, _phrase(kb, p.d.field, value, words), change)
+                continue
+            found.append((bands, words, _phrase(kb, p.d.field, value, words), change))
+        if found:
+            changes[p.d.field] = [(w, phrase, c) for _, w, phrase, c in found]
+    shown = [p for p in applied if p.d.field in changes]
+    presumptions = tuple(
+        Presumption(
+            field=p.d.field,
+            value=p.shown,
+            why=p.d.why.replace("{words}", p.words or ""),
+            evidence=p.d.evidence,
+            phrase=p.d.phrase,
+            confirm=p.d.confirm,
+        )
+        for p in shown
+    )
+    what_if = tuple(
+        WhatIf(
+            field=path,
+            value=words,
+            summary=_summary(kb, phrase, change, base, change.alt),
+            adds=tuple(Intervention(c) for c in change.adds),
+            drops=tuple(Intervention(c) for c in change.drops),
+        )
+        for path, found_changes in changes.items()
+        for words, phrase, change in found_changes
+    )
+    confirm = [p.d.confirm for p in shown]
+    plan: list[PlanStep] = []
+    for order, step in enumerate(_steps(base), start=1):
+        codes = tuple(dict.fromkeys(o.code for o in step.options))
+        rests_on = [
+            path
+            for path, found_changes in changes.items()
+            if any(
+                c in ch.drops or any(m == c for m, _ in ch.moves)
+                for _, _, ch in found_changes
+                for c in codes
+            )
+        ]
+        plan.append(
+            PlanStep(
+                order=order,
+                codes=tuple(Intervention(c) for c in codes),
+                join=kb.plan_steps[step.rank].join,
+                status=step.status,
+                phase=step.options[0].rule.phase,
+                text=_step_text(kb, step, confirm),
+                presumes=tuple(rests_on),
+                checks=_checks(kb, step, checks),
+                evidence=tuple(dict.fromkeys(e for o in step.options for e in o.rule.evidence)),
+            )
+        )
+    biggest = max(
+        ((phrase, ch) for found_changes in changes.values() for _, phrase, ch in found_changes),
+        key=lambda x: x[1].size,
+        default=None,
+    )
+    return Board(
+        plan=tuple(plan),
+        presumptions=presumptions,
+        what_if=what_if,
+        bottom_line=_bottom_line(kb, plan, shown, biggest, base),
+    )
+
+
+def _bottom_line(
+    kb: KnowledgeBase,
+    plan: Sequence[PlanStep],
+    shown: Sequence[_Presumed],
+    biggest: tuple[str, _Change] | None,
+    base: Mapping[str, _Option],
+) -> str:
+    """The plan in a sentence, the presumptions in one, the biggest what-if in one."""
+    parts: list[str] = []
+    for s in plan:
+        if Intervention.MULTIDISCIPLINARY_REVIEW in s.codes and len(plan) > 1:
+            continue
+        step = kb.plan_steps[base[s.codes[0].value].rank]
+        labels = _join([_label(kb, c.value, short=True) for c in s.codes], s.join)
+        where = f" {step.as_}" if step.say else ""
+        option = "" if s.status is Status.RECOMMENDED else " (to consider)"
+        parts.append(f"{labels}{where}{option}")
+    sentences = []
+    if parts:
+        sentences.append("Plan: " + "; ".join(parts) + ".")
+    else:
+        sentences.append(
+            "No treatment can be proposed yet: the tumour board needs the facts below."
+        )
+    if shown:
+        phrases = _join([p.d.phrase for p in shown], "and")
+        sentences.append(f"This presumes {phrases}.")
+    if biggest is not None:
+        text = _summary(kb, biggest[0], biggest[1], base, biggest[1].alt)
+        sentences.append("The answer changes most " + text[0].lower() + text[1:])
+    return " ".join(sentences)
+
+
+def describe_phases(plan: Iterable[PlanStep]) -> list[Phase]:
+    """The phases the plan's steps belong to, in plan order (for renderers)."""
+    return list(dict.fromkeys(s.phase for s in plan))
