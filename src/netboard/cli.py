@@ -15,6 +15,7 @@ from netboard import __version__
 
 if TYPE_CHECKING:
     import datetime as dt
+    from pathlib import Path
 
     from netboard.answer import Answer
     from netboard.batch.fhir_ndjson import FhirStats
@@ -189,6 +190,18 @@ def _add_batch_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
     )
     audit.add_argument(
         "--chunk-rows", type=int, default=100_000, metavar="N", help="rows per chunk (100000)"
+    )
+    audit.add_argument(
+        "--only",
+        metavar="FAMILIES",
+        help="write only these result families: rec,elig,alerts,missing,concordant "
+        "(id always); the rest of the query is not computed",
+    )
+    audit.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="DuckDB threads (default: every core)",
     )
     synth = sub.add_parser("synth", help="write a synthetic registry (demos, tests, benchmarks)")
     synth.add_argument("--n", type=int, required=True, help="number of patients")
@@ -415,9 +428,15 @@ def _kb_compile(path: str) -> int:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    """``netboard audit``: exit 0 when the audit ran (even with skipped rows), 2 when unusable."""
+    """``netboard audit``: exit 0 when the audit ran (even with skipped rows), 2 when unusable.
+
+    Every fault ends in one line per problem and exit 2, with no output left behind: a bad
+    input or output path, an unreadable file, a full disk, Ctrl-C, SIGTERM or SIGHUP
+    (docs/audit.md, "Faults").
+    """
     import datetime as dt
 
+    from netboard.batch.outputs import Interrupted, stop_on_signals
     from netboard.errors import ProblemsError
 
     if (args.registry is None) == (args.fhir_ndjson is None):
@@ -428,62 +447,126 @@ def _audit(args: argparse.Namespace) -> int:
         return _problems(["--out: --compare-kb writes the changes to --out (.parquet or .csv)"])
     if args.chunk_rows < 1:
         return _problems(["--chunk-rows: expected at least 1"])
+    if args.threads is not None and args.threads < 1:
+        return _problems(["--threads: expected at least 1"])
     today = None
     if args.today is not None:
         try:
             today = dt.date.fromisoformat(args.today)
         except ValueError:
             return _problems([f"--today: {args.today!r} is not a date (YYYY-MM-DD)"])
+    only = None
+    if args.only is not None:
+        try:
+            from netboard.batch.run import parse_only
+
+            only = parse_only(args.only)
+        except ValueError as exc:
+            return _problems([f"--only: {exc}"])
+        except ImportError as exc:
+            return _problems([f"audit: {exc.name} is not installed; pip install 'netboard[audit]'"])
+        if args.compare_kb is not None:
+            return _problems(["--only: not with --compare-kb (it compares rec and elig)"])
     try:
-        return _run_audit(args, today)
+        with stop_on_signals():
+            return _run_audit(args, today, only)
     except ProblemsError as exc:
         return _problems(exc.problems)
     except ImportError as exc:
         return _problems(
             [f"audit: {exc.name} is not installed; pip install 'netboard[audit]' (duckdb, pyarrow)"]
         )
+    except Interrupted as exc:
+        return _problems([f"netboard: stopped by {exc.name}; no output written"])
+    except KeyboardInterrupt:
+        return _problems(["netboard: interrupted (Ctrl-C); no output written"])
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return _problems([f"netboard: {where}{exc.strerror or exc}; no output written"])
+    except UnicodeDecodeError as exc:  # e.g. a FHIR Bulk file that is not UTF-8
+        return _problems(
+            [
+                f"netboard: {args.registry or args.fhir_ndjson}: a file is not UTF-8 text "
+                f"({exc.reason} at byte {exc.start}); no output written"
+            ]
+        )
 
 
-def _run_audit(args: argparse.Namespace, today: dt.date | None) -> int:
+def _audit_inputs(args: argparse.Namespace) -> tuple[list[Path], list[Path]]:
+    """The input files and directories of an audit (outputs must be none of them)."""
+    from pathlib import Path
+
+    files: list[Path] = []
+    dirs: list[Path] = []
+    if args.registry is not None:
+        files.append(Path(args.registry))
+    if args.fhir_ndjson is not None:
+        folder = Path(args.fhir_ndjson)
+        dirs.append(folder)
+        if folder.is_dir():
+            files.extend(p for p in folder.iterdir() if p.is_file())
+    if args.compare_kb is not None:
+        dirs.append(Path(args.compare_kb))
+    if args.kb is not None:
+        dirs.append(Path(args.kb))
+    return files, dirs
+
+
+def _run_audit(args: argparse.Namespace, today: dt.date | None, only: frozenset[str] | None) -> int:
+    from contextlib import ExitStack
     from pathlib import Path
     from typing import Any
 
     from netboard.batch import io
-    from netboard.batch.reference import default_engine
+    from netboard.batch.outputs import AtomicText, check_outputs, write_atomic
+    from netboard.batch.reference import default_engine, result_schema
     from netboard.kb import load_kb
 
     kb = load_kb(args.kb)
     engine = args.engine or default_engine()
-    shown: list[str] = []
-    count = [0]
-    skipped_file = (
-        Path(args.skipped).open("w", encoding="utf-8")  # noqa: SIM115 - closed in finally below
-        if args.skipped
-        else None
-    )
-
-    def on_problem(line: str) -> None:
-        count[0] += 1
-        if len(shown) < args.show:
-            shown.append(line)
-        if skipped_file is not None:
-            skipped_file.write(line + "\n")
-
+    # 1. The inputs are checked before any output is touched.
     fhir_stats: Any = None
     if args.fhir_ndjson is not None:
-        from netboard.batch.fhir_ndjson import FhirStats, fhir_ndjson_chunks
+        from netboard.batch.fhir_ndjson import FhirStats, check_export
 
-        fhir_stats = FhirStats()
-        chunks: Any = fhir_ndjson_chunks(
-            args.fhir_ndjson, kb=kb, today=today, on_problem=on_problem, stats=fhir_stats
-        )
+        check_export(args.fhir_ndjson)
         source = args.fhir_ndjson
     else:
-        chunks = io.read_registry(args.registry, chunk_rows=args.chunk_rows)
+        registry = io.open_registry(args.registry, chunk_rows=args.chunk_rows)
         source = args.registry
-    try:
+    files, dirs = _audit_inputs(args)
+    paths = check_outputs(
+        [("--out", args.out), ("--report", args.report), ("--skipped", args.skipped)],
+        inputs=files,
+        input_dirs=dirs,
+    )
+    shown: list[str] = []
+    count = [0]
+    with ExitStack() as cleanup:
+        skipped_file: AtomicText | None = None
+        if "--skipped" in paths:
+            skipped_file = AtomicText(paths["--skipped"])
+            cleanup.callback(skipped_file.abort)
+
+        def on_problem(line: str) -> None:
+            count[0] += 1
+            if len(shown) < args.show:
+                shown.append(line)
+            if skipped_file is not None:
+                skipped_file.write(line + "\n")
+
+        if args.fhir_ndjson is not None:
+            from netboard.batch.fhir_ndjson import fhir_ndjson_chunks
+
+            fhir_stats = FhirStats()
+            chunks: Any = fhir_ndjson_chunks(
+                args.fhir_ndjson, kb=kb, today=today, on_problem=on_problem, stats=fhir_stats
+            )
+        else:
+            chunks = registry.chunks()
+        cleanup.callback(_close, chunks)
         if args.compare_kb is not None:
-            return _compare(args, chunks, kb, engine, on_problem, shown, count)
+            return _compare(args, chunks, kb, engine, on_problem, shown, count, skipped_file)
         report: Any = None
         if args.report is not None:
             from netboard.batch.report import AuditReport
@@ -491,28 +574,35 @@ def _run_audit(args: argparse.Namespace, today: dt.date | None) -> int:
             report = AuditReport(
                 source=Path(source).name, kb_version=kb.version, engine=engine, kb=kb
             )
-        writer = io.ResultWriter(args.out) if args.out is not None else None
-        try:
-            stats = io.audit_chunks(
-                chunks,
-                kb=kb,
-                engine=engine,
-                writer=writer,
-                on_problem=on_problem,
-                on_result=report.add if report is not None else None,
-            )
-        except BaseException:
-            if writer is not None:
-                writer.abort()
-            raise
-        if writer is not None:
-            writer.close()
+        writer = None
+        if args.out is not None:
+            schema = result_schema()
+            if only is not None:
+                import pyarrow as pa
+
+                from netboard.batch.run import output_columns
+
+                schema = pa.schema([schema.field(n) for n in output_columns(only)])
+            writer = io.ResultWriter(paths["--out"], schema)
+            cleanup.callback(writer.abort)
+        stats = io.audit_chunks(
+            chunks,
+            kb=kb,
+            engine=engine,
+            writer=writer,
+            on_problem=on_problem,
+            on_result=report.add if report is not None else None,
+            only=only,
+            threads=args.threads,
+        )
+        # 2. Everything was computed: the outputs are moved into place, the result last.
         if report is not None:
             report.skipped = stats.skipped
-            report.write(args.report)
-    finally:
+            write_atomic(paths["--report"], report.render())
         if skipped_file is not None:
-            skipped_file.close()
+            skipped_file.commit()
+        if writer is not None:
+            writer.close()
     for line in shown:
         sys.stderr.write(line + "\n")
     if count[0] > len(shown):
@@ -535,6 +625,16 @@ def _run_audit(args: argparse.Namespace, today: dt.date | None) -> int:
             f"most often: {common}\n"
         )
     return EXIT_OK
+
+
+def _close(chunks: object) -> None:
+    """Close a chunk generator (its temporary files go with it); ignore one still running."""
+    import contextlib
+
+    close = getattr(chunks, "close", None)
+    if close is not None:
+        with contextlib.suppress(ValueError):  # still executing in an engine thread
+            close()
 
 
 def _fhir_summary(stats: FhirStats) -> str:
@@ -570,17 +670,19 @@ def _compare(
     on_problem: object,
     shown: list[str],
     count: list[int],
+    skipped_file: object,
 ) -> int:
     from collections.abc import Callable, Iterable
     from typing import Any, cast
 
     from netboard.batch import io
+    from netboard.batch.outputs import AtomicText
     from netboard.batch.reference import compare_summary, compare_table, diff_schema
     from netboard.kb import KnowledgeBase, load_kb
 
     other = load_kb(args.compare_kb)
     base = cast(KnowledgeBase, kb)
-    writer = io.TableWriter(args.out, diff_schema(), formats=("parquet", "csv"))
+    writer = io.TableWriter(args.out, diff_schema(), formats=("parquet", "csv"), csv_formulas=True)
     changes: list[dict[str, Any]] = []
     patients: set[str] = set()
     audited = skipped = 0
@@ -599,10 +701,12 @@ def _compare(
                 patients.add(str(row["id"]))
                 if len(changes) < 200_000:
                     changes.append(row)
+        if isinstance(skipped_file, AtomicText):
+            skipped_file.commit()
+        writer.close()
     except BaseException:
         writer.abort()
         raise
-    writer.close()
     for line in shown:
         sys.stderr.write(line + "\n")
     if count[0] > len(shown):

@@ -209,3 +209,44 @@ def test_spark_accepts_a_registry_with_ecog_as_double(kb: KnowledgeBase) -> None
     table = pa.table({"id": ["p1"], "ecog": pa.array([1.0], pa.float64())})
     out = audit_arrow(table, kb, engine="spark")
     assert out.column("id").to_pylist() == ["p1"]
+
+
+@pytest.mark.spark
+@pytest.mark.skipif(not _spark_ready(), reason="pyspark or java is not installed")
+@pytest.mark.parametrize("plan", ["files", "frame"])
+@pytest.mark.parametrize("cohort_name", ["vignette_cohort", "generated_cohort"])
+def test_spark_on_duckdb_partitions_agrees_with_recommend(
+    cohort_name: str, plan: str, request: pytest.FixtureRequest, kb: KnowledgeBase, tmp_path: Path
+) -> None:
+    """The distributed plans: Spark schedules a Parquet registry, tasks check and evaluate on
+    DuckDB; ``files``: tasks read row groups and write part files; ``frame``: Spark reads and
+    hands partitions over ``mapInArrow``."""
+    import pyarrow.parquet as pq
+
+    from netboard.batch.spark_engine import (
+        PROBLEM,
+        audit_frame,
+        audit_parquet_files,
+        local_session,
+    )
+
+    cohort: Cohort = request.getfixturevalue(cohort_name)
+    registry = tmp_path / "registry.parquet"
+    pq.write_table(cohort.table(), registry, row_group_size=3_000)
+    spark = local_session("local[2]")
+    if plan == "files":
+        rows, audited, skipped, _ = audit_parquet_files(
+            spark, str(registry), str(tmp_path / "out"), kb, rows_per_task=5_000
+        )
+        assert (rows, audited, skipped) == (len(cohort.cases),) * 2 + (0,)
+        assert (tmp_path / "out" / "_SUCCESS").exists()
+        check(cohort, pq.read_table(tmp_path / "out"))
+        return
+    spark.conf.set("spark.sql.files.maxPartitionBytes", "256k")  # several partitions
+    try:
+        df = spark.read.parquet(str(registry))
+        result = audit_frame(df, kb).toArrow()
+    finally:
+        spark.conf.unset("spark.sql.files.maxPartitionBytes")
+    assert result.column(PROBLEM).null_count == result.num_rows
+    check(cohort, result.drop_columns([PROBLEM]))

@@ -31,6 +31,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -47,7 +48,14 @@ from netboard.kb import KnowledgeBase
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["BUCKET_BYTES", "FhirStats", "fhir_ndjson_chunks", "fhir_ndjson_rows"]
+__all__ = [
+    "BUCKET_BYTES",
+    "FhirStats",
+    "check_export",
+    "fhir_ndjson_chunks",
+    "fhir_ndjson_rows",
+    "remove_stale_buckets",
+]
 
 #: Target size of one pass-2 bucket.
 BUCKET_BYTES = 64 << 20
@@ -71,6 +79,28 @@ class FhirStats:
     out_of_scope: dict[str, int] = field(default_factory=dict)
     #: patients audited as presumed NENs (a neoplasm at a NEN site, no NE histology)
     presumed: int = 0
+
+
+def check_export(directory: str | Path) -> list[Path]:
+    """The ``.ndjson`` files of an export directory, checked before anything is written.
+
+    Raises:
+        RegistryError: not a directory, or no ``.ndjson`` file in it.
+    """
+    return _files(Path(directory))
+
+
+#: Temporary bucket directories are named after the process: ``netboard-fhir-PID-XXXX``.
+TMP_PREFIX = "netboard-fhir-"
+_TMP_PID = re.compile(r"^netboard-fhir-(\d+)-")
+
+
+def remove_stale_buckets(folder: str | Path | None = None) -> list[Path]:
+    """Remove bucket directories left in the temporary folder by killed runs (SIGKILL)."""
+    from netboard.batch.outputs import remove_stale
+
+    root = Path(folder if folder is not None else tempfile.gettempdir())
+    return remove_stale(root, f"{TMP_PREFIX}*", _TMP_PID)
 
 
 def _files(directory: Path) -> list[Path]:
@@ -127,7 +157,11 @@ def fhir_ndjson_rows(
     total = sum(p.stat().st_size for p in files)
     buckets = min(MAX_BUCKETS, max(1, -(-total // bucket_bytes)))
     medications: dict[str, dict[str, Any]] = {}
-    with tempfile.TemporaryDirectory(prefix="netboard-fhir-") as tmp:
+    remove_stale_buckets()
+    # Removed on return, on an exception, on SIGTERM/SIGHUP/Ctrl-C (``netboard.batch.outputs``
+    # turns them into exceptions) and when the generator is closed; after SIGKILL, by the next
+    # run's ``remove_stale_buckets``.
+    with tempfile.TemporaryDirectory(prefix=f"{TMP_PREFIX}{os.getpid()}-") as tmp:
         with contextlib.ExitStack() as stack:
             outs = [
                 stack.enter_context(Path(tmp, f"bucket-{i:05d}.ndjson").open("w", encoding="utf-8"))

@@ -24,7 +24,7 @@ import difflib
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,11 +46,13 @@ __all__ = [
     "CHUNK_ROWS",
     "AuditStats",
     "Chunk",
+    "Registry",
     "RegistryError",
     "ResultWriter",
     "audit_chunks",
     "input_schema",
     "layout_row",
+    "open_registry",
     "read_registry",
     "registry_format",
 ]
@@ -428,14 +430,18 @@ def _chunk_from_table(
     offset: int,
     has_given: bool,
     skipped_before: Sequence[int] = (),
+    numbers: Sequence[int] | None = None,
 ) -> Chunk:
     """Check and normalise one chunk; ``offset`` rows came before it in the file.
 
     ``skipped_before``: data-row numbers (ascending) the CSV parser already dropped as malformed,
-    so that row numbers still count every data row of the file.
+    so that row numbers still count every data row of the file. ``numbers``: the row number of
+    each row, when the caller knows them (then ``offset`` and ``skipped_before`` are unused).
     """
 
     def number(i: int) -> int:
+        if numbers is not None:
+            return numbers[i]
         n = offset + i + 1
         for dropped in skipped_before:
             if dropped <= n:
@@ -461,33 +467,199 @@ def _chunk_from_table(
     return Chunk(valid, lines, table.num_rows, len(bad_rows) - len(good))
 
 
+def check_table(
+    table: pa.Table,
+    *,
+    csv_text: bool = False,
+    offset: int = 0,
+    has_given: bool | None = None,
+    numbers: Sequence[int] | None = None,
+) -> Chunk:
+    """Check and normalise registry rows as ``netboard audit`` does (the Spark tasks use it).
+
+    Args:
+        table: registry columns (CSV text when ``csv_text``).
+        offset: rows before these (row numbers start at ``offset + 1``).
+        has_given: whether the result layout has ``given`` (default: the table has it).
+        numbers: each row's number, when known (e.g. a Parquet row index).
+    """
+    if has_given is None:
+        has_given = "given" in table.column_names
+    return _chunk_from_table(table, csv_text, offset, has_given, numbers=numbers)
+
+
+def check_columns(names: Sequence[str], source: str) -> None:
+    """Refuse column names that are not case fields, ``labs.FIELD`` or ``given``.
+
+    Raises:
+        RegistryError: one problem per unknown or repeated column (with a close match).
+    """
+    _check_columns(names, source)
+
+
 # --- readers -------------------------------------------------------------------------------
+
+_UTF16 = (b"\xff\xfe", b"\xfe\xff")
+
+
+def _check_encoding(path: Path, head: bytes) -> None:
+    """Refuse a text registry that is plainly not UTF-8 (UTF-16/32 byte-order mark or NULs)."""
+    if head.startswith(_UTF16) or (len(head) >= 4 and head[1:4:2] == b"\0\0"):
+        raise RegistryError(
+            [
+                Problem(
+                    str(path),
+                    "encoded as UTF-16 (or UTF-32): save the file as UTF-8 and run again",
+                )
+            ]
+        )
+    if b"\0" in head:
+        raise RegistryError([Problem(str(path), "holds NUL bytes: not a UTF-8 text file")])
+
+
+def _utf8_fault(raw: bytes) -> str:
+    """Where and why ``raw`` is not UTF-8, as a short phrase."""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = raw[exc.start : exc.start + 1].hex()
+        return f"not valid UTF-8 text (byte 0x{bad} at position {exc.start + 1})"
+    return "not valid UTF-8 text"
+
+
+def _surrogates(value: Any, where: str) -> list[Problem]:
+    """Problems for strings holding a lone surrogate (``"\ud800"`` in JSON): not Unicode text."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            code = ord(value[exc.start])
+            return [
+                Problem(where, f"holds a lone surrogate (U+{code:04X}), which is not Unicode text")
+            ]
+        return []
+    if isinstance(value, dict):
+        return [p for k, x in value.items() for p in _surrogates(x, f"{where}.{k}" if where else k)]
+    if isinstance(value, list):
+        return [p for i, x in enumerate(value) for p in _surrogates(x, f"{where}[{i}]")]
+    return []
 
 
 def _csv_header(path: Path) -> list[str]:
-    with path.open(encoding="utf-8-sig", newline="") as fh:
-        first = next(csv.reader(fh), None)
-    if first is None:
+    with path.open("rb") as fh:
+        head = fh.read(4096)
+        line = head + (fh.readline() if b"\n" not in head else b"")
+    _check_encoding(path, head)
+    first_line = line.split(b"\n", 1)[0]
+    try:
+        text = first_line.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise RegistryError(
+            [Problem(str(path), f"header row: {_utf8_fault(first_line)}")]
+        ) from None
+    try:
+        first = next(csv.reader([text]), None)
+    except csv.Error as exc:
+        raise RegistryError(
+            [Problem(str(path), f"header row: not readable as CSV: {exc}")]
+        ) from None
+    if not first or first == [""]:
         raise RegistryError([Problem(str(path), "empty file: expected a header row")])
     return first
 
 
-def _read_csv(path: Path, chunk_rows: int) -> Iterator[Chunk]:
+def _one_line(exc: BaseException) -> str:
+    """An exception's text on one line."""
+    return " ".join(str(exc).split())
+
+
+def _row_numbers(offset: int, n: int, skipped_before: Sequence[int]) -> list[int]:
+    """Data-row numbers of ``n`` rows after ``offset`` parsed rows, past the dropped ones."""
+    out = []
+    dropped = list(skipped_before)
+    for i in range(n):
+        number = offset + i + 1
+        for d in dropped:
+            if d <= number:
+                number += 1
+        out.append(number)
+    return out
+
+
+def _decode_csv(table: pa.Table, numbers: list[int]) -> tuple[pa.Table, list[int], list[str]]:
+    """Binary CSV cells as text; rows with a cell that is not UTF-8 are dropped and named."""
+    import numpy as np
+    import pyarrow as pa
+
+    bad = np.zeros(table.num_rows, bool)
+    lines: dict[int, list[str]] = {}
+    cols = []
+    for name in table.column_names:
+        col = table.column(name).combine_chunks()
+        try:
+            cols.append(col.cast(pa.string()))
+            continue
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            pass
+        values = col.to_pylist()
+        text: list[str | None] = []
+        for i, raw in enumerate(values):
+            if raw is None:
+                text.append(None)
+                continue
+            try:
+                text.append(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                bad[i] = True
+                lines.setdefault(i, []).append(f"row {numbers[i]}: {name}: {_utf8_fault(raw)}")
+                text.append(None)
+        cols.append(pa.array(text, pa.string()))
+    decoded = pa.Table.from_arrays(cols, names=table.column_names)
+    if not bad.any():
+        return decoded, numbers, []
+    keep = ~bad
+    problems = [line for i in sorted(lines) for line in lines[i]]
+    kept = [n for n, k in zip(numbers, keep.tolist(), strict=True) if k]
+    return decoded.filter(pa.array(keep)), kept, problems
+
+
+@dataclass(slots=True)
+class Registry:
+    """A registry whose header or schema has been checked; :meth:`chunks` reads it."""
+
+    path: Path
+    format: str
+    columns: list[str]
+    chunk_rows: int = CHUNK_ROWS
+
+    @property
+    def has_given(self) -> bool:
+        """Whether the registry has a ``given`` column (NDJSON: assumed)."""
+        return self.format == "ndjson" or "given" in self.columns
+
+    def chunks(self) -> Iterator[Chunk]:
+        """The registry chunk by chunk (see :func:`read_registry`)."""
+        if self.format == "csv":
+            return _read_csv(self.path, self.columns, self.chunk_rows)
+        if self.format == "parquet":
+            return _read_parquet(self.path, self.chunk_rows)
+        return _read_ndjson(self.path, self.chunk_rows)
+
+
+def _read_csv(path: Path, names: list[str], chunk_rows: int) -> Iterator[Chunk]:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    names = _csv_header(path)
-    _check_columns(names, str(path))
     has_given = "given" in names
     read = pacsv.ReadOptions(
         column_names=names,
         skip_rows=1,
         block_size=max(1 << 20, min(chunk_rows * 256, 64 << 20)),
-        encoding="utf-8",
         use_threads=False,  # so that a malformed row's line number is known
     )
     convert = pacsv.ConvertOptions(
-        column_types={n: pa.string() for n in names},
+        # Bytes, not text: a cell that is not UTF-8 is then one bad row, not a bad file.
+        column_types={n: pa.binary() for n in names},
         null_values=[""],
         strings_can_be_null=True,
         quoted_strings_can_be_null=True,
@@ -503,17 +675,22 @@ def _read_csv(path: Path, chunk_rows: int) -> Iterator[Chunk]:
         return "skip"
 
     parse = pacsv.ParseOptions(invalid_row_handler=invalid)
+    offset = 0
     try:
         reader = pacsv.open_csv(
             path, read_options=read, convert_options=convert, parse_options=parse
         )
-        offset = 0
         reported = 0
         for batch in reader:
             dropped = sorted(n for n, _ in malformed)
             for start in range(0, batch.num_rows, chunk_rows):
                 part = pa.Table.from_batches([batch.slice(start, chunk_rows)])
-                chunk = _chunk_from_table(part, True, offset, has_given, dropped)
+                numbers = _row_numbers(offset, part.num_rows, dropped)
+                text, kept, faults = _decode_csv(part, numbers)
+                chunk = _chunk_from_table(text, True, offset, has_given, numbers=kept)
+                chunk.problems[:0] = faults
+                chunk.rows += len(numbers) - len(kept)
+                chunk.skipped += len(numbers) - len(kept)
                 offset += part.num_rows
                 yield chunk
             fresh = malformed[reported:]
@@ -526,22 +703,46 @@ def _read_csv(path: Path, chunk_rows: int) -> Iterator[Chunk]:
                     len(fresh),
                 )
     except pa.ArrowInvalid as exc:
-        raise RegistryError([Problem(str(path), f"not readable as CSV: {exc}")]) from None
+        raise RegistryError(
+            [Problem(str(path), f"not readable as CSV after data row {offset}: {_one_line(exc)}")]
+        ) from None
 
 
-def _read_parquet(path: Path, chunk_rows: int) -> Iterator[Chunk]:
+def _parquet_file(path: Path) -> Any:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        pf = pq.ParquetFile(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise RegistryError([Problem(str(path), f"not a Parquet file: {exc}")]) from None
+        return pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise RegistryError([Problem(str(path), f"not a Parquet file: {_one_line(exc)}")]) from None
+
+
+def _parquet_columns(path: Path) -> list[str]:
+    import pyarrow as pa
+
+    pf = _parquet_file(path)
     probe = pa.Table.from_batches([], schema=pf.schema_arrow).flatten()
-    _check_columns(probe.column_names, str(path))
-    has_given = "given" in probe.column_names
+    names: list[str] = probe.column_names
+    return names
+
+
+def _read_parquet(path: Path, chunk_rows: int) -> Iterator[Chunk]:
+    import pyarrow as pa
+
+    pf = _parquet_file(path)
+    has_given = "given" in pa.Table.from_batches([], schema=pf.schema_arrow).column_names
     offset = 0
-    for batch in pf.iter_batches(batch_size=chunk_rows):
+    batches = pf.iter_batches(batch_size=chunk_rows)
+    while True:
+        try:
+            batch = next(batches, None)
+        except (pa.ArrowException, OSError) as exc:
+            raise RegistryError(
+                [Problem(str(path), f"corrupt Parquet data after row {offset}: {_one_line(exc)}")]
+            ) from None
+        if batch is None:
+            return
         table = pa.Table.from_batches([batch]).flatten()
         yield _chunk_from_table(table, False, offset, has_given)
         offset += table.num_rows
@@ -564,29 +765,40 @@ def _read_ndjson(path: Path, chunk_rows: int) -> Iterator[Chunk]:
         rows, lines, read, skipped = [], [], 0, 0
         return out
 
-    with path.open(encoding="utf-8-sig") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
+    def bad(number: int, problems: Iterable[Problem | str]) -> None:
+        nonlocal skipped
+        lines.extend(f"row {number}: {p}" for p in problems)
+        skipped += 1
+
+    with path.open("rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            if not raw.strip():
                 continue
             read += 1
             try:
-                record = parse_json(line, source="(row)")
-            except CaseError as exc:
-                lines.append(f"row {number}: {exc.problems[0]}")
-                skipped += 1
-                record = None
-            if record is not None and not isinstance(record, dict):
-                lines.append(f"row {number}: (row): expected a JSON object of case fields")
-                skipped += 1
-                record = None
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                bad(number, [f"(row): {_utf8_fault(raw)}"])
+                line = None
+            record: Any = None
+            if line is not None:
+                try:
+                    record = parse_json(line, source="(row)")
+                    if not isinstance(record, dict):
+                        bad(number, ["(row): expected a JSON object of case fields"])
+                        record = None
+                except CaseError as exc:
+                    bad(number, exc.problems[:1])
             if record is not None:
                 unknown = [k for k in record if k not in allowed]
                 if unknown:
                     _check_columns(unknown, f"{path} (line {number})")
-                case, problems = check_row(record)
+                faults = _surrogates(record, "")
+                case, problems = (None, faults) if faults else check_row(record)
                 if case is None:
-                    lines.extend(f"row {number}: {p}" for p in problems)
-                    skipped += 1
+                    bad(number, problems)
                 else:
                     rows.append(layout_row(case, record.get("given")))
             if read >= chunk_rows:
@@ -595,31 +807,83 @@ def _read_ndjson(path: Path, chunk_rows: int) -> Iterator[Chunk]:
         yield flush()
 
 
-def read_registry(path: str | Path, *, chunk_rows: int = CHUNK_ROWS) -> Iterator[Chunk]:
-    """Read a registry chunk by chunk: valid rows normalised, bad rows as problem lines.
+def open_registry(path: str | Path, *, chunk_rows: int = CHUNK_ROWS) -> Registry:
+    """Check a registry file before anything is read from it or written.
+
+    The file must exist and not be empty; its extension gives the format; CSV must be UTF-8
+    with a header of known columns; Parquet must have a readable footer and known columns;
+    NDJSON must not be UTF-16 (its keys are checked line by line while reading).
 
     Raises:
-        RegistryError: the file is missing, empty, of unknown format, or has an unknown column
-            (raised before the first chunk, except for an NDJSON key first met further down).
+        RegistryError: one problem per fault, naming the file and the fault.
     """
     p = Path(path)
     fmt = registry_format(p)
     if not p.is_file():
         raise RegistryError([Problem(str(p), "no such file")])
-    if p.stat().st_size == 0:
+    try:
+        size = p.stat().st_size
+        with p.open("rb") as fh:
+            head = fh.read(4096)
+    except OSError as exc:
+        raise RegistryError([Problem(str(p), f"cannot read: {exc.strerror or exc}")]) from None
+    if size == 0:
         raise RegistryError([Problem(str(p), "empty file")])
     if fmt == "csv":
-        return _read_csv(p, chunk_rows)
-    if fmt == "parquet":
-        return _read_parquet(p, chunk_rows)
-    return _read_ndjson(p, chunk_rows)
+        columns = _csv_header(p)
+    elif fmt == "parquet":
+        columns = _parquet_columns(p)
+    else:
+        _check_encoding(p, head)
+        columns = []
+    if columns:
+        _check_columns(columns, str(p))
+    return Registry(p, fmt, columns, chunk_rows)
+
+
+def read_registry(path: str | Path, *, chunk_rows: int = CHUNK_ROWS) -> Iterator[Chunk]:
+    """Read a registry chunk by chunk: valid rows normalised, bad rows as problem lines.
+
+    Raises:
+        RegistryError: the file is missing, empty, of unknown format, not UTF-8, or has an
+            unknown column (raised here, before the first chunk, except for an NDJSON key first
+            met further down or a Parquet page found corrupt while reading).
+    """
+    return open_registry(path, chunk_rows=chunk_rows).chunks()
 
 
 # --- writing -------------------------------------------------------------------------------
 
 
-def _for_csv(table: pa.Table, empty_list: str = "") -> pa.Table:
-    """List columns joined with ``;`` (an empty list as ``empty_list``), the rest unchanged."""
+#: Characters that make a spreadsheet read a cell as a formula (OWASP "CSV injection").
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def escape_formulas(col: pa.Array) -> pa.Array:
+    """Text cells starting with ``= + - @``, tab or CR get a leading ``'`` (spreadsheets then
+    show the text instead of running it); other cells are unchanged.
+
+    >>> import pyarrow as pa
+    >>> escape_formulas(pa.array(["=1+1", "p1", None, "-3", "@x"])).to_pylist()
+    ["'=1+1", 'p1', None, "'-3", "'@x"]
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+        return col
+    risky = pc.fill_null(pc.match_substring_regex(col, r"^[=+\-@\t\r]"), False)
+    if not pc.any(risky).as_py():
+        return col
+    out: pa.Array = pc.if_else(risky, pc.binary_join_element_wise("'", col, ""), col)
+    return out
+
+
+def _for_csv(table: pa.Table, empty_list: str = "", *, formulas: bool = False) -> pa.Table:
+    """List columns joined with ``;`` (an empty list as ``empty_list``), the rest unchanged.
+
+    ``formulas``: escape cells a spreadsheet would run (:func:`escape_formulas`).
+    """
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -630,18 +894,25 @@ def _for_csv(table: pa.Table, empty_list: str = "") -> pa.Table:
             if empty_list:
                 empty = pc.equal(pc.list_value_length(col), 0)
                 joined = pc.if_else(empty, pa.scalar(empty_list), joined)
-            cols.append(joined)
-        else:
-            cols.append(col)
+            col = joined
+        if formulas:
+            col = escape_formulas(col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col)
+        cols.append(col)
     return pa.Table.from_arrays(cols, names=table.column_names)
 
 
 class TableWriter:
     """Writes tables chunk by chunk to Parquet, CSV or NDJSON (by extension), atomically.
 
-    The data go to ``PATH.partial`` and are renamed to PATH by :meth:`close`, so a failed run
-    leaves no half-written result. In CSV, lists are ``;``-joined; ``csv_empty_list`` is
-    written for an empty list (a registry needs ``[]``; a result leaves the cell empty).
+    The data go to ``PATH.netboard-PID.partial`` and are renamed to PATH by :meth:`close`, so a
+    failed run leaves no half-written result (``netboard.batch.outputs``). In CSV, lists are
+    ``;``-joined; ``csv_empty_list`` is written for an empty list (a registry needs ``[]``; a
+    result leaves the cell empty); with ``csv_formulas`` cells a spreadsheet would run as a
+    formula get a leading ``'`` (results; never in Parquet or NDJSON).
+
+    Raises:
+        RegistryError: unknown extension; :class:`netboard.batch.outputs.OutputError` when the
+            file cannot be written (permission, full disk, ...).
     """
 
     def __init__(
@@ -651,7 +922,10 @@ class TableWriter:
         *,
         formats: Sequence[str] = ("parquet", "csv"),
         csv_empty_list: str = "",
+        csv_formulas: bool = False,
     ) -> None:
+        from netboard.batch.outputs import cannot_write, partial_path
+
         self.path = Path(path)
         suffix = self.path.suffix.lower()
         fmt = _FORMATS.get(suffix)
@@ -663,7 +937,8 @@ class TableWriter:
         self.format = fmt
         self.schema = schema
         self.csv_empty_list = csv_empty_list
-        self.tmp = self.path.with_name(self.path.name + ".partial")
+        self.csv_formulas = csv_formulas
+        self.tmp = partial_path(self.path)
         self._writer: Any = None
         self._fh: Any = None
         self.rows = 0
@@ -671,7 +946,8 @@ class TableWriter:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._open()
         except OSError as exc:
-            raise RegistryError([Problem(str(path), f"cannot write: {exc}")]) from None
+            self.tmp.unlink(missing_ok=True)
+            raise cannot_write(path, exc) from None
 
     def _open(self) -> None:
         import pyarrow.csv as pacsv
@@ -687,29 +963,49 @@ class TableWriter:
 
     def write(self, table: pa.Table) -> None:
         """Append a table with this writer's schema."""
+        from netboard.batch.outputs import cannot_write
+
         table = table.cast(self.schema)
         self.rows += table.num_rows
-        if self.format == "parquet":
-            self._writer.write_table(table)
-        elif self.format == "csv":
-            self._writer.write_table(_for_csv(table, self.csv_empty_list))
-        else:
-            for start in range(0, table.num_rows, 20_000):
-                part = table.slice(start, 20_000).to_pylist()
-                self._fh.write(
-                    "".join(
-                        json.dumps({k: x for k, x in row.items() if x is not None}) + "\n"
-                        for row in part
-                    )
+        try:
+            if self.format == "parquet":
+                self._writer.write_table(table)
+            elif self.format == "csv":
+                self._writer.write_table(
+                    _for_csv(table, self.csv_empty_list, formulas=self.csv_formulas)
                 )
+            else:
+                for start in range(0, table.num_rows, 20_000):
+                    part = table.slice(start, 20_000).to_pylist()
+                    self._fh.write(
+                        "".join(
+                            json.dumps({k: x for k, x in row.items() if x is not None}) + "\n"
+                            for row in part
+                        )
+                    )
+        except OSError as exc:
+            raise cannot_write(self.path, exc) from None
 
     def close(self) -> Path:
-        """Finish the file and move it into place."""
-        if self._writer is not None:
-            self._writer.close()
-        if self._fh is not None:
-            self._fh.close()
-        os.replace(self.tmp, self.path)
+        """Finish the file, flush it to disk and move it into place."""
+        from netboard.batch.outputs import cannot_write
+
+        try:
+            if self._writer is not None:
+                writer, self._writer = self._writer, None
+                writer.close()
+            if self._fh is not None:
+                fh, self._fh = self._fh, None
+                fh.close()
+            fd = os.open(self.tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(self.tmp, self.path)
+        except OSError as exc:
+            self.tmp.unlink(missing_ok=True)
+            raise cannot_write(self.path, exc) from None
         return self.path
 
     def abort(self) -> None:
@@ -719,15 +1015,26 @@ class TableWriter:
                 self._writer.close()
             if self._fh is not None:
                 self._fh.close()
+        except OSError:
+            pass
         finally:
+            self._writer = self._fh = None
             self.tmp.unlink(missing_ok=True)
 
 
 class ResultWriter(TableWriter):
-    """A result file (Parquet, or CSV by extension) with ``result_schema()``."""
+    """A result file (Parquet, or CSV by extension) with ``result_schema()`` or a part of it.
 
-    def __init__(self, path: str | Path) -> None:
-        super().__init__(path, result_schema(), formats=("parquet", "csv"))
+    In CSV, cells a spreadsheet would run as formulas get a leading ``'`` (docs/audit.md).
+    """
+
+    def __init__(self, path: str | Path, schema: pa.Schema | None = None) -> None:
+        super().__init__(
+            path,
+            result_schema() if schema is None else schema,
+            formats=("parquet", "csv"),
+            csv_formulas=True,
+        )
 
 
 # --- the audit loop ------------------------------------------------------------------------
@@ -742,6 +1049,10 @@ class AuditStats:
     skipped: int = 0
 
 
+#: Rows per batch DuckDB pulls from the stream (small enough to spread over the threads).
+STREAM_BATCH_ROWS = 16_384
+
+
 def audit_chunks(
     chunks: Iterable[Chunk],
     *,
@@ -750,12 +1061,19 @@ def audit_chunks(
     writer: TableWriter | None = None,
     on_problem: Callable[[str], None] | None = None,
     on_result: Callable[[pa.Table, pa.Table], None] | None = None,
+    only: Collection[str] | None = None,
+    threads: int | None = None,
 ) -> AuditStats:
     """Audit chunk by chunk: each chunk's valid rows through the engine, then out.
 
     ``on_problem`` receives each problem line, ``on_result`` each (input, result) pair (the
-    report's statistics); ``writer`` receives the results. Only one chunk is held at a time.
+    report's statistics; it needs every result family); ``writer`` receives the results, the
+    columns of ``only`` (``netboard.batch.run.FAMILIES``; None for all). On DuckDB the whole
+    stream is one query on ``threads`` threads (default: every core) with a few batches in
+    memory at a time; the other engines take one chunk at a time.
     """
+    if engine == "duckdb":
+        return _audit_streamed(chunks, kb, writer, on_problem, on_result, only, threads)
     stats = AuditStats()
     for chunk in chunks:
         stats.rows += chunk.rows
@@ -765,10 +1083,64 @@ def audit_chunks(
                 on_problem(line)
         if chunk.table.num_rows == 0:
             continue
-        result = audit_table(chunk.table, kb, engine=engine)
+        result = audit_table(chunk.table, kb, engine=engine, only=None if on_result else only)
         stats.audited += result.num_rows
         if writer is not None:
-            writer.write(result)
+            writer.write(result.select(writer.schema.names))
         if on_result is not None:
             on_result(chunk.table, result)
+    return stats
+
+
+def _audit_streamed(
+    chunks: Iterable[Chunk],
+    kb: KnowledgeBase,
+    writer: TableWriter | None,
+    on_problem: Callable[[str], None] | None,
+    on_result: Callable[[pa.Table, pa.Table], None] | None,
+    only: Collection[str] | None,
+    threads: int | None,
+) -> AuditStats:
+
+    from netboard.batch.run import CARRY, audit_tables
+
+    stats = AuditStats()
+    it = iter(chunks)
+
+    def take(chunk: Chunk) -> pa.Table:
+        stats.rows += chunk.rows
+        stats.skipped += chunk.skipped
+        if on_problem is not None:
+            for line in chunk.problems:
+                on_problem(line)
+        return chunk.table
+
+    first = next(it, None)
+    if first is None:
+        return stats
+    head = take(first)
+    schema = head.schema
+
+    def tables() -> Iterator[pa.Table]:
+        yield head
+        for chunk in it:
+            table = take(chunk)
+            if table.num_rows:
+                yield table.cast(schema)
+
+    def consume(table: pa.Table) -> None:
+        stats.audited += table.num_rows
+        inputs = [n for n in table.column_names if n.startswith(CARRY)]
+        result = table.drop_columns(inputs)
+        if writer is not None:
+            writer.write(result.select(writer.schema.names))
+        if on_result is not None:
+            ins = table.select(inputs).rename_columns([n[len(CARRY) :] for n in inputs])
+            on_result(ins, result)
+
+    # The report reads the inputs beside each result row (its grade groups run the engine's
+    # computed fields, which may read any case field): they travel through the query.
+    carry = tuple(schema.names) if on_result is not None else ()
+    families = None if on_result is not None else only
+    audit_tables(tables(), schema, kb, consume=consume, only=families, carry=carry, threads=threads)
     return stats

@@ -10,7 +10,7 @@ are Kleene's, ``when`` treats a NULL condition as false like SQL ``CASE``, compa
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from functools import singledispatch
 from typing import TYPE_CHECKING, Any
 
@@ -248,9 +248,19 @@ def _prepared(frame: pl.LazyFrame) -> tuple[pl.LazyFrame, bool]:
     return (frame.with_columns(fixes) if fixes else frame), given
 
 
-def run_polars(frame: pl.LazyFrame | pl.DataFrame, kb: KnowledgeBase) -> pl.LazyFrame:
-    """The audit of a registry frame, lazily (collect it, or stream it with ``sink_*``)."""
-    query = compile_audit(kb)
+def run_polars(
+    frame: pl.LazyFrame | pl.DataFrame,
+    kb: KnowledgeBase,
+    *,
+    only: Collection[str] | None = None,
+) -> pl.LazyFrame:
+    """The audit of a registry frame, lazily (collect it, or stream it with ``sink_*``).
+
+    ``only``: the result families to compute (``netboard.batch.run.FAMILIES``); None for all.
+    """
+    from netboard.batch.run import select_outputs
+
+    query = select_outputs(compile_audit(kb), only)
     lazy, given = _prepared(frame.lazy())
     for layer in query.layers:
         lazy = lazy.with_columns([to_polars(e).alias(name) for name, e in layer.columns])
@@ -264,9 +274,11 @@ def run_polars(frame: pl.LazyFrame | pl.DataFrame, kb: KnowledgeBase) -> pl.Lazy
     return lazy.select(outputs)
 
 
-def audit_polars(table: pa.Table, kb: KnowledgeBase) -> pa.Table:
+def audit_polars(
+    table: pa.Table, kb: KnowledgeBase, *, only: Collection[str] | None = None
+) -> pa.Table:
     """The audit of one Arrow chunk on Polars, as an Arrow table."""
     pl = _pl()
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
-    return run_polars(frame, kb).collect().to_arrow()
+    return run_polars(frame, kb, only=only).collect().to_arrow()

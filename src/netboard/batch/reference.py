@@ -10,7 +10,7 @@ a millisecond a patient) and is the oracle the compiled engines are tested again
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from netboard.batch import audit_row, result_columns
@@ -101,14 +101,28 @@ def default_engine() -> str:
     return available_engines()[0]
 
 
-def audit_table(table: pa.Table, kb: KnowledgeBase, *, engine: str = "python") -> pa.Table:
+def audit_table(
+    table: pa.Table,
+    kb: KnowledgeBase,
+    *,
+    engine: str = "python",
+    only: Collection[str] | None = None,
+) -> pa.Table:
     """Audit an input-layout table with the named engine; the result has ``result_schema()``.
+
+    ``only``: the result families to compute and return (``netboard.batch.run.FAMILIES``);
+    None for all.
 
     Raises:
         CaseError: the engine is unknown or not installed.
     """
     if engine == "python":
-        return audit_python(table, kb)
+        full = audit_python(table, kb)
+        if only is None:
+            return full
+        from netboard.batch.run import output_columns
+
+        return full.select(output_columns(only))
     if engine not in available_engines():
         raise CaseError(
             [
@@ -119,8 +133,17 @@ def audit_table(table: pa.Table, kb: KnowledgeBase, *, engine: str = "python") -
             ]
         )
     run: Callable[..., pa.Table] = _compiled().audit_arrow
-    out = run(table, kb, engine=engine)
-    return out.select(result_columns()).cast(result_schema())
+    if only is None:
+        out = run(table, kb, engine=engine)
+        return out.select(result_columns()).cast(result_schema())
+    import pyarrow as pa
+
+    from netboard.batch.run import output_columns
+
+    names = output_columns(only)
+    full = result_schema()
+    out = run(table, kb, engine=engine, only=only)
+    return out.select(names).cast(pa.schema([full.field(n) for n in names]))
 
 
 # --- knowledge-base impact (--compare-kb) ---------------------------------------------------
