@@ -48,19 +48,27 @@ class Recommendation:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Alert:
+    """``applies_if``: the alert belongs to options offered only on an open branch, and holds
+    with them (the branch's fields, and the options in words)."""
+
     code: AlertCode
     severity: Severity
     message: str
     evidence: tuple[str, ...]
     rule_id: str
+    applies_if: AppliesIf | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Criterion:
+    """``check``: a pre-treatment check; not stated (``met`` None), it does not leave the
+    eligibility undetermined but is to be confirmed before treatment."""
+
     name: str
     met: bool | None
     detail: str
     evidence: tuple[str, ...] = ()
+    check: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -252,6 +260,16 @@ class Answer:
                     "message": a.message,
                     "evidence": list(a.evidence),
                     "rule_id": a.rule_id,
+                    **(
+                        {
+                            "applies_if": {
+                                "fields": list(a.applies_if.fields),
+                                "condition": a.applies_if.condition,
+                            }
+                        }
+                        if a.applies_if
+                        else {}
+                    ),
                 }
                 for a in self.alerts
             ],
@@ -265,6 +283,7 @@ class Answer:
                             "met": k.met,
                             "detail": k.detail,
                             "evidence": list(k.evidence),
+                            **({"check": True} if k.check else {}),
                         }
                         for k in e.criteria
                     ],

@@ -17,8 +17,9 @@ Why the column-wise forms equal ``recommend``'s loops:
 * ``rec.CODE``: ``_choose`` keeps, per (code, phase), the best decided candidate and the best
   open branch of each polarity ranking above it, so the best status it keeps is the best status
   of *any* candidate of the group; across phases, the best over every candidate of the code.
-* the plan (``Planned``): a code is planned when the best decided candidate of one of its
-  groups is positive, i.e. when some positive step for it is TRUE (positive ranks first).
+* the plan (``Planned``) as alerts see it: a code is offered when some positive step for it is
+  TRUE or an open branch; ``recommend`` keeps exactly those (a positive branch it drops ranks
+  below a decided positive of the same code) and marks the alerts that need a branch.
 * alerts: one per code, the most severe rule that holds, sorted by (severity, code).
 * facts and guards are memoised per case in ``evaluate``; a fact is a projected column here.
   A fact that reads the plan or an eligibility status would depend on when it was first
@@ -855,11 +856,19 @@ class _Compiler:
         for es in kb.eligibility:
             pairs = [crit[f"crit_{es.name.value}_{c.name}"] for c in es.criteria]
             for c, (t, m) in zip(es.criteria, pairs, strict=True):
+                if c.check:
+                    continue  # checked before treatment: not missing information
                 label = f"{es.title} ({c.name})"
                 notes[label].append((t, m, None))
                 note_fields[label] |= static_fields(c.when, kb)
             status, u = self.name("elig", es.name.value), self.name("u_elig", es.name.value)
-            all_met = _and([col(t) for t, _ in pairs])
+            # A pre-treatment check not yet stated is confirmed before treatment, not a fork.
+            all_met = _and(
+                [
+                    exp.Coalesce(this=col(t), expressions=[TRUE_SQL.copy()]) if c.check else col(t)
+                    for c, (t, _) in zip(es.criteria, pairs, strict=True)
+                ]
+            )
             cols += [
                 (
                     status,
@@ -872,7 +881,19 @@ class _Compiler:
                     ),
                 ),
                 # eligibility_unknown, as EligibilityIs sees it: only while undetermined.
-                (u, _when_unknown(all_met.copy(), _bor([col(m) for _, m in pairs]))),
+                (
+                    u,
+                    _when_unknown(
+                        all_met.copy(),
+                        _bor(
+                            [
+                                col(m)
+                                for c, (_, m) in zip(es.criteria, pairs, strict=True)
+                                if not c.check
+                            ]
+                        ),
+                    ),
+                ),
             ]
             eligibility[es.name.value] = (status, u)
         self.layer("eligibility", cols)
@@ -931,7 +952,7 @@ class _Compiler:
 
         # rec.CODE: the best status of any candidate; the plan: a positive step that holds.
         cols = []
-        planned: dict[str, str] = {}
+        offered: dict[str, str] = {}
         rec: dict[str, str] = {}
         by_code: dict[str, list[tuple[int, exp.Expression, exp.Expression]]] = defaultdict(list)
         for step, (t, skip) in zip(plan.steps, steps, strict=True):
@@ -958,20 +979,22 @@ class _Compiler:
                     _case(whens_rec) if whens_rec else exp.cast(exp.null(), "VARCHAR"),
                 )
             )
-            positives = [h for r, _, h in entries if statuses[r].positive]
-            if positives:
-                planned[code.value] = self.name("planned", code.value)
-                cols.append((planned[code.value], _or(positives)))
+            # Offered: planned, or on an open branch (an option's alerts travel with it).
+            offers = [c for r, c, _ in entries if statuses[r].positive]
+            if offers:
+                offered[code.value] = self.name("offered", code.value)
+                cols.append((offered[code.value], _or(offers)))
         self.layer("plan", cols)
 
-        # 3. Alerts: the plan is known now.
+        # 3. Alerts: the plan is known now. An alert holds when it holds with every option
+        # offered, branches included (recommend marks those that need a branch `applies_if`).
         scope = Scope(
             ALERTS,
             computed,
             unknown,
             facts,
             eligibility=eligibility,
-            planned=planned,
+            planned=offered,
             plausibility=self.kb.plausibility,
         )
         cols = [(self.name("t_alert", a.id), truth(a.when, scope)) for a in plan.alerts]

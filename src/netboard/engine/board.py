@@ -29,12 +29,13 @@ from typing import TYPE_CHECKING, Any
 
 from netboard.answer import PlanStep, Presumption, WhatIf
 from netboard.case import Case, coerce
+from netboard.conditions import TRUE_CONDITION
 from netboard.engine.classify import computed_fields
 from netboard.engine.derive import COMPUTED
 from netboard.engine.evaluate import Context, evaluate, implausible
 from netboard.engine.reads import cut_offs, depends_on, static_fields
 from netboard.fields import Choice, Flag, Number, registry
-from netboard.kb.model import KnowledgeBase, PresumptionDef, Rule
+from netboard.kb.model import KnowledgeBase, MonitoringDef, PresumptionDef, Rule
 from netboard.logic import Truth
 from netboard.vocab import Intervention, Status
 
@@ -71,6 +72,13 @@ class _Option:
     def key(self) -> tuple[int, int]:
         return (self.rule.step, 0 if self.rule.status is Status.RECOMMENDED else 1)
 
+    @property
+    def preference(self) -> tuple[int, int, int]:
+        """Which rule speaks for a code within a step: the earliest step, recommended before
+        consider, and a rule for this kind of case before one that holds for every case (the
+        tumour board with obstetrics in pregnancy, rather than the board in general)."""
+        return (*self.key, 1 if self.rule.when == TRUE_CONDITION else 0)
+
 
 @dataclass(frozen=True, slots=True)
 class Board:
@@ -80,6 +88,9 @@ class Board:
     presumptions: tuple[Presumption, ...]
     what_if: tuple[WhatIf, ...]
     bottom_line: str
+    #: The follow-up the plan needs: monitoring items that hold on the presumed case with the
+    #: plan's options (an under-specified question still gets its follow-up).
+    monitoring: tuple[MonitoringDef, ...] = ()
 
 
 # --- presumptions ---------------------------------------------------------------------------
@@ -271,7 +282,7 @@ def options(
         if (c.code, None) in blocked or (c.code, c.rule.phase.value) in blocked:
             continue
         option = _Option(c.code, c.rule)
-        if c.code not in out or option.key < out[c.code].key:
+        if c.code not in out or option.preference < out[c.code].preference:
             out[c.code] = option
     return out, decision
 
@@ -314,9 +325,12 @@ def _step_text(kb: KnowledgeBase, step: _Step, confirm: Sequence[str]) -> str:
     rules = list(dict.fromkeys(o.rule.id for o in step.options))
     by_id = {o.rule.id: o.rule for o in step.options}
     plan_step = kb.plan_steps[step.rank]
-    if len(rules) == 1:
+    codes = {o.code for o in step.options}
+    if len(rules) == 1 and codes == {str(c) for c in by_id[rules[0]].codes}:
         text = by_id[rules[0]].action
     else:
+        # Several rules, or a rule some of whose options a stated fact rules out (its action
+        # would name them): the step's lead and the options that remain.
         text = f"{plan_step.lead}: " + _join(
             [_label(kb, o.code) for o in step.options], plan_step.join
         )
@@ -566,11 +580,16 @@ def board(
         key=lambda x: x[1].size,
         default=None,
     )
+    ctx, planned = decision.ctx, decision.ctx.planned
+    ctx.planned = frozenset(base)
+    monitoring = tuple(m for m in kb.monitoring if evaluate(m.when, ctx).truth is Truth.TRUE)
+    ctx.planned = planned
     return Board(
         plan=tuple(plan),
         presumptions=presumptions,
         what_if=what_if,
         bottom_line=_bottom_line(kb, plan, shown, biggest, base),
+        monitoring=monitoring,
     )
 
 

@@ -7,7 +7,7 @@ always give the same answer, byte for byte once rendered.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -27,7 +27,16 @@ from netboard.answer import (
     Scope,
 )
 from netboard.case import Case
-from netboard.conditions import All, AnyOf, Condition, Not, Shared
+from netboard.conditions import (
+    TRUE_CONDITION,
+    All,
+    AnyOf,
+    Condition,
+    Not,
+    Planned,
+    Shared,
+    walk,
+)
 from netboard.engine.classify import classify, computed_fields
 from netboard.engine.evaluate import Context, Result, evaluate
 from netboard.engine.explain import describe, missing_information, order_fields
@@ -156,28 +165,42 @@ def recommend(
         key=lambda r: (PHASE_ORDER[r.phase], r.order, STATUS_RANK[r.status], r.code.value)
     )
 
-    # 3. Alerts: one per code, the most severe rule that holds.
+    # 3. Alerts: one per code, the most severe rule that holds. An alert of an option offered
+    # only on an open branch travels with it: it holds with the branch (`applies_if`).
+    branch_codes: dict[str, list[Recommendation]] = {}
+    for rec in recommendations:
+        if rec.status.positive and rec.applies_if is not None:
+            branch_codes.setdefault(rec.code.value, []).append(rec)
+    definite = ctx.planned
+    with_branches = definite | frozenset(branch_codes)
     alerts: dict[str, Alert] = {}
     for a in plan.alerts:
         r = evaluate(a.when, ctx)
-        if r.truth is Truth.TRUE and a.code.value not in alerts:
+        branch: AppliesIf | None = None
+        if r.truth is not Truth.TRUE and branch_codes:
+            ctx.planned = with_branches
+            if evaluate(a.when, ctx).truth is Truth.TRUE:
+                branch = _alert_branch(kb, a.when, definite, branch_codes)
+            ctx.planned = definite
+        held = alerts.get(a.code.value)
+        if (r.truth is Truth.TRUE or branch is not None) and (
+            held is None
+            or (held.applies_if is not None and branch is None and held.severity is a.severity)
+        ):
             alerts[a.code.value] = Alert(
                 code=a.code,
                 severity=a.severity,
                 message=a.message,
                 evidence=a.evidence,
                 rule_id=a.id,
+                applies_if=branch,
             )
-        elif r.truth is Truth.UNKNOWN and a.severity is Severity.CRITICAL:
+        if r.truth is Truth.UNKNOWN and a.severity is Severity.CRITICAL:
             for f in r.unknown:
                 decides[f].add(f"the {a.code.value.replace('_', ' ')} alert")
     alert_list = sorted(alerts.values(), key=lambda a: (SEVERITY_ORDER[a.severity], a.code.value))
 
-    monitoring = [
-        Monitoring(what=m.what, interval=m.interval, reason=m.reason, evidence=m.evidence)
-        for m in kb.monitoring
-        if evaluate(m.when, ctx).truth is Truth.TRUE
-    ]
+    strict_monitoring = [m for m in kb.monitoring if evaluate(m.when, ctx).truth is Truth.TRUE]
     disagreements = [
         Disagreement(topic=d.topic, text=d.text, evidence=d.evidence)
         for d in kb.disagreements
@@ -188,6 +211,12 @@ def recommend(
     from netboard.engine.board import board
 
     b = board(case, kb, implied)
+    # Monitoring: what the stated facts need, and what the plan's options need.
+    monitoring = [
+        Monitoring(what=m.what, interval=m.interval, reason=m.reason, evidence=m.evidence)
+        for m in kb.monitoring
+        if m in strict_monitoring or m in b.monitoring
+    ]
     grading = kb.grading["thoracic" if cls.computed.get("thoracic_primary") else "digestive"]
     cited: set[str] = set(grading.evidence)
     for plan_step in b.plan:
@@ -224,7 +253,7 @@ def recommend(
         stage=cls.stage,
         site_group=cls.computed["site_group"] or "unknown",
         functional=case.functional_syndrome.value if case.functional_syndrome else "unknown",
-        notes=cls.notes,
+        notes=cls.notes + _unusual(case, kb, ctx),
     )
     answer = Answer(
         contract_version=CONTRACT_VERSION,
@@ -246,6 +275,56 @@ def recommend(
         what_if=b.what_if,
     )
     return replace(answer, summary=summarize(answer, kb, case, b.bottom_line))
+
+
+def _unusual(case: Case, kb: KnowledgeBase, ctx: Context) -> tuple[str, ...]:
+    """Stated values the knowledge base thinks implausible here (an insulinoma of the rectum):
+    kept as stated, and named so that the reader checks them."""
+    from netboard.engine.explain import label_field
+
+    notes = []
+    for p in kb.plausible:
+        stated = case.value(p.field)
+        if stated is None or str(getattr(stated, "value", stated)) != p.value:
+            continue
+        if evaluate(p.when, ctx).truth is Truth.FALSE:
+            word = kb.labels.get("values", {}).get(p.value, p.value.replace("_", " "))
+            label = label_field(kb, p.field)
+            notes.append(
+                f"{label[:1].upper()}{label[1:]} is stated as {word}, which is unusual here: "
+                f"{p.why} The answer keeps it as stated; please check it."
+            )
+    return tuple(notes)
+
+
+def _alert_branch(
+    kb: KnowledgeBase,
+    when: Condition,
+    definite: frozenset[str],
+    branch_codes: Mapping[str, Sequence[Recommendation]],
+) -> AppliesIf:
+    """The branch an alert holds on: that of the options it names that are offered only on a
+    branch (their open fields; the options in words)."""
+    codes = [
+        c
+        for node in walk(when)
+        if isinstance(node, Planned)
+        for c in node.codes
+        if c in branch_codes and c not in definite
+    ]
+    codes = list(dict.fromkeys(codes))
+    fields = tuple(
+        dict.fromkeys(
+            f
+            for c in codes
+            for rec in branch_codes[c]
+            if rec.applies_if
+            for f in rec.applies_if.fields
+        )
+    )
+    labels = [kb.labels.get("interventions", {}).get(c, c.replace("_", " ")) for c in codes]
+    names = ", ".join(labels[:-1]) + (" or " if len(labels) > 1 else "") + labels[-1]
+    return AppliesIf(fields=fields, condition=f"if {names} goes ahead")
 
 
 def _scope(kb: KnowledgeBase, ctx: Context, neoplasm: Neoplasm, detail: str) -> Scope:
@@ -350,11 +429,14 @@ def decide(
         for c in es.criteria:
             r = evaluate(c.when, ctx)
             met = None if r.truth is Truth.UNKNOWN else r.truth is Truth.TRUE
-            if met is None:
+            if met is None and not c.check:
                 unknown |= r.unknown
                 note_unknown(r, f"{es.title} ({c.name})")
-            criteria.append(Criterion(name=c.name, met=met, detail=c.detail, evidence=c.evidence))
-        mets = [c.met for c in criteria]
+            criteria.append(
+                Criterion(name=c.name, met=met, detail=c.detail, evidence=c.evidence, check=c.check)
+            )
+        # A pre-treatment check not yet stated is confirmed before treatment, not a fork.
+        mets = [c.met for c in criteria if c.met is not None or not c.check]
         status = (
             EligibilityStatus.NOT_ELIGIBLE
             if False in mets
@@ -507,13 +589,15 @@ def _choose(candidates: list[_Candidate]) -> list[_Candidate]:
             chosen.append(group[0])
             continue
         # Best status first; among open branches, the one closest to decided (fewest missing
-        # fields) speaks for the group.
+        # fields) speaks for the group; a rule for this kind of case before one that holds for
+        # every case (the board with obstetrics in pregnancy, not the board in general).
         ranked = sorted(
             group,
             key=lambda c: (
                 STATUS_RANK[c.rule.status],
                 len(c.result.unknown),
                 c.rule.step,
+                c.rule.when == TRUE_CONDITION,
                 c.rule.id,
             ),
         )

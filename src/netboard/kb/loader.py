@@ -321,14 +321,21 @@ def parse_kb(files: Mapping[str, Any]) -> tuple[KnowledgeBase | None, list[Probl
         for i, c in enumerate(e.get("criteria") or []):
             w = f"criteria[{i}]"
             if r.mapping(
-                c, w, ["name", "when", "detail", "evidence"], ["name", "when", "detail", "evidence"]
+                c,
+                w,
+                ["name", "when", "detail", "evidence", "check"],
+                ["name", "when", "detail", "evidence"],
             ):
+                check = c.get("check", False)
+                if not isinstance(check, bool):
+                    r.fail(f"{w}.check", f"must be true or false, got {check!r}")
                 crits.append(
                     CriterionDef(
                         name=r.text(c["name"], f"{w}.name"),
                         when=r.condition(c["when"], f"{w}.when"),
                         detail=r.text(c["detail"], f"{w}.detail"),
                         evidence=r.ids(c["evidence"], f"{w}.evidence"),
+                        check=check is True,
                     )
                 )
         if ename:

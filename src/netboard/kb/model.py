@@ -77,10 +77,15 @@ class AlertRule:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CriterionDef:
+    """One eligibility criterion. A ``check`` criterion is a pre-treatment check (kidney
+    function, blood counts, pregnancy test): it makes the option not eligible when it fails,
+    and while it is not stated it is to be checked before treatment rather than a fork."""
+
     name: str
     when: Condition
     detail: str
     evidence: tuple[str, ...]
+    check: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

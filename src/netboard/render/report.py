@@ -263,6 +263,8 @@ class EligibilityBrief:
     status_label: str
     unmet: tuple[str, ...]
     unknown: tuple[str, ...]
+    #: Pre-treatment checks not yet stated: confirmed before treatment, not open questions.
+    to_check: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -448,7 +450,16 @@ def build_report(
                 _ELIGIBILITY_LABELS.get(str(e.status)),
             ),
             criteria=tuple(
-                CriterionView(k.name, *met_words[k.met], k.detail, cites(k.evidence))
+                CriterionView(
+                    k.name,
+                    *(
+                        ("check", "To check before treatment")
+                        if k.met is None and k.check
+                        else met_words[k.met]
+                    ),
+                    k.detail,
+                    cites(k.evidence),
+                )
                 for k in e.criteria
             ),
             note=e.note,
@@ -532,7 +543,8 @@ def build_report(
                 _ELIGIBILITY_LABELS.get(str(e.status)),
             ),
             unmet=tuple(k.name for k in e.criteria if k.met is False),
-            unknown=tuple(k.name for k in e.criteria if k.met is None),
+            unknown=tuple(k.name for k in e.criteria if k.met is None and not k.check),
+            to_check=tuple(k.name for k in e.criteria if k.met is None and k.check),
         )
         for e in answer.eligibility
     )
