@@ -71,6 +71,47 @@ def test_no_positive_recommendation_while_its_guard_holds(guard: Rule, rnd: rand
     assert hit is not None
     case, answer = hit
     assert not violations(guard, answer), (guard.id, case, violations(guard, answer))
+    assert not plan_violations(guard, answer), (guard.id, case, plan_violations(guard, answer))
+
+
+def plan_violations(guard: Rule, answer: object) -> list[str]:
+    """Codes the board's plan holds while a stated fact makes them not advised: the plan is
+    built on presumptions that only fill what the case leaves out, so the guard still holds."""
+    passing = {
+        r.code.value
+        for r in answer.recommendations  # type: ignore[attr-defined]
+        if r.status.positive and guard.id in RULES[r.rule_id].passes
+    }
+    return [
+        f"plan step {step.order} holds {code}"
+        for step in answer.plan  # type: ignore[attr-defined]
+        for code in map(str, step.codes)
+        if code in guard.codes
+        and (guard.scope == "all" or step.phase is guard.phase)
+        and code not in passing
+    ]
+
+
+#: Pre-treatment checks that decide whether PRRT can be given now (issue 11, defect 4).
+PRRT_GATES = ["progression.no_prrt_renal_impairment", "progression.no_prrt_low_blood_counts"]
+
+
+@pytest.mark.parametrize("gate", PRRT_GATES)
+def test_prrt_is_never_eligible_while_a_kidney_or_marrow_gate_fails(gate: str) -> None:
+    hits = 0
+    for seed in range(TRIES):
+        hit = reached(RULES[gate], random.Random(seed))
+        if hit is None:
+            continue
+        hits += 1
+        case, answer = hit
+        prrt = next(e for e in answer.eligibility if e.name.value == "prrt")  # type: ignore[attr-defined]
+        assert prrt.status.value != "eligible", (case, prrt)
+        assert not any(
+            "prrt" in map(str, step.codes)
+            for step in answer.plan  # type: ignore[attr-defined]
+        ), case
+    assert hits / TRIES >= MIN_REACH, f"{gate}: reached in {hits} of {TRIES} generated cases"
 
 
 MILAN = EligibilityIs("liver_transplant", "eligible")

@@ -532,11 +532,15 @@ def test_8_removing_a_field_never_makes_a_patient_eligible(data: dict[str, Any])
         label="share of criteria met in a set that is not eligible",
     )
     paths = [k for k in data if k != "labs"] + [f"labs.{k}" for k in data.get("labs", {})]
+    was = eligibility(base)
     for path in paths:
         after = eligibility(answer_for(without(data, path), kb_eligibility_only))
         for name, status in before.items():
-            if status != "eligible":
-                assert after[name].status.value != "eligible", (
+            if status != "eligible" and after[name].status.value == "eligible":
+                # The one way: the criteria that kept it from eligible were pre-treatment checks
+                # (kidney function, blood counts) that are now to be checked before treatment.
+                blocking = [c for c in was[name].criteria if c.met is not True and not c.check]
+                assert not blocking, (
                     f"removing {path} made {name} eligible (was {status})",
                     [(c.name, c.met) for c in after[name].criteria],
                 )
@@ -615,7 +619,9 @@ def test_11_answer_structure_speaks_the_contract(data: dict[str, Any]) -> None:
         mets = [c["met"] for c in e["criteria"]]
         assert e["status"] in ELIGIBILITY_STATUSES, (name, e)
         assert all(m is True or m is False or m is None for m in mets), (name, mets)
-        assert (e["status"] == "eligible") == all(m is True for m in mets), (name, e)
+        # A pre-treatment check not yet stated (met null, check true) does not hold it open.
+        deciding = [c["met"] for c in e["criteria"] if not (c.get("check") and c["met"] is None)]
+        assert (e["status"] == "eligible") == all(m is True for m in deciding), (name, e)
         assert (e["status"] == "not_eligible") == any(m is False for m in mets), (name, e)
     # What invariant 8 relies on: eligibility does not depend on rules, alerts or notes.
     assert statuses(answer_for(data, kb_eligibility_only)) == statuses(answer)
