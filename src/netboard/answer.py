@@ -100,6 +100,8 @@ class Reference:
     citation: str
     year: int | None
     kind: ReferenceKind
+    #: checked against a primary record (``references.yaml`` ``verified``)
+    verified: bool = True
     url: str | None = None
     note: str | None = None
 
@@ -212,6 +214,7 @@ class Answer:
                 "citation": r.citation,
                 "year": r.year,
                 "kind": str(r.kind),
+                "verified": r.verified,
             }
             if r.url:
                 d["url"] = r.url

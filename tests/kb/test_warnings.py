@@ -52,7 +52,9 @@ def planted(tmp_path: Path, text: str) -> Path:
 
 
 def test_the_packaged_knowledge_base_has_no_warning() -> None:
-    assert kb_warnings(load_kb()) == []
+    # Consider rules resting on unverified references are warnings too: the packaged ones are
+    # an explicit list in tests/kb/test_verified.py.
+    assert [w for w in kb_warnings(load_kb()) if "unverified" not in w.message] == []
 
 
 @pytest.mark.parametrize(

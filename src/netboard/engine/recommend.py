@@ -238,7 +238,15 @@ def recommend(
         cited.update(dis.evidence)
     ref_index = plan.ref_index
     references = [
-        Reference(id=x.id, citation=x.citation, year=x.year, kind=x.kind, url=x.url, note=x.note)
+        Reference(
+            id=x.id,
+            citation=x.citation,
+            year=x.year,
+            kind=x.kind,
+            verified=x.verified,
+            url=x.url,
+            note=x.note,
+        )
         for x in sorted(
             (kb.references[rid] for rid in cited),
             key=lambda x: (_KIND_ORDER[x.kind], ref_index[x.id]),

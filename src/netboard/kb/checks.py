@@ -155,7 +155,28 @@ def check_kb(kb: KnowledgeBase) -> list[Problem]:
         cite(f"grading {name}", g.evidence)
     _check_fact_cycles(kb, problems)
     problems.extend(_check_passes(kb))
+    problems.extend(_check_verified_evidence(kb))
     return problems
+
+
+def _unverified_only(kb: KnowledgeBase, rule: Rule) -> bool:
+    """True when none of the rule's (resolvable) references is verified."""
+    refs = [kb.references[x] for x in rule.evidence if x in kb.references]
+    return bool(refs) and not any(r.verified for r in refs)
+
+
+def _check_verified_evidence(kb: KnowledgeBase) -> list[Problem]:
+    """A recommended rule rests on at least one reference verified against a primary record."""
+    return [
+        Problem(
+            f"rule {rule.id}",
+            "a recommended rule needs at least one verified reference; "
+            f"{', '.join(rule.evidence)} {'is' if len(rule.evidence) == 1 else 'are'} "
+            "not verified against a primary record",
+        )
+        for rule in kb.rules
+        if rule.status is v.Status.RECOMMENDED and _unverified_only(kb, rule)
+    ]
 
 
 def _guards_of(kb: KnowledgeBase, rule: Rule, code: str) -> list[Rule]:
@@ -193,10 +214,20 @@ def kb_warnings(kb: KnowledgeBase) -> list[Problem]:
     * a blanket ``overrides_guards``, which lets a rule pass every guard of its code (a
       renal or marrow guard included): name the guards it may pass instead (``passes``);
     * a positive rule that a guard always blocks: every part of the guard's condition is
-      also a part of the rule's, so whenever the rule holds, so does the guard.
+      also a part of the rule's, so whenever the rule holds, so does the guard;
+    * a consider rule whose references are all unverified (its rationale should say what is
+      uncertain; a recommended rule in that state is an error, see ``check_kb``).
     """
     out: list[Problem] = []
     for rule in kb.rules:
+        if rule.status is v.Status.CONSIDER and _unverified_only(kb, rule):
+            out.append(
+                Problem(
+                    f"rule {rule.id}",
+                    "a consider rule resting only on unverified references "
+                    f"({', '.join(rule.evidence)}); say in its rationale what is uncertain",
+                )
+            )
         if not rule.status.positive:
             continue
         if rule.overrides_guards:

@@ -83,7 +83,10 @@ def parse_kb(files: Mapping[str, Any]) -> tuple[KnowledgeBase | None, list[Probl
     for i, e in enumerate(entries(files.get("references.yaml"), r)):
         w = f"[{i}]"
         if not r.mapping(
-            e, w, ["id", "citation", "year", "kind", "url", "note"], ["id", "citation", "kind"]
+            e,
+            w,
+            ["id", "citation", "year", "kind", "verified", "url", "note"],
+            ["id", "citation", "kind", "verified"],
         ):
             continue
         rid = str(e["id"])
@@ -94,14 +97,24 @@ def parse_kb(files: Mapping[str, Any]) -> tuple[KnowledgeBase | None, list[Probl
         if year is not None and (not isinstance(year, int) or isinstance(year, bool)):
             r.fail(f"{w}.year", "expected a year")
             year = None
+        verified = e["verified"]
+        if not isinstance(verified, bool):
+            r.fail(f"{rid}.verified", "expected true or false")
+            verified = False
+        note = e.get("note")
+        if verified and str(note or "").lstrip().upper().startswith("UNVERIFIED"):
+            r.fail(f"{rid}.verified", "true, but the note says UNVERIFIED: name the record checked")
+        if not verified and not str(note or "").strip():
+            r.fail(f"{rid}.note", "an unverified reference needs a note saying what was tried")
         if kind is not None:
             references[rid] = ReferenceDef(
                 id=rid,
                 citation=r.text(e["citation"], f"{w}.citation"),
                 year=year,
                 kind=kind,
+                verified=verified,
                 url=e.get("url"),
-                note=e.get("note"),
+                note=note,
             )
 
     # classification: sites and grading

@@ -186,10 +186,15 @@ class FactDef:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReferenceDef:
+    """One source. ``verified`` is true only when the citation was checked against a primary
+    record (PubMed/PMC, DOI record, the journal's, society's or regulator's own page) and the
+    source is itself primary; ``note`` says which record, or what was tried."""
+
     id: str
     citation: str
     year: int | None
     kind: v.ReferenceKind
+    verified: bool
     url: str | None = None
     note: str | None = None
 

@@ -199,6 +199,8 @@ class ReferenceView:
     year: int | None
     url: str | None
     note: str | None
+    #: False when the reference is not verified against a primary record (None: not said)
+    verified: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -471,7 +473,7 @@ def build_report(
     for n, ref in enumerate(answer.references, start=1):
         heading = _REFERENCE_GROUPS.get(str(ref.kind), "Reviews and other")
         ref_view = ReferenceView(
-            n, ref.id, str(ref.kind), ref.citation, ref.year, ref.url, ref.note
+            n, ref.id, str(ref.kind), ref.citation, ref.year, ref.url, ref.note, ref.verified
         )
         if groups and groups[-1].heading == heading:
             last = groups.pop()
