@@ -263,7 +263,7 @@ def _recommend(args: argparse.Namespace) -> int:
     from netboard.case import load_case, read_case
     from netboard.engine.recommend import recommend
     from netboard.kb import load_kb
-    from netboard.render import render
+    from netboard.reports import render
 
     if (args.case is None) == (args.fhir is None):
         sys.stderr.write(

@@ -19,7 +19,7 @@ from netboard.errors import CaseError, Problem
 from netboard.fields import Choice, ChoiceList, Flag, Number, Text, flatten, registry
 from netboard.kb import KnowledgeBase
 from netboard.parse.ask import MAX_TEXT_BYTES, ask
-from netboard.render import render_html
+from netboard.reports import render_html
 from netboard.service.page import NONE_OF_THESE, case_from_form, form_groups, form_page, submit
 
 FIELDS = {path: f.spec for path, f in registry().top.items()}

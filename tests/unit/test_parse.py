@@ -28,7 +28,7 @@ from netboard.fields import Choice, ChoiceList, Flag, registry
 from netboard.kb import KnowledgeBase
 from netboard.parse import parse_text
 from netboard.parse.extract import ORGAN, ValueTable, lexicon, phrase_key
-from netboard.render import render_json
+from netboard.reports import render_json
 
 FIELDS = {path: f.spec for path, f in registry().top.items()}
 LAB_FIELDS = {name: f.spec for name, f in registry().members["labs"].items()}
@@ -310,12 +310,12 @@ def test_ask_markdown_starts_with_what_i_understood(capsys: pytest.CaptureFixtur
 def test_ask_markdown_falls_back_to_json_without_the_renderer(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import netboard.render
+    import netboard.reports
 
     def missing(answer: Any, fmt: str = "markdown") -> str:
         raise ImportError("no markdown renderer")
 
-    monkeypatch.setattr(netboard.render, "render", missing)
+    monkeypatch.setattr(netboard.reports, "render", missing)
     assert main(["ask", "pNET with liver mets"]) == 0
     out, _ = capsys.readouterr()
     assert "\n```json\n{" in out

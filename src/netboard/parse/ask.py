@@ -613,7 +613,7 @@ def run_ask(args: argparse.Namespace) -> int:
 
 
 def _report_markdown(answer: Any) -> str:
-    from netboard.render import render, render_json
+    from netboard.reports import render, render_json
 
     try:
         return render(answer, "markdown")

@@ -676,7 +676,7 @@ def _add_core_routes(
     import orjson
 
     from netboard.engine.recommend import recommend
-    from netboard.render import render
+    from netboard.reports import render
 
     answers: Lru[bytes, tuple[Answer, bytes, str]] = Lru(settings.answer_cache_size)
 

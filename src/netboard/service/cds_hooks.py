@@ -311,7 +311,7 @@ def _cites(ids: Sequence[str], numbers: Mapping[str, int]) -> str:
 
 
 def _references_md(answer: Answer, numbers: Mapping[str, int], used: set[str]) -> str:
-    from netboard.render.markdown import escape_inline
+    from netboard.reports.markdown import escape_inline
 
     lines = [
         f"{numbers[r.id]}. {escape_inline(r.citation)}"
@@ -324,7 +324,7 @@ def _references_md(answer: Answer, numbers: Mapping[str, int], used: set[str]) -
 
 
 def _plan_detail(answer: Answer, kb: KnowledgeBase, numbers: Mapping[str, int]) -> str:
-    from netboard.render.markdown import escape_inline, escape_markdown
+    from netboard.reports.markdown import escape_inline, escape_markdown
 
     parts = [escape_markdown(answer.summary)]
     used: set[str] = set()
@@ -391,7 +391,7 @@ def _group_of(u: Any) -> str:
 
 def _unmapped_md(fhir: FhirCase) -> list[str]:
     """The NEN-relevant unmapped items grouped and counted; the others counted only."""
-    from netboard.render.markdown import escape_inline
+    from netboard.reports.markdown import escape_inline
 
     groups: dict[str, list[Any]] = {}
     for u in fhir.unmapped:
@@ -420,7 +420,7 @@ def _unmapped_md(fhir: FhirCase) -> list[str]:
 
 
 def _missing_detail(answer: Answer, fhir: FhirCase | None, notes: Sequence[str]) -> str:
-    from netboard.render.markdown import escape_inline
+    from netboard.reports.markdown import escape_inline
 
     parts = []
     if answer.missing_information:

@@ -10,7 +10,7 @@ image), so the page is usable offline and prints cleanly. Three functions make t
 * :func:`submit` answers a POST: the report page (status 200) or the form with the
   problems (status 422).
 
-The report itself is the standalone page of :func:`netboard.render.render_html`; this module
+The report itself is the standalone page of :func:`netboard.reports.render_html`; this module
 only adds a navigation bar, what was read from a text, and an "Edit this case" form around it.
 """
 
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from netboard.case import load_case
 from netboard.errors import CaseError, Problem
 from netboard.fields import Choice, ChoiceList, Flag, Number, Spec, flatten, nest, registry
-from netboard.render.report import ReferenceView
+from netboard.reports.report import ReferenceView
 from netboard.vocab import CONTRACT_VERSION, Intervention
 
 if TYPE_CHECKING:
@@ -359,7 +359,7 @@ def _environment() -> jinja2.Environment:
 
 
 def _page_info(kb: KnowledgeBase) -> dict[str, str]:
-    from netboard.render.report import DISCLAIMER
+    from netboard.reports.report import DISCLAIMER
 
     return {
         "kb_version": kb.version,
@@ -514,7 +514,7 @@ def _answer_page(
 
 def _text_answer(kb: KnowledgeBase, text: str, result: AskResult) -> str:
     from netboard.parse.knowledge import UNANSWERED
-    from netboard.render import render_html
+    from netboard.reports import render_html
 
     parts = _parts()
     if result.general and result.knowledge is not None:
@@ -583,7 +583,7 @@ def submit(form: Mapping[str, list[str]], kb: KnowledgeBase) -> tuple[int, str]:
     """
     from netboard.engine.recommend import recommend
     from netboard.parse.ask import MAX_TEXT_BYTES, ask
-    from netboard.render import render_html
+    from netboard.reports import render_html
 
     mode = _first(form, "mode") or ("text" if "text" in form else "case")
     if mode == "text":

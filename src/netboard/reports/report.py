@@ -623,7 +623,7 @@ def template_environment(html: bool) -> jinja2.Environment:
     import jinja2
 
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("netboard.render", "templates"),
+        loader=jinja2.PackageLoader("netboard.reports", "templates"),
         autoescape=html,
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
@@ -632,7 +632,7 @@ def template_environment(html: bool) -> jinja2.Environment:
     )
     env.filters["capfirst"] = _capfirst
     if not html:
-        from netboard.render.markdown import code_span, escape_cell, escape_inline, escape_markdown
+        from netboard.reports.markdown import code_span, escape_cell, escape_inline, escape_markdown
 
         env.filters["md"] = escape_markdown
         env.filters["inline"] = escape_inline

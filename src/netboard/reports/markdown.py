@@ -1,7 +1,7 @@
 """The tumour-board report as GitHub-flavoured Markdown (no raw HTML).
 
 The layout is ``templates/report.md.j2`` over the shared view of
-:func:`netboard.render.report.build_report`; this module adds the Markdown escaping.
+:func:`netboard.reports.report.build_report`; this module adds the Markdown escaping.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from netboard.answer import Answer
-from netboard.render.report import Labels, build_report, default_labels, template_environment
+from netboard.reports.report import Labels, build_report, default_labels, template_environment
 
 __all__ = ["code_span", "escape_cell", "escape_inline", "escape_markdown", "render_markdown"]
 

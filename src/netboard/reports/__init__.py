@@ -1,4 +1,8 @@
-"""Renderers: pure ``Answer -> str`` functions, no clinical logic.
+"""Report renderers: pure ``Answer -> str`` functions, no clinical logic.
+
+``netboard.render`` (the function, imported lazily by the top-level package) is
+:func:`render` of this package; the package itself is ``netboard.reports`` so that the name
+``netboard.render`` always means the function, whatever was imported before.
 
 Markdown and HTML show exactly what the JSON carries, in the same order, with reader labels
 from the knowledge base that produced the answer.
@@ -12,7 +16,7 @@ from typing import TYPE_CHECKING
 from netboard.answer import Answer
 
 if TYPE_CHECKING:  # the report view is imported only when a report is rendered
-    from netboard.render.report import Labels
+    from netboard.reports.report import Labels
 
 FORMATS = ("json", "markdown", "html")
 
@@ -39,8 +43,8 @@ def render_markdown(
     verbose: bool = False,
     generated: str | None = None,
 ) -> str:
-    """The Markdown report (see :mod:`netboard.render.markdown`)."""
-    from netboard.render.markdown import render_markdown as _render
+    """The Markdown report (see :mod:`netboard.reports.markdown`)."""
+    from netboard.reports.markdown import render_markdown as _render
 
     return _render(answer, labels=labels, verbose=verbose, generated=generated)
 
@@ -52,8 +56,8 @@ def render_html(
     verbose: bool = False,
     generated: str | None = None,
 ) -> str:
-    """The standalone HTML report (see :mod:`netboard.render.html`)."""
-    from netboard.render.html import render_html as _render
+    """The standalone HTML report (see :mod:`netboard.reports.html`)."""
+    from netboard.reports.html import render_html as _render
 
     return _render(answer, labels=labels, verbose=verbose, generated=generated)
 
