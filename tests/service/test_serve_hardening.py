@@ -361,5 +361,5 @@ def test_serve_with_a_trust_file_needs_a_public_url(tmp_path: Path) -> None:
     )
     r = run_cli("serve", "--trust", str(trust), "--data-dir", str(tmp_path / "d"))
     assert r.returncode == 2
-    assert r.stderr.startswith("--public-url: required with --trust")
+    assert r.stderr.startswith("netboard: --public-url: required with --trust")
     assert "Traceback" not in r.stderr

@@ -245,6 +245,5 @@ class AuditReport:
     def write(self, path: str | Path) -> Path:
         """Write the page to ``path``."""
         out = Path(path)
-        out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(self.render(), encoding="utf-8")
         return out

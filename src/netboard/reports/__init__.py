@@ -83,3 +83,35 @@ def render(
     is the date and time shown in a report's header.
     """
     return RENDERERS[fmt](answer, labels=labels, verbose=verbose, generated=generated)
+
+
+def generated_now() -> str:
+    """The date and time a report is made, for its header: local time with the UTC offset.
+
+    The renderers never read a clock (the same answer gives the same bytes); the command line
+    and the service call this and pass it as ``generated=``. ``SOURCE_DATE_EPOCH`` (seconds,
+    the reproducible-builds convention) fixes it, in UTC.
+
+    Example:
+        >>> import os
+        >>> os.environ["SOURCE_DATE_EPOCH"] = "1767225600"
+        >>> generated_now()
+        '2026-01-01 00:00 UTC'
+        >>> del os.environ["SOURCE_DATE_EPOCH"]
+    """
+    import datetime as dt
+    import os
+
+    fixed = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if fixed.isdigit():
+        now = dt.datetime.fromtimestamp(int(fixed), dt.UTC)
+    else:
+        now = dt.datetime.now().astimezone()
+    offset = now.utcoffset() or dt.timedelta(0)
+    if not offset:
+        zone = "UTC"
+    else:
+        minutes = int(offset.total_seconds() // 60)
+        sign = "+" if minutes >= 0 else "-"
+        zone = f"UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+    return f"{now:%Y-%m-%d %H:%M} {zone}"

@@ -551,6 +551,55 @@ def _text_answer(kb: KnowledgeBase, text: str, result: AskResult) -> str:
     )
 
 
+def ask_report_html(
+    kb: KnowledgeBase,
+    text: str,
+    result: AskResult,
+    *,
+    generated: str | None = None,
+    verbose: bool = False,
+) -> str:
+    """The answer to a text as one standalone HTML page (``netboard ask --format html``).
+
+    The page's report without its forms: what was understood (and what was not used), the
+    report, and the knowledge base's statements when the text asks for them; for a general
+    question, those statements alone.
+    """
+    from netboard.parse.knowledge import UNANSWERED
+    from netboard.reports import render_html
+
+    parts = _parts()
+    if result.general and result.knowledge is not None:
+        statements, references = _knowledge_views(result.knowledge)
+        page = _environment().get_template("knowledge.html.j2")
+        return page.render(
+            question=result.knowledge.question,
+            answered=result.knowledge.answered,
+            statements=statements,
+            references=references,
+            message=UNANSWERED,
+            text=text,
+            standalone=True,
+            generated=generated,
+            **_page_info(kb),
+        )
+    html = render_html(result.answer, labels=kb.labels, verbose=verbose, generated=generated)
+    understood = parts.understood_section(_understood(kb, result), result.parsed.unparsed)
+    html = _inject(html, "</header>\n", str(understood), after=True)
+    if result.knowledge is not None:
+        statements, references = _knowledge_views(result.knowledge)
+        extra = parts.knowledge_section(
+            result.knowledge.answered,
+            UNANSWERED,
+            statements,
+            references,
+            "knowledge-ref-",
+            "knowledge-references",
+        )
+        html = _inject(html, "</main>\n", str(extra))
+    return html
+
+
 def _explain_none(form: Mapping[str, list[str]], problems: Sequence[Problem]) -> list[Problem]:
     """Say plainly that "None of these" was ticked beside other boxes of the same list."""
     out = []
