@@ -649,6 +649,7 @@ def _serve(args: argparse.Namespace) -> int:
         return _problems(["--feedback-retention-days: expected days from 1 to 36500"])
     try:
         from netboard.service.app import SETTINGS_ENV
+        from netboard.service.logs import log_config
         from netboard.service.security import require_loopback_without_trust
         from netboard.service.server import Limits, run
     except ImportError as exc:
@@ -658,6 +659,13 @@ def _serve(args: argparse.Namespace) -> int:
                 "pip install 'netboard[service]'"
             ]
         )
+    # The port first: if another server holds it, one line says so, before anything else.
+    taken = port_problem(args.host, args.port)
+    if taken is not None:
+        return _problems([taken])
+    import logging.config
+
+    logging.config.dictConfig(log_config(args.log_format))
     data_dir = args.data_dir
     if data_dir is not None:
         data_dir = os.path.abspath(data_dir)  # workers may start elsewhere
@@ -703,14 +711,48 @@ def _serve(args: argparse.Namespace) -> int:
         where = args.feedback_db or data_dir or "the data directory"
         return _problems([f"--data-dir: cannot use {where}: {getattr(exc, 'strerror', '') or exc}"])
     os.environ[SETTINGS_ENV] = json.dumps(settings)
-    _say(f"serving on http://{args.host}:{args.port}/ (Ctrl-C stops)")
+    import logging
+
+    # Through the log, so that --log-format json gives JSON lines only.
+    logging.getLogger("netboard.service").info(
+        "netboard %s serving on http://%s:%d/ (Ctrl-C stops)", __version__, args.host, args.port
+    )
     run(
         host=args.host,
         port=args.port,
         workers=args.workers,
         limits=Limits(max_connections=args.max_connections, client_timeout=args.client_timeout),
+        log_format=args.log_format,
     )
     return EXIT_OK
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why ``serve`` cannot listen on ``host:port`` (already in use, no such address), or
+    None. The socket is bound and closed again as uvicorn will bind it (``SO_REUSEADDR``)."""
+    import errno
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            if exc.errno == errno.EADDRINUSE:
+                return (
+                    f"--port: {where} is already in use (another server listens there); "
+                    "stop it or choose another --port"
+                )
+            if exc.errno == errno.EACCES:
+                return f"--port: {where}: permission denied (ports below 1024 need privileges)"
+            if exc.errno == errno.EADDRNOTAVAIL:
+                return f"--host: {host} is not an address of this machine"
+            return f"--host: cannot listen on {where}: {exc.strerror or exc}"
+        except (OverflowError, socket.gaierror) as exc:
+            return f"--host: cannot listen on {host}:{port}: {exc}"
+    return None
 
 
 def _kb_check(path: str | None) -> int:

@@ -44,6 +44,11 @@ REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 _CLIENT_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
+def _name(record: logging.LogRecord) -> str:
+    # uvicorn logs its ordinary start and stop lines on "uvicorn.error".
+    return "uvicorn" if record.name == "uvicorn.error" else record.name
+
+
 def _timestamp(record: logging.LogRecord) -> str:
     moment = dt.datetime.fromtimestamp(record.created, dt.UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
@@ -67,7 +72,7 @@ class TextFormatter(logging.Formatter):
             text += "\n" + self.formatException(record.exc_info)
         rid = getattr(record, "request_id", "-")
         where = f" [{rid}]" if rid and rid != "-" else ""
-        return f"{_timestamp(record)} {record.levelname} {record.name}{where} {text}"
+        return f"{_timestamp(record)} {record.levelname} {_name(record)}{where} {text}"
 
 
 class JsonFormatter(logging.Formatter):
@@ -78,7 +83,7 @@ class JsonFormatter(logging.Formatter):
         data: dict[str, Any] = {
             "ts": _timestamp(record),
             "level": record.levelname.lower(),
-            "logger": record.name,
+            "logger": _name(record),
             "message": record.getMessage(),
         }
         rid = getattr(record, "request_id", "-")
