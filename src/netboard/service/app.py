@@ -140,8 +140,8 @@ CSP = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; "
     "base-uri 'none'; frame-ancestors 'none'"
 )
-#: The interactive API pages (Swagger UI at /docs, ReDoc at /redoc): their scripts and styles
-#: come from this server (the fastapi-offline wheel ships them), never from a CDN.
+#: The interactive API page (Swagger UI at /docs): its script and style come from this server
+#: (the fastapi-offline wheel ships them), never from a CDN.
 CSP_DOCS = (
     "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:; connect-src 'self'; "
@@ -194,7 +194,7 @@ class RequestGuard:
         root = str(scope.get("root_path") or "")
         if root and path.startswith(root):
             path = path[len(root) :] or "/"
-        policy = (CSP_DOCS if path in ("/docs", "/redoc") else CSP).encode()
+        policy = (CSP_DOCS if path == "/docs" else CSP).encode()
 
         async def guarded_send(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -879,19 +879,19 @@ def _add_page_routes(app: FastAPI, kb: KnowledgeBase, answers: ReportStore) -> N
         return HTMLResponse(shown.html, status_code=shown.status, headers=headers)
 
 
-#: The files of Swagger UI and ReDoc that /docs and /redoc load (from fastapi-offline).
+#: The files of Swagger UI that /docs loads (from the fastapi-offline wheel).
 _DOCS_ASSETS = {
     "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
     "swagger-ui.css": "text/css; charset=utf-8",
-    "redoc.standalone.js": "text/javascript; charset=utf-8",
     "favicon.png": "image/png",
 }
 
 
 def _add_docs_routes(app: FastAPI) -> None:
-    """``/docs`` (Swagger UI) and ``/redoc`` with their assets served from the package, so
-    that both work on a hospital network with no internet access."""
-    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+    """``/docs`` (Swagger UI) with its assets served from the package, so that it works on a
+    hospital network with no internet access. (ReDoc is not offered: its page fetches its
+    logo from the vendor's CDN.)"""
+    from fastapi.openapi.docs import get_swagger_ui_html
 
     assets: dict[str, bytes] = {}
 
@@ -919,17 +919,6 @@ def _add_docs_routes(app: FastAPI) -> None:
             swagger_css_url=f"{root}/docs/assets/swagger-ui.css",
             swagger_favicon_url=f"{root}/docs/assets/favicon.png",
             swagger_ui_parameters={"validatorUrl": None},
-        )
-
-    @app.get("/redoc", include_in_schema=False)
-    async def redoc(request: Request) -> HTMLResponse:
-        root = base(request)
-        return get_redoc_html(
-            openapi_url=f"{root}/openapi.json",
-            title="netboard API",
-            redoc_js_url=f"{root}/docs/assets/redoc.standalone.js",
-            redoc_favicon_url=f"{root}/docs/assets/favicon.png",
-            with_google_fonts=False,
         )
 
     @app.get("/docs/assets/{name}", include_in_schema=False)

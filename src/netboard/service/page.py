@@ -733,8 +733,9 @@ def _one_clicks(
             value = representative(w.field, words)
             if value is None:
                 continue
-            unit = registry().fields[w.field].unit
-            hint = f"answered as {value}{' ' + unit if unit else ''}"
+            if value != words:  # a band: say which value of it is stated
+                unit = registry().fields[w.field].unit
+                hint = f"answered as {value}{' ' + unit if unit else ''}"
         else:
             value = words
         phrase = _capfirst(_what_if_phrase(w.summary, f"{_field_label(kb, w.field)} {words}"))
