@@ -931,9 +931,14 @@ def _run_audit(args: argparse.Namespace, today: dt.date | None, only: frozenset[
         report: Any = None
         if args.report is not None:
             from netboard.batch.report import AuditReport
+            from netboard.reports import generated_now
 
             report = AuditReport(
-                source=Path(source).name, kb_version=kb.version, engine=engine, kb=kb
+                source=Path(source).name,
+                kb_version=kb.version,
+                engine=engine,
+                kb=kb,
+                generated=generated_now(),
             )
         writer = None
         if args.out is not None:
