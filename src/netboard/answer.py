@@ -139,7 +139,8 @@ class Presumption:
     """A field the question leaves out and the plan presumes (contract v2 ``presumptions``).
 
     ``value`` is a contract word, or a range in words for a number; ``phrase`` names it in the
-    bottom line; ``confirm`` is the work-up that would turn it into a fact.
+    bottom line; ``confirm`` is the work-up that would turn it into a fact; ``words`` are the
+    question's own words it rests on ("NET"), empty when it rests on prevalence.
     """
 
     field: str
@@ -148,6 +149,7 @@ class Presumption:
     evidence: tuple[str, ...]
     phrase: str = ""
     confirm: str = ""
+    words: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

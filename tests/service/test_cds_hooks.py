@@ -356,3 +356,32 @@ def test_bad_feedback_is_422(client: TestClient, body: dict[str, Any], field: st
 
 def test_report_links_expire_and_unknown_ones_are_404(client: TestClient) -> None:
     assert client.get("/reports/not-a-token").status_code == 404
+
+
+@pytest.mark.parametrize("path", PUBLIC, ids=lambda p: p.stem)
+def test_the_plan_card_is_the_board_answer_in_brief(
+    client: TestClient, kb: KnowledgeBase, path: Path
+) -> None:
+    from netboard.service.cds_hooks import PLAN_DETAIL_LIMIT
+
+    case = case_of(path)
+    bundle = bundle_for_case(case, today=date.today())
+    pid = patient_id_of(bundle)
+    body = client.post(
+        SERVICE, json=hook_request(pid, prefetch=prefetch_for(bundle, templates(client)))
+    ).json()
+    (card,) = [c for c in body["cards"] if c["summary"].startswith("netboard plan")]
+    detail = card["detail"]
+    assert len(card["summary"]) <= 140
+    assert len(detail) <= PLAN_DETAIL_LIMIT + 200
+    expected = recommend(load_case(case), kb=kb)
+    # The plan is numbered in the board's order, and the card says what it presumed.
+    numbered = re.findall(r"^(\d+)\. ", detail, flags=re.M)
+    assert [int(n) for n in numbered] == [st.order for st in expected.plan]
+    assert ("**Presumed**" in detail) == bool(expected.presumptions)
+    # Every number cited on the card is listed in its sources, numbered as in the report.
+    cited = {int(n) for n in re.findall(r"\[(\d+)\]", detail.split("**Sources**")[0])}
+    listed = {int(n) for n in re.findall(r"\[(\d+)\] ", detail.split("**Sources**")[-1])}
+    assert cited <= listed
+    # No rule ids or field names in the clinician's view.
+    assert not re.search(r"\b[a-z]+_[a-z_]+\b", detail)

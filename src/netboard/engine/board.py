@@ -520,6 +520,7 @@ def board(
             evidence=p.d.evidence,
             phrase=p.d.phrase,
             confirm=p.d.confirm,
+            words=p.words or "",
         )
         for p in shown
     )

@@ -35,7 +35,15 @@ def describe_tumor(answer: Answer, kb: KnowledgeBase, case: Case) -> str:
         if case.pancreas_region is not None:
             site = f"of the pancreatic {case.pancreas_region.value}"
     if c.who_2019 == "unknown":
-        who, site = f"Neuroendocrine neoplasm {site}", "(grade or differentiation not stated)"
+        # A word such as "NET" in the question is a presumption of its own (well-differentiated);
+        # name the tumour as the question did, and say what is still not stated.
+        words = any(
+            p.field == "differentiation" and p.value == "well" and p.words
+            for p in answer.presumptions
+        )
+        noun = "Neuroendocrine tumour" if words else "Neuroendocrine neoplasm"
+        missing = "grade not stated" if words else "grade or differentiation not stated"
+        who, site = f"{noun} {site}", f"({missing})"
     parts = [f"{who} {site}", f"stage {c.stage}"]
     if c.functional not in ("none", "unknown"):
         parts.append(kb.labels.get("values", {}).get(c.functional, c.functional.replace("_", " ")))

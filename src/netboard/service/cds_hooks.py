@@ -323,56 +323,96 @@ def _references_md(answer: Answer, numbers: Mapping[str, int], used: set[str]) -
     return "**Sources**\n\n" + "\n".join(lines) if lines else ""
 
 
+#: The plan card's detail stays about this long (characters); the full report is linked.
+PLAN_DETAIL_LIMIT = 4000
+
+
+def _short_citation(citation: str, year: int | None) -> str:
+    """A citation as first author (or issuer) and year: the card's sources are numbered as in
+    the report, which has them in full."""
+    author = re.split(r"[,.;(]", citation, maxsplit=1)[0].strip()
+    etal = " et al." if "," in citation.split(".", 1)[0] else ""
+    return f"{author}{etal}" + (f" {year}" if year else "")
+
+
 def _plan_detail(answer: Answer, kb: KnowledgeBase, numbers: Mapping[str, int]) -> str:
+    """The board answer for a card: bottom line, plan, presumptions, what-ifs, sources.
+
+    Citation numbers are those of the full report (the answer's reference list), so a number
+    means the same source on the card and in the report. What does not fit in about 4 kB is
+    left to the report link, least important first: options not advised, then what-ifs.
+    """
     from netboard.reports.markdown import escape_inline, escape_markdown
 
-    parts = [escape_markdown(answer.summary)]
     used: set[str] = set()
-    steps: dict[int, list[str]] = {}
-    for r in answer.recommendations:
-        if r.status not in ("recommended", "consider"):
-            continue
-        text = f"{_label(kb, 'interventions', r.code)} ({_label(kb, 'statuses', r.status)})"
-        if r.applies_if is not None:
-            text += f", if {r.applies_if.condition}"
-        steps.setdefault(r.order, []).append(escape_inline(text) + _cites(r.evidence, numbers))
-        used.update(r.evidence)
-    if steps:
-        parts.append(
-            "**Plan**\n\n"
-            + "\n".join(f"{n}. {' or '.join(opts)}" for n, opts in enumerate(steps.values(), 1))
-        )
-    avoid = [
-        f"- {escape_inline(_label(kb, 'interventions', r.code))}: "
-        f"{_label(kb, 'statuses', r.status)}{_cites(r.evidence, numbers)}"
-        for r in answer.recommendations
-        if r.status in ("not_recommended", "contraindicated")
+
+    def cite(ids: Sequence[str]) -> str:
+        found = sorted({numbers[i] for i in ids if i in numbers})
+        used.update(i for i in ids if i in numbers)
+        return "".join(f"[{n}]" for n in found)
+
+    head = escape_markdown(answer.summary)
+    plan = [
+        f"{st.order}. {escape_inline(st.text)}{cite(st.evidence)}"
+        + (f" *Check first: {escape_inline(', '.join(st.checks))}.*" if st.checks else "")
+        for st in answer.plan
     ]
-    for r in answer.recommendations:
-        if r.status in ("not_recommended", "contraindicated"):
-            used.update(r.evidence)
-    if avoid:
-        parts.append("**Not advised**\n\n" + "\n".join(dict.fromkeys(avoid)))
-    elig = [
-        f"- {escape_inline(e.title)}: {_label(kb, 'eligibility_statuses', e.status)}"
-        for e in answer.eligibility
+
+    def shown(value: Any) -> str:
+        if isinstance(value, bool):
+            return "yes" if value else "no"
+        return _label(kb, "values", str(value))
+
+    presumed = [
+        f"{escape_inline(_label(kb, 'fields', p.field))}: {escape_inline(shown(p.value))}"
+        for p in answer.presumptions
     ]
-    if elig:
-        parts.append("**Eligibility**\n\n" + "\n".join(elig))
-    infos = [a for a in answer.alerts if a.severity == "info"]
-    if infos:
-        parts.append(
-            "**Also note**\n\n"
-            + "\n".join(f"- {escape_inline(a.message)}{_cites(a.evidence, numbers)}" for a in infos)
-        )
-        for a in infos:
-            used.update(a.evidence)
-    parts.append(_references_md(answer, numbers, used))
-    parts.append(
+    what_if = [f"- {escape_inline(w.summary)}" for w in answer.what_if]
+    avoid: dict[str, list[str]] = {}
+    for r in answer.recommendations:
+        if not r.status.positive and r.applies_if is None:
+            avoid.setdefault(r.rule_id, []).append(_label(kb, "interventions_short", r.code))
+    not_advised = [
+        f"- {escape_inline(', '.join(dict.fromkeys(labels)))}: "
+        + _label(kb, "statuses", next(r.status for r in answer.recommendations if r.rule_id == rid))
+        for rid, labels in avoid.items()
+    ]
+    tail = (
         f"Knowledge base {kb.version} (released {kb.released}). Decision support for health "
         "professionals; it does not replace a NET multidisciplinary tumour board."
     )
-    return "\n\n".join(p for p in parts if p)
+
+    def compose(whatifs: int, avoid_n: int) -> str:
+        parts = [head]
+        if plan:
+            parts.append("**Plan**\n\n" + "\n".join(plan))
+        if presumed:
+            parts.append("**Presumed** (not stated): " + "; ".join(presumed) + ".")
+        if what_if[:whatifs]:
+            more = len(what_if) - whatifs
+            extra = [f"- and {more} more in the report"] if more > 0 else []
+            parts.append("**If a presumption is wrong**\n\n" + "\n".join(what_if[:whatifs] + extra))
+        if not_advised[:avoid_n]:
+            parts.append("**Not advised**\n\n" + "\n".join(not_advised[:avoid_n]))
+        refs = [
+            f"[{numbers[r.id]}] {escape_inline(_short_citation(r.citation, r.year))}"
+            for r in answer.references
+            if r.id in used
+        ]
+        if refs:
+            parts.append("**Sources** (numbered as in the full report): " + "; ".join(refs) + ".")
+        parts.append(tail)
+        return "\n\n".join(parts)
+
+    whatifs, avoid_n = len(what_if), len(not_advised)
+    text = compose(whatifs, avoid_n)
+    while len(text) > PLAN_DETAIL_LIMIT and (avoid_n or whatifs > 2):
+        if avoid_n:
+            avoid_n = 0
+        else:
+            whatifs -= 1
+        text = compose(whatifs, avoid_n)
+    return text
 
 
 #: Items of a group shown on the missing-data card; the rest are counted (the report has all).
@@ -497,16 +537,26 @@ def build_cards(
         )
 
     positives = [r for r in answer.recommendations if r.status in ("recommended", "consider")]
-    first = [r for r in positives if r.order == min((p.order for p in positives), default=0)]
-    head = _label(kb, "who_2019", answer.classification.who_2019)
-    stage = answer.classification.stage
-    if stage and stage != "unknown":
-        head += f", stage {stage}"
-    if first:
-        step = " or ".join(_label(kb, "interventions", r.code) for r in first)
-        summary = f"netboard plan: {head}. First: {step}"
+    treatment = [
+        st
+        for st in answer.plan
+        if "multidisciplinary_review" not in [str(c) for c in st.codes]
+        and st.status == "recommended"
+    ]
+    if treatment:
+        first = treatment[0]
+        step = (" and " if first.join == "and" else " or ").join(
+            _label(kb, "interventions_short", str(c)) for c in first.codes
+        )
+        then = (
+            ", then " + _label(kb, "interventions_short", str(treatment[1].codes[0]))
+            if len(treatment) > 1
+            else ""
+        )
+        on = " (on stated presumptions)" if answer.presumptions else ""
+        summary = f"netboard plan: first {step}{then}{on}"
     else:
-        summary = f"netboard plan: {head}. No treatment step can be given yet"
+        summary = "netboard plan: tumour board review first; no treatment step can be given yet"
     add(
         {
             "summary": _short(summary),
