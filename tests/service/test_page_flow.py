@@ -302,3 +302,13 @@ def test_a_case_that_progressed_on_another_code_keeps_it(kb: KnowledgeBase) -> N
 def test_units_round_trip_through_a_real_form(kb: KnowledgeBase, tmp_path: Path) -> None:
     form = {"mode": ["case"], "labs.hemoglobin_g_dl": ["125"], "unit.labs.hemoglobin_g_dl": ["g/L"]}
     assert submit(form, kb)[0] == 200
+
+
+def test_about_and_the_api_page_name_the_contract_version(app_client: TestClient) -> None:
+    from netboard.vocab import CONTRACT_VERSION
+
+    assert app_client.get("/about").json()["contract_version"] == CONTRACT_VERSION
+    assert (
+        f"contract {CONTRACT_VERSION}."
+        in app_client.get("/openapi.json").json()["info"]["description"]
+    )

@@ -39,6 +39,7 @@ from netboard.case import MAX_CASE_BYTES, case_json_schema, load_case
 from netboard.documents import parse_json
 from netboard.errors import CaseError, ConfigError, Problem, display_field
 from netboard.service import cds_hooks
+from netboard.vocab import CONTRACT_VERSION
 
 if TYPE_CHECKING:
     from netboard.answer import Answer
@@ -551,7 +552,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary="Guideline-based decision support for metastatic neuroendocrine neoplasms",
         description=(
-            f"Knowledge base {kb.version} (released {kb.released}), contract 1. "
+            f"Knowledge base {kb.version} (released {kb.released}), contract {CONTRACT_VERSION}. "
             "Decision support for health professionals; every statement carries its sources."
         ),
     )
@@ -793,7 +794,7 @@ def _add_core_routes(
             "name": "netboard",
             "version": __version__,
             "knowledge_base": {"version": kb.version, "released": kb.released},
-            "contract_version": "1",
+            "contract_version": CONTRACT_VERSION,
             "bibliographic_citations": list(kb.covers),
             **kb.about,
         }
