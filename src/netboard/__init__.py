@@ -3,10 +3,15 @@
 The public API is small: load or validate a case, answer it, render the answer.
 
 Example:
-    >>> from netboard import load_case, recommend
+    >>> from netboard import load_case, recommend, render
     >>> answer = recommend(load_case({"primary_site": "ileum", "ki67_percent": 2}))
     >>> answer.classification.grade
     'g1'
+    >>> render(answer, "markdown").startswith("# netboard tumour board report")
+    True
+
+The renderers live in the subpackage ``netboard.reports``; ``netboard.render`` is always the
+function, never a module.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from netboard.engine.recommend import recommend
     from netboard.errors import CaseError, KnowledgeBaseError, NetboardError, Problem
     from netboard.kb import KnowledgeBase, load_kb
-    from netboard.render import render
+    from netboard.reports import render
 
 _LAZY = {
     "Answer": "netboard.answer",
@@ -51,7 +56,7 @@ _LAZY = {
     "Problem": "netboard.errors",
     "KnowledgeBase": "netboard.kb",
     "load_kb": "netboard.kb",
-    "render": "netboard.render",
+    "render": "netboard.reports",
 }
 
 

@@ -25,11 +25,19 @@ EXIT_OK = 0
 EXIT_INPUT = 2
 
 
+#: Every line netboard writes to standard error starts with this.
+PREFIX = "netboard: "
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that exits 2 with one clean line instead of usage noise on bad arguments."""
 
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
     def error(self, message: str) -> None:  # type: ignore[override]
-        sys.stderr.write(f"netboard: {message} (see 'netboard --help')\n")
+        sys.stderr.write(f"{PREFIX}{message} (see '{self.prog} --help')\n")
         raise SystemExit(EXIT_INPUT)
 
 
@@ -47,23 +55,56 @@ def _version_text() -> str:
 
 def _add_kb_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--kb", help="use the knowledge base in this directory instead of the packaged one"
+        "--kb",
+        metavar="DIR",
+        help="use the knowledge base in this directory instead of the packaged one",
     )
 
 
+def _examples(*lines: str) -> str:
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+_REPORT_FORMATS = ("markdown", "json", "html")
+_OUT_HELP = (
+    "write the answer to this file instead of standard output (its folder must exist; "
+    "the file is replaced whole)"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The ``netboard`` argument parser, every subcommand with a description and examples."""
     parser = _Parser(
         prog="netboard",
-        description="Guideline-based decision support for metastatic neuroendocrine neoplasms.",
+        description="Guideline-based decision support for metastatic neuroendocrine neoplasms:"
+        " a tumour board's answer (plan, presumptions, what-ifs), every statement cited.",
+        epilog=_examples(
+            "netboard recommend examples/sigmoid.yaml",
+            'netboard ask "62M sigmoid NET G2 Ki67 8%, liver mets" --format json',
+            "netboard serve",
+            "netboard audit registry.parquet --out result.parquet --report audit.html",
+            "netboard SUBCOMMAND --help",
+        ),
     )
     parser.add_argument(
         "--version", action="store_true", help="print package, knowledge base and contract versions"
     )
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="SUBCOMMAND")
 
     rec = sub.add_parser(
         "recommend",
         help="answer a structured case (JSON or YAML file, or - for stdin) or a FHIR R4 bundle",
+        description="Answer one case as a NET tumour board would: the plan, the presumptions "
+        "it rests on, what changes if they are wrong, eligibility, alerts, doses, monitoring "
+        "and references. Every field of the case is optional (contract: "
+        "../shared/spec/contract.md). Bad input exits 2 with one line per problem.",
+        epilog=_examples(
+            "netboard recommend examples/sigmoid.yaml",
+            "netboard recommend examples/sigmoid.json --format json",
+            "netboard recommend examples/sigmoid.yaml --format html --out report.html",
+            "cat examples/sigmoid.json | netboard recommend -",
+            "netboard recommend --fhir examples/fhir/sigmoid.json --format json",
+        ),
     )
     rec.add_argument("case", nargs="?", help="case file (JSON or YAML), or - for standard input")
     rec.add_argument(
@@ -74,41 +115,95 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument(
         "--patient", metavar="ID", help="with --fhir: read only this patient's resources"
     )
-    rec.add_argument("--format", choices=["json", "markdown", "html"], default="markdown")
+    rec.add_argument(
+        "--format",
+        choices=_REPORT_FORMATS,
+        default="markdown",
+        help="markdown (the report; the default), json (the contract answer) or html "
+        "(a standalone, printable page)",
+    )
+    rec.add_argument("--out", metavar="FILE", help=_OUT_HELP)
+    rec.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show rule ids and contract codes in the report (for review)",
+    )
     _add_kb_option(rec)
 
-    ask = sub.add_parser("ask", help="answer a free-text question or clinical note (- for stdin)")
+    ask = sub.add_parser(
+        "ask",
+        help="answer a free-text question or clinical note (- for stdin)",
+        description="Read a question or a pasted clinic note into a case and answer it as "
+        "'recommend' would; the report opens with what was understood, word by word, and "
+        "what was not used. A general question (no patient) is answered from the knowledge "
+        "base's own statements.",
+        epilog=_examples(
+            'netboard ask "62M sigmoid NET G2 Ki67 8%, DOTATATE avid, bilobar liver mets"',
+            "netboard ask - --case-out case.yaml < examples/note.txt",
+            'netboard ask "how long to stop octreotide LAR before PRRT?"',
+            "netboard ask - --format html --out answer.html < examples/note.txt",
+        ),
+    )
     ask.add_argument("text", help="the question or note, or - to read it from standard input")
-    ask.add_argument("--format", choices=["json", "markdown"], default="markdown")
-    ask.add_argument("--case-out", help="also write the parsed case to this YAML file")
+    ask.add_argument(
+        "--format",
+        choices=_REPORT_FORMATS,
+        default="markdown",
+        help="markdown (the default), json (the answer with parsed_case and unparsed) or "
+        "html (a standalone page)",
+    )
+    ask.add_argument("--out", metavar="FILE", help=_OUT_HELP)
+    ask.add_argument(
+        "--case-out", metavar="FILE", help="also write the parsed case to this YAML file"
+    )
+    ask.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show rule ids and contract codes in the report (for review)",
+    )
     _add_kb_option(ask)
 
     serve = sub.add_parser(
-        "serve", help="run the HTTP API, the CDS Hooks service and the web page (needs [service])"
+        "serve",
+        help="run the HTTP API, the CDS Hooks service and the web page (needs [service])",
+        description="Run the web page, the /v1 API and the CDS Hooks service on uvicorn. "
+        "Without --trust it listens on loopback only and says loudly that hook calls are "
+        "unauthenticated. Each request is logged (route, status, time, request id, rule ids; "
+        "never patient values or tokens). Details: docs/service.md.",
+        epilog=_examples(
+            "netboard serve",
+            "netboard serve --port 8080 --log-format json",
+            "netboard serve --host 0.0.0.0 --trust examples/trust.yaml "
+            "--public-url https://cds.example.org --workers 2",
+        ),
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     serve.add_argument(
-        "--trust", help="trust file of allowed CDS clients (JWT issuers and keys); see docs"
+        "--trust", metavar="FILE", help="trust file of allowed CDS clients (JWT issuers and keys)"
     )
     serve.add_argument(
         "--public-url",
+        metavar="URL",
         help="base URL clients use (JWT audience, card links), e.g. https://cds.x; "
         "required with --trust",
     )
     serve.add_argument(
         "--data-dir",
+        metavar="DIR",
         help="folder of the feedback, replay and report files, created 0700 "
         "(default $XDG_DATA_HOME/netboard, else ~/.local/share/netboard)",
     )
     serve.add_argument(
         "--feedback-db",
+        metavar="FILE",
         help="SQLite file for CDS Hooks feedback (default DATA_DIR/feedback.sqlite3)",
     )
     serve.add_argument(
         "--feedback-retention-days",
         type=int,
         default=365,
+        metavar="N",
         help="days cards and feedback are kept (default 365)",
     )
     serve.add_argument(
@@ -119,17 +214,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="without --trust: a FHIR base URL hook calls may name as fhirServer (repeatable; "
         "with --trust, list fhir_servers per issuer in the trust file)",
     )
-    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument(
+        "--workers", type=int, default=1, metavar="N", help="worker processes (default 1)"
+    )
     serve.add_argument(
         "--max-connections",
         type=int,
         default=1000,
+        metavar="N",
         help="open connections per worker (default 1000); the longest idle is closed past it",
     )
     serve.add_argument(
         "--client-timeout",
         type=float,
         default=15.0,
+        metavar="SECONDS",
         help="seconds a client has to send a request head, and again its body (default 15)",
     )
     serve.add_argument(
@@ -140,18 +239,54 @@ def build_parser() -> argparse.ArgumentParser:
         help="a browser origin allowed to call the CDS Hooks routes (CORS), e.g. "
         "https://sandbox.cds-hooks.org; repeat for several",
     )
+    serve.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default="text",
+        help="text lines (the default) or JSON lines, one object per event, for a log shipper",
+    )
     _add_kb_option(serve)
 
-    kb = sub.add_parser("kb", help="knowledge-base tools")
-    kb_sub = kb.add_subparsers(dest="kb_command", parser_class=_Parser)
-    check = kb_sub.add_parser("check", help="check the knowledge base and print its statistics")
+    kb = sub.add_parser(
+        "kb",
+        help="knowledge-base tools",
+        description="Check a knowledge base (dangling evidence ids, unknown keys, fields or "
+        "codes, duplicate ids, rules without evidence) or compile its start-up snapshot.",
+        epilog=_examples(
+            "netboard kb check",
+            "netboard kb check path/to/kb",
+            "netboard kb compile src/netboard/kb",
+        ),
+    )
+    kb_sub = kb.add_subparsers(dest="kb_command", parser_class=_Parser, metavar="COMMAND")
+    check = kb_sub.add_parser(
+        "check",
+        help="check the knowledge base and print its statistics",
+        description="Check a knowledge base directory and print its size; exit 2 with one "
+        "line per problem.",
+        epilog=_examples("netboard kb check", "netboard kb check path/to/kb"),
+    )
     check.add_argument(
         "path", nargs="?", help="knowledge-base directory (default: the packaged one)"
     )
-    comp = kb_sub.add_parser("compile", help="write compiled.json (the start-up snapshot) for a KB")
+    comp = kb_sub.add_parser(
+        "compile",
+        help="write compiled.json (the start-up snapshot) for a KB",
+        description="Check a knowledge base and write its compiled.json (loaded at start-up).",
+        epilog=_examples("netboard kb compile src/netboard/kb"),
+    )
     comp.add_argument("path", help="knowledge-base directory, e.g. src/netboard/kb")
     _add_batch_commands(sub)
     return parser
+
+
+def _engines() -> tuple[list[str], str]:
+    """The batch engines ``--engine`` accepts, and the words of its help."""
+    return (
+        ["duckdb", "spark", "python", "polars"],
+        "duckdb (the default when installed: [audit]), spark ([spark]) or python (the "
+        "reference, one row at a time); polars is a development engine that no extra installs",
+    )
 
 
 def _add_batch_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
@@ -159,6 +294,19 @@ def _add_batch_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
     audit = sub.add_parser(
         "audit",
         help="evaluate every patient of a registry (CSV, Parquet, NDJSON or FHIR Bulk NDJSON)",
+        description="Run the knowledge base over a whole registry and write one row per "
+        "patient (every option's status, eligibility, alerts, missing data, concordance with "
+        "a 'given' first line). Bad rows are reported by row and field and skipped; faults "
+        "stop the run with no partial output. On a terminal a progress line shows rows done, "
+        "rate and time left. Needs the [audit] extra. Details: docs/audit.md.",
+        epilog=_examples(
+            "netboard synth --n 10000 --out registry.parquet --given",
+            "netboard audit registry.parquet --out result.parquet --report audit.html",
+            "netboard audit registry.parquet --compare-kb new-kb --out changes.csv",
+            "netboard audit --fhir-ndjson examples/fhir-bulk --today 2025-01-15 "
+            "--out fhir-result.parquet",
+            "netboard audit registry.parquet --out rec-elig.parquet --only rec,elig",
+        ),
     )
     audit.add_argument("registry", nargs="?", help="registry file: .csv, .parquet, .ndjson/.jsonl")
     audit.add_argument(
@@ -167,12 +315,15 @@ def _add_batch_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
     audit.add_argument(
         "--out",
         metavar="RESULT",
-        help="result file (.parquet or .csv); with --compare-kb, the changes",
+        help="result file (.parquet or .csv); with --compare-kb, the changes; its folder must "
+        "exist",
     )
+    engines, engine_help = _engines()
     audit.add_argument(
         "--engine",
-        choices=["duckdb", "polars", "spark", "python"],
-        help="batch engine (default duckdb when installed, else python, the reference)",
+        choices=engines,
+        metavar="{duckdb,spark,python}",
+        help=engine_help,
     )
     _add_kb_option(audit)
     audit.add_argument(
@@ -180,16 +331,26 @@ def _add_batch_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
         metavar="OTHER_KB",
         help="list the patients whose recommendations or eligibility change with this KB",
     )
-    audit.add_argument("--report", metavar="HTML", help="also write a summary page (HTML)")
+    audit.add_argument(
+        "--report", metavar="HTML", help="also write a summary page (HTML); its folder must exist"
+    )
     audit.add_argument("--skipped", metavar="FILE", help="write every skipped-row problem here")
     audit.add_argument(
-        "--show", type=int, default=20, metavar="N", help="problem lines shown on stderr (20)"
+        "--show",
+        type=int,
+        default=20,
+        metavar="N",
+        help="problem lines shown on standard error (default 20)",
     )
     audit.add_argument(
         "--today", metavar="YYYY-MM-DD", help="with --fhir-ndjson: reference date for ages"
     )
     audit.add_argument(
-        "--chunk-rows", type=int, default=100_000, metavar="N", help="rows per chunk (100000)"
+        "--chunk-rows",
+        type=int,
+        default=100_000,
+        metavar="N",
+        help="rows per chunk (default 100000)",
     )
     audit.add_argument(
         "--only",
@@ -203,18 +364,44 @@ def _add_batch_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
         metavar="N",
         help="DuckDB threads (default: every core)",
     )
-    synth = sub.add_parser("synth", help="write a synthetic registry (demos, tests, benchmarks)")
+    audit.add_argument(
+        "--quiet",
+        "-q",
+        action="store_true",
+        help="no progress line (it is shown only on a terminal anyway)",
+    )
+    synth = sub.add_parser(
+        "synth",
+        help="write a synthetic registry (demos, tests, benchmarks)",
+        description="Write a registry of synthetic patients (plausible NEN cases, none real) "
+        "for demonstrations, tests and benchmarks. Needs the [audit] extra.",
+        epilog=_examples(
+            "netboard synth --n 10000 --out registry.parquet --given",
+            "netboard synth --n 500 --out registry.csv --seed 7",
+        ),
+    )
     synth.add_argument("--n", type=int, required=True, help="number of patients")
-    synth.add_argument("--out", required=True, help="file: .parquet, .csv, .ndjson or .jsonl")
+    synth.add_argument(
+        "--out",
+        required=True,
+        metavar="FILE",
+        help="file: .parquet, .csv, .ndjson or .jsonl; its folder must exist",
+    )
     synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     synth.add_argument(
         "--given", action="store_true", help="add a given first-line column (for concordance)"
     )
 
 
+def _say(line: str) -> None:
+    """One line on standard error, with the netboard prefix."""
+    sys.stderr.write(line if line.startswith(PREFIX) else PREFIX + line)
+    sys.stderr.write("\n")
+
+
 def _problems(problems: Sequence[object]) -> int:
     for p in problems:
-        sys.stderr.write(f"{p}\n")
+        _say(str(p))
     return EXIT_INPUT
 
 
@@ -231,8 +418,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "recommend":
             return _recommend(args)
         if args.command == "ask":
-            from netboard.parse.ask import run_ask
-
             return run_ask(args)
         if args.command == "serve":
             return _serve(args)
@@ -255,29 +440,123 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "kb"
         else ("a command (recommend, ask, serve, kb, audit, synth)")
     )
-    sys.stderr.write(f"netboard: {needed} is needed (see 'netboard --help')\n")
+    _say(f"{needed} is needed (see 'netboard --help')")
     return EXIT_INPUT
+
+
+# --- writing an answer ---------------------------------------------------------------------
+
+
+def output_problem(option: str, path: str) -> str | None:
+    """Why ``path`` cannot be an output file (named by ``option``), or None.
+
+    netboard never creates folders: a mistyped path is an error naming it, not a new tree.
+
+    Example:
+        >>> output_problem("--out", "/no/such/folder/report.html")
+        '--out: the folder /no/such/folder does not exist (netboard creates no folders)'
+    """
+    import os
+
+    if not path or path.endswith(("/", os.sep)):
+        return f"{option}: {path!r} is not a file name"
+    if os.path.isdir(path):
+        return f"{option}: {path} is a directory, not a file"
+    folder = os.path.dirname(path) or "."
+    if not os.path.exists(folder):
+        return f"{option}: the folder {folder} does not exist (netboard creates no folders)"
+    if not os.path.isdir(folder):
+        return f"{option}: {folder} is not a folder"
+    return None
+
+
+def _is_terminal(stream: object) -> bool:
+    """Whether ``stream`` is a terminal (a closed or replaced stream is not)."""
+    try:
+        return bool(stream.isatty())  # type: ignore[attr-defined]
+    except (AttributeError, ValueError):
+        return False
+
+
+def _terminal_width() -> int | None:
+    """The width to wrap Markdown at when standard output is a terminal, else None."""
+    import os
+    import shutil
+
+    if not _is_terminal(sys.stdout) or os.environ.get("TERM") == "dumb":
+        return None
+    return max(40, min(shutil.get_terminal_size((100, 24)).columns, 100))
+
+
+def emit(text: str, fmt: str, out: str | None) -> int:
+    """Write an answer to ``out`` (whole, replaced atomically) or to standard output.
+
+    Markdown on a terminal is wrapped for reading; a pipe or a file gets it unchanged.
+    """
+    if out is not None:
+        problem = output_problem("--out", out)
+        if problem is not None:
+            return _problems([problem])
+        import os
+        import tempfile
+
+        folder = os.path.dirname(out) or "."
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=".netboard-", suffix=".partial", dir=folder)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+                    fh.write(text)
+                os.chmod(tmp, 0o644 & ~_umask())
+                os.replace(tmp, out)
+            except BaseException:
+                import contextlib
+
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+        except OSError as exc:
+            return _problems([f"--out: cannot write {out}: {exc.strerror or exc}"])
+        return EXIT_OK
+    if fmt == "markdown":
+        width = _terminal_width()
+        if width is not None:
+            from netboard.reports.markdown import wrap_markdown
+
+            text = wrap_markdown(text, width)
+    try:
+        sys.stdout.write(text)
+    except UnicodeEncodeError:
+        # A terminal that is not UTF-8 still gets the answer.
+        sys.stdout.flush()
+        sys.stdout.buffer.write(text.encode("utf-8"))
+    return EXIT_OK
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _recommend(args: argparse.Namespace) -> int:
     from netboard.case import load_case, read_case
     from netboard.engine.recommend import recommend
     from netboard.kb import load_kb
-    from netboard.render import render
+    from netboard.reports import generated_now, render
 
     if (args.case is None) == (args.fhir is None):
-        sys.stderr.write(
-            "netboard: give exactly one of CASE or --fhir BUNDLE (see 'netboard --help')\n"
-        )
-        return EXIT_INPUT
+        return _problems(["give exactly one of CASE or --fhir BUNDLE (see 'netboard --help')"])
     if args.patient is not None and args.fhir is None:
-        sys.stderr.write("netboard: --patient is for --fhir (see 'netboard --help')\n")
-        return EXIT_INPUT
+        return _problems(["--patient is for --fhir (see 'netboard --help')"])
+    if args.out is not None and (problem := output_problem("--out", args.out)):
+        return _problems([problem])
     kb = load_kb(args.kb)
+    options = {"labels": kb.labels, "verbose": args.verbose, "generated": generated_now()}
     if args.fhir is None:
         case = read_case(args.case)
-        sys.stdout.write(render(recommend(case, kb=kb), args.format, labels=kb.labels))
-        return EXIT_OK
+        return emit(render(recommend(case, kb=kb), args.format, **options), args.format, args.out)
     from netboard.fhir import read_fhir
 
     read = read_fhir(args.fhir, kb=kb, patient_id=args.patient)
@@ -292,11 +571,51 @@ def _recommend(args: argparse.Namespace) -> int:
 
         data = answer.to_dict()
         data["fhir"] = read.report()
-        sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-        return EXIT_OK
-    text = render(answer, args.format, labels=kb.labels)
-    sys.stdout.write(_with_unmapped(_with_scope(text, answer, args.format), read, args.format))
-    return EXIT_OK
+        return emit(json.dumps(data, indent=2, ensure_ascii=False) + "\n", "json", args.out)
+    text = render(answer, args.format, **options)
+    text = _with_unmapped(_with_scope(text, answer, args.format), read, args.format)
+    return emit(text, args.format, args.out)
+
+
+def run_ask(args: argparse.Namespace) -> int:
+    """``netboard ask``: print (or write) the answer for the case read from the text.
+
+    Returns:
+        0 when an answer was given; 2 when the text is unusable (empty, over 100 kB, not
+        UTF-8) or an output cannot be written, with one line on standard error.
+    """
+    from netboard.kb import load_kb
+    from netboard.parse.ask import ask, read_text
+    from netboard.reports import generated_now
+
+    for option, path in (("--out", args.out), ("--case-out", args.case_out)):
+        if path is not None and (problem := output_problem(option, path)):
+            return _problems([problem])
+    text, problem = read_text(args.text)
+    if problem:
+        return _problems([problem])
+    kb = load_kb(args.kb)
+    result = ask(text, kb)
+    generated = generated_now()
+    if args.format == "json":
+        import json
+
+        out = json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n"
+    elif args.format == "html":
+        from netboard.service.page import ask_report_html
+
+        out = ask_report_html(kb, text, result, generated=generated, verbose=args.verbose)
+    else:
+        out = result.markdown(generated=generated, verbose=args.verbose)
+    if args.case_out:
+        import yaml
+
+        try:
+            with open(args.case_out, "w", encoding="utf-8") as fh:
+                yaml.safe_dump(result.parsed.case_dict, fh, sort_keys=False, allow_unicode=True)
+        except OSError as exc:
+            return _problems([f"--case-out: cannot write {args.case_out}: {exc.strerror or exc}"])
+    return emit(out, args.format, args.out)
 
 
 def _with_scope(text: str, answer: Answer, fmt: str) -> str:
@@ -330,6 +649,7 @@ def _serve(args: argparse.Namespace) -> int:
         return _problems(["--feedback-retention-days: expected days from 1 to 36500"])
     try:
         from netboard.service.app import SETTINGS_ENV
+        from netboard.service.logs import log_config
         from netboard.service.security import require_loopback_without_trust
         from netboard.service.server import Limits, run
     except ImportError as exc:
@@ -339,6 +659,13 @@ def _serve(args: argparse.Namespace) -> int:
                 "pip install 'netboard[service]'"
             ]
         )
+    # The port first: if another server holds it, one line says so, before anything else.
+    taken = port_problem(args.host, args.port)
+    if taken is not None:
+        return _problems([taken])
+    import logging.config
+
+    logging.config.dictConfig(log_config(args.log_format))
     data_dir = args.data_dir
     if data_dir is not None:
         data_dir = os.path.abspath(data_dir)  # workers may start elsewhere
@@ -384,14 +711,48 @@ def _serve(args: argparse.Namespace) -> int:
         where = args.feedback_db or data_dir or "the data directory"
         return _problems([f"--data-dir: cannot use {where}: {getattr(exc, 'strerror', '') or exc}"])
     os.environ[SETTINGS_ENV] = json.dumps(settings)
-    sys.stderr.write(f"netboard: serving on http://{args.host}:{args.port}/ (Ctrl-C stops)\n")
+    import logging
+
+    # Through the log, so that --log-format json gives JSON lines only.
+    logging.getLogger("netboard.service").info(
+        "netboard %s serving on http://%s:%d/ (Ctrl-C stops)", __version__, args.host, args.port
+    )
     run(
         host=args.host,
         port=args.port,
         workers=args.workers,
         limits=Limits(max_connections=args.max_connections, client_timeout=args.client_timeout),
+        log_format=args.log_format,
     )
     return EXIT_OK
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why ``serve`` cannot listen on ``host:port`` (already in use, no such address), or
+    None. The socket is bound and closed again as uvicorn will bind it (``SO_REUSEADDR``)."""
+    import errno
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            if exc.errno == errno.EADDRINUSE:
+                return (
+                    f"--port: {where} is already in use (another server listens there); "
+                    "stop it or choose another --port"
+                )
+            if exc.errno == errno.EACCES:
+                return f"--port: {where}: permission denied (ports below 1024 need privileges)"
+            if exc.errno == errno.EADDRNOTAVAIL:
+                return f"--host: {host} is not an address of this machine"
+            return f"--host: cannot listen on {where}: {exc.strerror or exc}"
+        except (OverflowError, socket.gaierror) as exc:
+            return f"--host: cannot listen on {host}:{port}: {exc}"
+    return None
 
 
 def _kb_check(path: str | None) -> int:
@@ -440,7 +801,7 @@ def _audit(args: argparse.Namespace) -> int:
     from netboard.errors import ProblemsError
 
     if (args.registry is None) == (args.fhir_ndjson is None):
-        return _problems(["netboard: give exactly one of REGISTRY or --fhir-ndjson DIR"])
+        return _problems(["give exactly one of REGISTRY or --fhir-ndjson DIR"])
     if args.out is None and args.report is None:
         return _problems(["--out: give the result file (.parquet or .csv), or --report"])
     if args.compare_kb is not None and args.out is None:
@@ -477,16 +838,16 @@ def _audit(args: argparse.Namespace) -> int:
             [f"audit: {exc.name} is not installed; pip install 'netboard[audit]' (duckdb, pyarrow)"]
         )
     except Interrupted as exc:
-        return _problems([f"netboard: stopped by {exc.name}; no output written"])
+        return _problems([f"stopped by {exc.name}; no output written"])
     except KeyboardInterrupt:
-        return _problems(["netboard: interrupted (Ctrl-C); no output written"])
+        return _problems(["interrupted (Ctrl-C); no output written"])
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
-        return _problems([f"netboard: {where}{exc.strerror or exc}; no output written"])
+        return _problems([f"{where}{exc.strerror or exc}; no output written"])
     except UnicodeDecodeError as exc:  # e.g. a FHIR Bulk file that is not UTF-8
         return _problems(
             [
-                f"netboard: {args.registry or args.fhir_ndjson}: a file is not UTF-8 text "
+                f"{args.registry or args.fhir_ndjson}: a file is not UTF-8 text "
                 f"({exc.reason} at byte {exc.start}); no output written"
             ]
         )
@@ -570,9 +931,14 @@ def _run_audit(args: argparse.Namespace, today: dt.date | None, only: frozenset[
         report: Any = None
         if args.report is not None:
             from netboard.batch.report import AuditReport
+            from netboard.reports import generated_now
 
             report = AuditReport(
-                source=Path(source).name, kb_version=kb.version, engine=engine, kb=kb
+                source=Path(source).name,
+                kb_version=kb.version,
+                engine=engine,
+                kb=kb,
+                generated=generated_now(),
             )
         writer = None
         if args.out is not None:
@@ -585,16 +951,26 @@ def _run_audit(args: argparse.Namespace, today: dt.date | None, only: frozenset[
                 schema = pa.schema([schema.field(n) for n in output_columns(only)])
             writer = io.ResultWriter(paths["--out"], schema)
             cleanup.callback(writer.abort)
-        stats = io.audit_chunks(
-            chunks,
-            kb=kb,
-            engine=engine,
-            writer=writer,
-            on_problem=on_problem,
-            on_result=report.add if report is not None else None,
-            only=only,
-            threads=args.threads,
+        from netboard.batch.progress import AuditProgress
+
+        fhir = args.fhir_ndjson is not None
+        progress = AuditProgress(
+            None if fhir else registry.row_count(),
+            enabled=not args.quiet and _is_terminal(sys.stderr),
+            unit="patients" if fhir else "rows",
         )
+        with progress:
+            stats = io.audit_chunks(
+                chunks,
+                kb=kb,
+                engine=engine,
+                writer=writer,
+                on_problem=on_problem,
+                on_result=report.add if report is not None else None,
+                only=only,
+                threads=args.threads,
+                on_progress=progress.update,
+            )
         # 2. Everything was computed: the outputs are moved into place, the result last.
         if report is not None:
             report.skipped = stats.skipped
@@ -603,28 +979,28 @@ def _run_audit(args: argparse.Namespace, today: dt.date | None, only: frozenset[
             skipped_file.commit()
         if writer is not None:
             writer.close()
-    for line in shown:
-        sys.stderr.write(line + "\n")
-    if count[0] > len(shown):
-        sys.stderr.write(f"... {count[0] - len(shown)} more problem lines\n")
+    _show_problems(shown, count[0])
     unit = "lines" if fhir_stats is not None else "rows"
     skipped = stats.skipped if fhir_stats is None else fhir_stats.bad_lines
     where = f" (see {args.skipped})" if args.skipped else ""
     if count[0] and not args.skipped:
         where = " (--skipped FILE writes every problem)"
-    sys.stderr.write(
-        f"netboard: {stats.audited} patients audited, {skipped} {unit} skipped{where}\n"
-    )
+    _say(f"{stats.audited} patients audited, {skipped} {unit} skipped{where}")
     if fhir_stats is not None:
         sys.stderr.write(_fhir_summary(fhir_stats))
     if fhir_stats is not None and fhir_stats.unmapped:
         reasons = fhir_stats.unmapped_by_reason
         common = max(reasons, key=lambda r: reasons[r])
-        sys.stderr.write(
-            f"netboard: {fhir_stats.unmapped} FHIR items not used (see docs/fhir.md); "
-            f"most often: {common}\n"
-        )
+        _say(f"{fhir_stats.unmapped} FHIR items not used (see docs/fhir.md); most often: {common}")
     return EXIT_OK
+
+
+def _show_problems(shown: list[str], count: int) -> None:
+    """The first problem lines of an audit, and how many more there were."""
+    for line in shown:
+        _say(line)
+    if count > len(shown):
+        _say(f"{count - len(shown)} more problem lines not shown")
 
 
 def _close(chunks: object) -> None:
@@ -707,11 +1083,8 @@ def _compare(
     except BaseException:
         writer.abort()
         raise
-    for line in shown:
-        sys.stderr.write(line + "\n")
-    if count[0] > len(shown):
-        sys.stderr.write(f"... {count[0] - len(shown)} more problem lines\n")
-    sys.stderr.write(f"netboard: {audited} patients compared, {skipped} rows skipped\n")
+    _show_problems(shown, count[0])
+    _say(f"{audited} patients compared, {skipped} rows skipped")
     summary = compare_summary(changes, len(patients))
     summary[0] += (
         f" between knowledge base {base.version} and {other.version} ({args.compare_kb});"
@@ -727,6 +1100,9 @@ def _synth(args: argparse.Namespace) -> int:
 
     if args.n < 0:
         return _problems(["--n: expected 0 or more patients"])
+    problem = output_problem("--out", args.out)
+    if problem is not None:
+        return _problems([problem])
     try:
         from netboard.batch.synth import write_synth
 
@@ -737,7 +1113,7 @@ def _synth(args: argparse.Namespace) -> int:
         return _problems(
             [f"synth: {exc.name} is not installed; pip install 'netboard[audit]' (numpy, pyarrow)"]
         )
-    sys.stderr.write(f"netboard: wrote {rows} synthetic patients to {args.out}\n")
+    _say(f"wrote {rows} synthetic patients to {args.out}")
     return EXIT_OK
 
 

@@ -39,8 +39,8 @@ def test_problem_lines_are_capped(tmp_path: Path, capsys: pytest.CaptureFixture[
     reg.write_text("id,ki67_percent\n" + "".join(f"p{i},200\n" for i in range(30)), "utf-8")
     assert main(["audit", str(reg), "--out", str(tmp_path / "r.csv"), "--show", "5"]) == 0
     err = capsys.readouterr().err.splitlines()
-    assert len([line for line in err if line.startswith("row ")]) == 5
-    assert "... 25 more problem lines" in err
+    assert len([line for line in err if line.startswith("netboard: row ")]) == 5
+    assert "netboard: 25 more problem lines not shown" in err
     assert err[-1].startswith("netboard: 0 patients audited, 30 rows skipped")
 
 

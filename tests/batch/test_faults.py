@@ -92,7 +92,7 @@ def test_output_that_is_the_registry_is_refused(
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
-    assert err[0].startswith(f"{option}: ")
+    assert err[0].startswith(f"netboard: {option}: ")
     assert "refusing to overwrite an input" in err[0]
     assert reg.read_bytes() == before
     assert not (tmp_path / "res.parquet").exists()
@@ -283,7 +283,9 @@ def test_utf16_file_is_one_clear_line(
     reg.write_text(text, encoding="utf-16")
     assert main(["audit", str(reg), "--out", str(tmp_path / "r.csv")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"{reg}: encoded as UTF-16 (or UTF-32): save the file as UTF-8 and run again"]
+    assert err == [
+        f"netboard: {reg}: encoded as UTF-16 (or UTF-32): save the file as UTF-8 and run again"
+    ]
 
 
 def test_csv_header_not_utf8_is_one_clear_line(
@@ -336,7 +338,7 @@ def test_corrupt_parquet_page_is_one_line_and_no_output(
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert len(err) == 1
-    assert err[0].startswith(f"{reg}: ")
+    assert err[0].startswith(f"netboard: {reg}: ")
     assert "Parquet" in err[0]
     assert not out.exists()
     assert not skipped.exists()
@@ -367,7 +369,7 @@ def test_full_disk_is_one_line_and_leaves_nothing(tmp_path: Path, outputs: list[
     assert done.returncode == 2, done.stderr
     err = done.stderr.strip().splitlines()
     assert len(err) == 1
-    assert err[0].startswith(f"{target}: cannot write: File too large")
+    assert err[0].startswith(f"netboard: {target}: cannot write: File too large")
     assert not target.exists()
     assert partials(tmp_path) == []
 

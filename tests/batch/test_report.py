@@ -156,3 +156,41 @@ def test_lung_and_thymus_grade_groups_follow_the_thoracic_scheme(kb: KnowledgeBa
         "NET G1",
         "G3, differentiation not stated",
     ]
+
+
+def test_the_page_reads_in_labels_with_its_run_date_and_version(
+    tmp_path: Path, kb: KnowledgeBase
+) -> None:
+    from netboard import __version__
+    from netboard.cli import main
+
+    registry = tmp_path / "reg.parquet"
+    write_synth(registry, 3000, seed=4, given=True)
+    page = tmp_path / "audit.html"
+    assert main(["audit", str(registry), "--report", str(page), "--quiet"]) == 0
+    html = page.read_text(encoding="utf-8")
+    shown = re.sub(r"<[^>]+>", " ", html.split("</header>", 1)[1])
+    shown = re.sub(r'\b(data-stat|title)="[^"]*"', "", shown)
+    # No internal code is shown as text: labels from the knowledge base instead.
+    for code in (
+        "sigmoid_colon",
+        "prrt_ssa_washout",
+        "labs.neutrophils_10e9_l",
+        "capecitabine_temozolomide",
+        "hepatic_resection",
+        "unknown_primary",
+    ):
+        assert code not in shown, code
+    assert kb.labels["interventions_short"]["capecitabine_temozolomide"][1:] in html
+    assert kb.labels["alerts"]["prrt_ssa_washout"][1:] in html
+    assert re.search(r'run <time data-stat="generated">\d{4}-\d{2}-\d{2} \d{2}:\d{2} ', html)
+    assert f'netboard <span data-stat="version">{__version__}</span>' in html
+    assert "later lines included" in html
+    # The figures keep their codes for scripts.
+    assert 'data-stat="rec.prrt.positive.percent"' in html
+
+
+def test_every_alert_has_a_reader_label(kb: KnowledgeBase) -> None:
+    from netboard.vocab import AlertCode
+
+    assert set(kb.labels["alerts"]) == {a.value for a in AlertCode}

@@ -147,7 +147,7 @@ def test_cli_only_and_threads(
         capsys.readouterr()
         .err.strip()
         .splitlines()[-1]
-        .startswith("--only: 'rex' is not a result family")
+        .startswith("netboard: --only: 'rex' is not a result family")
     )
 
 

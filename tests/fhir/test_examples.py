@@ -153,11 +153,12 @@ def test_cli_refuses_bad_fhir_json_in_one_line(tmp_path: Path) -> None:
     assert p.returncode == 2
     assert p.stdout == ""
     assert len(p.stderr.strip().splitlines()) == 1
-    assert p.stderr.startswith(f"{bad}: not valid JSON")
+    assert p.stderr.startswith(f"netboard: {bad}: not valid JSON")
     notfhir = tmp_path / "notfhir.json"
     notfhir.write_text('{"resourceType": "Bundle", "entry": [{"resource": {"id": 1}}]}')
     p = run("recommend", "--fhir", str(notfhir))
     assert p.returncode == 2
     assert (
-        p.stderr.strip() == f"{notfhir}: entry[0].resource: not a FHIR resource (no resourceType)"
+        p.stderr.strip()
+        == f"netboard: {notfhir}: entry[0].resource: not a FHIR resource (no resourceType)"
     )

@@ -184,4 +184,4 @@ def test_text_over_100_kb_is_refused(capsys: pytest.CaptureFixture[str]) -> None
     assert main(["ask", "liver mets " * 10_000, "--format", "json"]) == 2
     out, err = capsys.readouterr()
     assert out == ""
-    assert err.strip() == "text: larger than 100000 bytes"
+    assert err.strip() == "netboard: text: larger than 100000 bytes"

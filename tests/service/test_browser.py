@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
 import socket
+import subprocess
 import threading
 import time
 import urllib.request
@@ -308,3 +310,198 @@ def test_print_leaves_out_the_forms_and_keeps_the_report(driver: WebDriver, base
         driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": ""})
     pdf = driver.execute_cdp_cmd("Page.printToPDF", {"printBackground": True})
     assert base64.b64decode(pdf["data"]).startswith(b"%PDF")
+
+
+# --- issue 16: /docs offline, one click, narrow windows, the printout ----------------------
+
+
+SEED = "Treatment of stage 4 neuroendocrine tumor of sigmoid with liver metastases"
+SHARED_CASES = Path(__file__).resolve().parents[3] / "shared" / "cases"
+PDFTOTEXT = shutil.which("pdftotext")
+
+
+def resources_loaded(driver: WebDriver) -> list[str]:
+    """Every resource the page loaded (scripts, styles, images, fetches)."""
+    return list(
+        driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name);")
+    )
+
+
+def test_the_api_page_renders_with_nothing_from_the_network(
+    driver: WebDriver, base_url: str
+) -> None:
+    page, ready = "/docs", ".swagger-ui .opblock"
+    # Requests to anywhere but this server are blocked, as on a hospital network.
+    driver.execute_cdp_cmd("Network.enable", {})
+    driver.execute_cdp_cmd(
+        "Network.setBlockedURLs",
+        {"urls": ["*://*.net/*", "*://*.com/*", "*://*.org/*", "*://*.io/*", "*://*.ly/*"]},
+    )
+    try:
+        driver.get(base_url + page)
+        WebDriverWait(driver, 20).until(
+            lambda d: d.execute_script(f"return document.querySelectorAll({ready!r}).length") > 0
+        )
+        text = driver.find_element(By.TAG_NAME, "body").text
+        assert "netboard" in text
+        assert "/v1/recommend" in text
+        assert all(url.startswith(base_url) for url in resources_loaded(driver)), resources_loaded(
+            driver
+        )
+        shot(driver, f"api-{page.strip('/')}")
+    finally:
+        driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": []})
+
+
+def plan_codes_on_page(driver: WebDriver) -> list[str]:
+    return list(
+        driver.execute_script(
+            "return [...document.querySelectorAll('tr.plan-step')].map(tr => tr.dataset.codes);"
+        )
+    )
+
+
+def test_one_click_sstr_negative_takes_the_analog_out_of_the_plan(
+    driver: WebDriver, base_url: str
+) -> None:
+    driver.get(base_url + "/")
+    driver.find_element(By.ID, "f-text").send_keys(SEED)
+    submit_form(driver, "text-form")
+    assert "/answers/" in driver.current_url  # an address of its own, not "/"
+    first = driver.current_url
+    assert any("somatostatin_analog" in codes.split() for codes in plan_codes_on_page(driver))
+    # The board's answer comes first: bottom line, plan, presumptions, what-ifs.
+    order = driver.execute_script(
+        "return [...document.querySelectorAll('main > section[id]')].map(s => s.id);"
+    )
+    assert order[:4] == ["bottom-line", "plan", "presumptions", "what-if"], order
+    button = driver.find_element(
+        By.CSS_SELECTOR,
+        "li.what-if[data-field='sstr_imaging'] form.oneclick[data-value='negative'] button",
+    )
+    assert button.text.startswith("It is SSTR-negative")
+    driver.execute_script("window.__netboardOldPage = true;")
+    button.click()
+    WebDriverWait(driver, 10).until(
+        lambda d: d.execute_script(
+            "return !window.__netboardOldPage && document.readyState === 'complete';"
+        )
+    )
+    shot(driver, "answer-one-click")
+    assert "/answers/" in driver.current_url
+    assert driver.current_url != first
+    codes = plan_codes_on_page(driver)
+    assert codes, "no plan after the click"
+    assert not any("somatostatin_analog" in c.split() for c in codes), codes
+    assert "SSTR imaging" in driver.find_element(By.CSS_SELECTOR, "p.stated").text
+    # The first answer is still at its own address.
+    driver.get(first)
+    assert any("somatostatin_analog" in c.split() for c in plan_codes_on_page(driver))
+
+
+@pytest.mark.parametrize("width", [400, 390])
+def test_narrow_windows_do_not_scroll_sideways(
+    driver: WebDriver, base_url: str, width: int
+) -> None:
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": False},
+    )
+    try:
+        pages = []
+        driver.get(base_url + "/")
+        pages.append(("form", driver.execute_script(WIDTHS)))
+        fill_case(driver, read_case(str(EXAMPLES / "sigmoid.yaml")).to_dict())
+        submit_form(driver, "case-form")
+        pages.append(("case answer", driver.execute_script(WIDTHS)))
+        shot(driver, f"narrow-{width}-case")
+        driver.get(base_url + "/")
+        driver.find_element(By.ID, "f-text").send_keys(SEED)
+        submit_form(driver, "text-form")
+        pages.append(("text answer", driver.execute_script(WIDTHS)))
+        shot(driver, f"narrow-{width}-text")
+        for name, (scroll, client, wide) in pages:
+            assert scroll <= client, f"{name}: {scroll} > {client}; too wide: {wide}"
+        # The contents box sits above the bottom line and overlaps nothing.
+        boxes = driver.execute_script(
+            "const n = document.querySelector('nav.contents').getBoundingClientRect();"
+            "const b = document.querySelector('#bottom-line').getBoundingClientRect();"
+            "return [n.bottom, b.top, n.right];"
+        )
+        assert boxes[0] <= boxes[1]
+        assert boxes[2] <= width
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+WIDTHS = (
+    "const w = document.documentElement.clientWidth;"
+    "return [document.documentElement.scrollWidth, w,"
+    " [...document.querySelectorAll('body *')]"
+    "  .filter(e => e.getBoundingClientRect().right > w + 1)"
+    "  .slice(0, 5).map(e => e.tagName + '.' + e.className)];"
+)
+
+
+def test_the_printed_report_of_a_complete_case_is_short_and_carries_its_header(
+    driver: WebDriver, tmp_path: Path, kb: KnowledgeBase
+) -> None:
+    import re
+
+    import yaml
+
+    from netboard.reports import render_html
+
+    source = SHARED_CASES / "02-seed-sigmoid-case.yaml"
+    if not source.exists():
+        pytest.skip(f"{source} is not there")
+    case = yaml.safe_load(source.read_text(encoding="utf-8"))["case"]
+    answer = recommend(read_case_from(case), kb=kb)
+    page = tmp_path / "report.html"
+    page.write_text(
+        render_html(answer, labels=kb.labels, generated="2026-01-01 09:30 UTC"), encoding="utf-8"
+    )
+    driver.get(page.as_uri())
+    pdf = base64.b64decode(
+        driver.execute_cdp_cmd(
+            "Page.printToPDF", {"printBackground": True, "preferCSSPageSize": True}
+        )["data"]
+    )
+    (tmp_path / "report.pdf").write_bytes(pdf)
+    pages = len(re.findall(rb"/Type\s*/Page\b(?!s)", pdf))
+    # 16 pages before issue 16; the board's answer, the appendix and every reference now
+    # take five A4 pages (four and a half with this system's fonts).
+    assert 3 <= pages <= 5, pages
+    if PDFTOTEXT is None:
+        pytest.skip("pdftotext (poppler-utils) is not installed: header and footer not read")
+    text = subprocess.run(
+        [PDFTOTEXT, "-layout", str(tmp_path / "report.pdf"), "-"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    sheets = text.split("\f")[:pages]
+    for n, sheet in enumerate(sheets, start=1):
+        assert "netboard tumour board report · sigmoid-g2-unresectable" in sheet, n
+        assert "generated 2026-01-01 09:30 UTC" in sheet, n
+        assert f"page {n} of {pages}" in sheet, n
+    assert text.count("not a substitute for clinical judgement") == 1
+    assert "References" in sheets[-1] or "References" in sheets[-2]
+    raw = subprocess.run(
+        [PDFTOTEXT, str(tmp_path / "report.pdf"), "-"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.split("\f")[pages - 1]
+    assert f"\n{len(answer.references)}. " in "\n" + raw  # the last reference, on the last page
+    assert (
+        text.index("Bottom line") < text.index("Appendix: every option") < text.rindex("References")
+    )
+
+
+def read_case_from(data: dict[str, Any]) -> Any:
+    from netboard.case import load_case
+
+    return load_case(data)

@@ -19,8 +19,17 @@ from netboard.errors import CaseError, Problem
 from netboard.fields import Choice, ChoiceList, Flag, Number, Text, flatten, registry
 from netboard.kb import KnowledgeBase
 from netboard.parse.ask import MAX_TEXT_BYTES, ask
-from netboard.render import render_html
-from netboard.service.page import NONE_OF_THESE, case_from_form, form_groups, form_page, submit
+from netboard.reports import render_html
+from netboard.service.page import (
+    NONE_OF_THESE,
+    OFFERED,
+    OTHER_UNITS,
+    UNIT_PREFIX,
+    case_from_form,
+    form_groups,
+    form_page,
+    submit,
+)
 
 FIELDS = {path: f.spec for path, f in registry().top.items()}
 LAB_FIELDS = {name: f.spec for name, f in registry().members["labs"].items()}
@@ -149,7 +158,9 @@ def test_every_case_field_is_in_exactly_one_group() -> None:
 def test_every_contract_and_lab_field_has_a_control_named_by_its_path(kb: KnowledgeBase) -> None:
     page = case_controls(Page(form_page(kb)))
     names = {c["name"] for c in page.controls}
-    assert names == set(field_paths())
+    units = {n for n in names if n.startswith(UNIT_PREFIX)}
+    assert units == {UNIT_PREFIX + path for path in OTHER_UNITS}
+    assert names - units == set(field_paths())
     for name in field_paths():
         assert page.named(name), name
 
@@ -171,7 +182,9 @@ def test_each_field_offers_the_contract_choices(kb: KnowledgeBase, name: str) ->
         assert select["selected"] == [""]
     elif isinstance(spec, ChoiceList):
         assert {c["type"] for c in controls} == {"checkbox"}
-        assert [c["value"] for c in controls] == [*(m.value for m in spec.enum), NONE_OF_THESE]
+        offered = OFFERED.get(name, tuple(m.value for m in spec.enum))
+        in_order = [m.value for m in spec.enum if m.value in offered]
+        assert [c["value"] for c in controls] == [*in_order, NONE_OF_THESE]
         assert not any("checked" in c for c in controls)
     elif isinstance(spec, Number):
         (box,) = controls
@@ -187,9 +200,18 @@ def test_each_field_offers_the_contract_choices(kb: KnowledgeBase, name: str) ->
 @pytest.mark.parametrize("name", list(LAB_FIELDS), ids=str)
 def test_each_lab_field_is_a_bounded_number(kb: KnowledgeBase, name: str) -> None:
     spec = LAB_FIELDS[name]
-    (box,) = Page(form_page(kb)).named(f"labs.{name}")
+    page = Page(form_page(kb))
+    (box,) = page.named(f"labs.{name}")
     assert box["type"] == "number"
-    assert (float(box["min"]), float(box["max"]), box["step"]) == (spec.lo, spec.hi, "any")
+    if f"labs.{name}" in OTHER_UNITS:
+        # The browser cannot know the bound of a value typed in another unit.
+        assert (float(box["min"]), box["step"], "max" in box) == (spec.lo, "any", False)
+        (unit,) = page.named(f"{UNIT_PREFIX}labs.{name}")
+        assert unit["tag"] == "select"
+        assert unit["options"][0] == registry().fields[f"labs.{name}"].unit
+        assert unit["selected"] == [unit["options"][0]]
+    else:
+        assert (float(box["min"]), float(box["max"]), box["step"]) == (spec.lo, spec.hi, "any")
 
 
 def test_every_control_has_a_label_and_every_fieldset_a_legend(kb: KnowledgeBase) -> None:

@@ -95,7 +95,7 @@ def test_serve_refuses_unsafe_or_bad_options(args: list[str], field: str) -> Non
     r = run_cli("serve", *args)
     assert r.returncode == 2
     assert r.stdout == ""
-    assert r.stderr.startswith(field)
+    assert r.stderr.startswith(f"netboard: {field}")
     assert "Traceback" not in r.stderr
 
 

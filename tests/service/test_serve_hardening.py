@@ -62,13 +62,17 @@ def serve(
     tmp_path: Path, *args: str, preexec: Callable[[], None] | None = None
 ) -> Iterator[Server]:
     port = free_port()
+    # The log goes to a file: a pipe nobody reads would fill up (every request is logged)
+    # and stall the server.
+    log = (tmp_path / "serve.log").open("w", encoding="utf-8")
     proc = subprocess.Popen(
         [str(NETBOARD), "serve", "--port", str(port), "--data-dir", str(tmp_path), *args],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log,
         text=True,
         preexec_fn=preexec,
     )
+    log.close()
     server = Server(proc, port)
     deadline = time.monotonic() + 60
     while True:
@@ -79,7 +83,8 @@ def serve(
             pass
         if time.monotonic() > deadline or proc.poll() is not None:
             proc.kill()
-            _, err = proc.communicate(timeout=10)
+            proc.communicate(timeout=10)
+            err = (tmp_path / "serve.log").read_text(encoding="utf-8")
             pytest.fail(f"netboard serve did not start: {err[-2000:]}")
         time.sleep(0.1)
     try:
@@ -361,5 +366,5 @@ def test_serve_with_a_trust_file_needs_a_public_url(tmp_path: Path) -> None:
     )
     r = run_cli("serve", "--trust", str(trust), "--data-dir", str(tmp_path / "d"))
     assert r.returncode == 2
-    assert r.stderr.startswith("--public-url: required with --trust")
+    assert r.stderr.startswith("netboard: --public-url: required with --trust")
     assert "Traceback" not in r.stderr

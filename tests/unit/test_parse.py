@@ -28,7 +28,7 @@ from netboard.fields import Choice, ChoiceList, Flag, registry
 from netboard.kb import KnowledgeBase
 from netboard.parse import parse_text
 from netboard.parse.extract import ORGAN, ValueTable, lexicon, phrase_key
-from netboard.render import render_json
+from netboard.reports import render_json
 
 FIELDS = {path: f.spec for path, f in registry().top.items()}
 LAB_FIELDS = {name: f.spec for name, f in registry().members["labs"].items()}
@@ -310,12 +310,12 @@ def test_ask_markdown_starts_with_what_i_understood(capsys: pytest.CaptureFixtur
 def test_ask_markdown_falls_back_to_json_without_the_renderer(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import netboard.render
+    import netboard.reports
 
-    def missing(answer: Any, fmt: str = "markdown") -> str:
+    def missing(answer: Any, fmt: str = "markdown", **options: Any) -> str:
         raise ImportError("no markdown renderer")
 
-    monkeypatch.setattr(netboard.render, "render", missing)
+    monkeypatch.setattr(netboard.reports, "render", missing)
     assert main(["ask", "pNET with liver mets"]) == 0
     out, _ = capsys.readouterr()
     assert "\n```json\n{" in out
@@ -342,16 +342,17 @@ def test_case_out_that_cannot_be_written_exits_2(
     assert main(["ask", "pNET", "--case-out", str(target)]) == 2
     out, err = capsys.readouterr()
     assert out == ""
-    assert err.startswith("case-out: cannot write ")
+    assert err.startswith("netboard: --case-out: the folder ")
+    assert "does not exist" in err
     assert len(err.splitlines()) == 1
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("", "text: empty"),
-        ("  \n\t", "text: empty"),
-        ("x" * 100_001, "text: larger than 100000 bytes"),
+        ("", "netboard: text: empty"),
+        ("  \n\t", "netboard: text: empty"),
+        ("x" * 100_001, "netboard: text: larger than 100000 bytes"),
     ],
 )
 def test_unusable_text_exits_2_with_one_line(
@@ -378,7 +379,10 @@ def test_dash_reads_the_text_from_standard_input(
 
 @pytest.mark.parametrize(
     ("data", "message"),
-    [(b"\xff\xfe liver", "text: not UTF-8"), (b"a" * 100_001, "text: larger than 100000 bytes")],
+    [
+        (b"\xff\xfe liver", "netboard: text: not UTF-8"),
+        (b"a" * 100_001, "netboard: text: larger than 100000 bytes"),
+    ],
 )
 def test_unusable_standard_input_exits_2(
     data: bytes, message: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
@@ -393,4 +397,4 @@ def test_unusable_standard_input_exits_2(
 
 def test_unpaired_surrogate_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["ask", "liver mets \udcff"]) == 2
-    assert capsys.readouterr().err == "text: not valid UTF-8\n"
+    assert capsys.readouterr().err == "netboard: text: not valid UTF-8\n"

@@ -30,9 +30,9 @@ from netboard.answer import (
 from netboard.case import load_case
 from netboard.engine.recommend import recommend
 from netboard.kb import KnowledgeBase
-from netboard.render import RENDERERS, render_json
-from netboard.render.html import render_html
-from netboard.render.markdown import render_markdown
+from netboard.reports import RENDERERS, render_json
+from netboard.reports.html import render_html
+from netboard.reports.markdown import render_markdown
 from netboard.vocab import EligibilityName, EligibilityStatus, ReferenceKind
 
 CASES_DIR = SHARED / "cases"

@@ -637,6 +637,26 @@ class Registry:
         """Whether the registry has a ``given`` column (NDJSON: assumed)."""
         return self.format == "ndjson" or "given" in self.columns
 
+    def row_count(self) -> int | None:
+        """The number of rows, for a progress display: exact for Parquet (its footer); the
+        number of lines for CSV (less the header) and NDJSON, which a quoted line break can
+        make a little high; None when the file cannot be read."""
+        try:
+            if self.format == "parquet":
+                import pyarrow.parquet as pq
+
+                return int(pq.ParquetFile(self.path).metadata.num_rows)
+            lines = 0
+            last = b"\n"
+            with self.path.open("rb") as fh:
+                while block := fh.read(1 << 20):
+                    lines += block.count(b"\n")
+                    last = block[-1:]
+            lines += last != b"\n"
+            return max(0, lines - 1) if self.format == "csv" else lines
+        except (OSError, ValueError):
+            return None
+
     def chunks(self) -> Iterator[Chunk]:
         """The registry chunk by chunk (see :func:`read_registry`)."""
         if self.format == "csv":
@@ -943,7 +963,6 @@ class TableWriter:
         self._fh: Any = None
         self.rows = 0
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._open()
         except OSError as exc:
             self.tmp.unlink(missing_ok=True)
@@ -1063,17 +1082,21 @@ def audit_chunks(
     on_result: Callable[[pa.Table, pa.Table], None] | None = None,
     only: Collection[str] | None = None,
     threads: int | None = None,
+    on_progress: Callable[[int], None] | None = None,
 ) -> AuditStats:
     """Audit chunk by chunk: each chunk's valid rows through the engine, then out.
 
     ``on_problem`` receives each problem line, ``on_result`` each (input, result) pair (the
     report's statistics; it needs every result family); ``writer`` receives the results, the
-    columns of ``only`` (``netboard.batch.run.FAMILIES``; None for all). On DuckDB the whole
-    stream is one query on ``threads`` threads (default: every core) with a few batches in
-    memory at a time; the other engines take one chunk at a time.
+    columns of ``only`` (``netboard.batch.run.FAMILIES``; None for all); ``on_progress`` the
+    number of input rows done so far (audited or skipped), after each batch. On DuckDB the
+    whole stream is one query on ``threads`` threads (default: every core) with a few batches
+    in memory at a time; the other engines take one chunk at a time.
     """
     if engine == "duckdb":
-        return _audit_streamed(chunks, kb, writer, on_problem, on_result, only, threads)
+        return _audit_streamed(
+            chunks, kb, writer, on_problem, on_result, only, threads, on_progress
+        )
     stats = AuditStats()
     for chunk in chunks:
         stats.rows += chunk.rows
@@ -1082,6 +1105,8 @@ def audit_chunks(
             for line in chunk.problems:
                 on_problem(line)
         if chunk.table.num_rows == 0:
+            if on_progress is not None:
+                on_progress(stats.audited + stats.skipped)
             continue
         result = audit_table(chunk.table, kb, engine=engine, only=None if on_result else only)
         stats.audited += result.num_rows
@@ -1089,6 +1114,8 @@ def audit_chunks(
             writer.write(result.select(writer.schema.names))
         if on_result is not None:
             on_result(chunk.table, result)
+        if on_progress is not None:
+            on_progress(stats.audited + stats.skipped)
     return stats
 
 
@@ -1100,6 +1127,7 @@ def _audit_streamed(
     on_result: Callable[[pa.Table, pa.Table], None] | None,
     only: Collection[str] | None,
     threads: int | None,
+    on_progress: Callable[[int], None] | None = None,
 ) -> AuditStats:
 
     from netboard.batch.run import CARRY, audit_tables
@@ -1137,6 +1165,8 @@ def _audit_streamed(
         if on_result is not None:
             ins = table.select(inputs).rename_columns([n[len(CARRY) :] for n in inputs])
             on_result(ins, result)
+        if on_progress is not None:
+            on_progress(stats.audited + stats.skipped)
 
     # The report reads the inputs beside each result row (its grade groups run the engine's
     # computed fields, which may read any case field): they travel through the query.

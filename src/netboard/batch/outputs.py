@@ -2,8 +2,9 @@
 
 * :func:`check_outputs` refuses an output that resolves to an input (the same file through a
   symlink, a hard link or another relative path), an output inside a FHIR export directory, two
-  options naming one file, and a path that is a directory or whose folder is not one. It runs
-  after the inputs are checked and before any output is opened.
+  options naming one file, and a path that is a directory or whose folder is missing or not
+  one (netboard creates no folders). It runs after the inputs are checked and before any
+  output is opened.
 * Every output is written to ``NAME.netboard-PID.partial`` beside it and renamed over NAME only
   when the run succeeded (:func:`partial_path`, :class:`AtomicText`); a failed or interrupted
   run removes its partial files.
@@ -168,7 +169,15 @@ def check_outputs(
             )
         elif path.is_dir():
             problems.append(Problem(option, f"{raw} is a directory, not a file"))
-        elif path.parent.exists() and not path.parent.is_dir():
+        elif not path.parent.exists():
+            # A mistyped path must not build a tree of folders (once, one at /).
+            problems.append(
+                Problem(
+                    option,
+                    f"the folder {path.parent} does not exist (netboard creates no folders)",
+                )
+            )
+        elif not path.parent.is_dir():
             problems.append(Problem(option, f"{path.parent} is not a directory"))
         else:
             other = next((o for o, p in chosen.items() if _same(path, p)), None)
@@ -197,7 +206,6 @@ class AtomicText:
         self.path = path
         self.tmp = partial_path(path)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
             self._fh: IO[str] | None = self.tmp.open("w", encoding="utf-8", newline="\n")
         except OSError as exc:
             raise cannot_write(path, exc) from None

@@ -104,6 +104,8 @@ class AuditReport:
     missing: Counter[str] = field(default_factory=Counter)
     patients_with_alerts: int = 0
     patients_with_missing: int = 0
+    #: when the audit ran (shown on the page; the caller passes it, nothing here reads a clock)
+    generated: str = ""
 
     def add(self, inputs: pa.Table, result: pa.Table) -> None:
         """Count one chunk (its input rows and their result rows, in the same order)."""
@@ -163,8 +165,20 @@ class AuditReport:
 
     # --- rendering ----------------------------------------------------------------------------
 
+    def _label(self, group: str, code: str) -> str:
+        """The reader label of a code (the knowledge base's labels), else the code in words."""
+        from netboard.kb import load_kb
+
+        if code in (NONE, UNKNOWN):
+            return code
+        labels = (self.kb or load_kb()).labels
+        found = labels.get(group, {}).get(code) or code.replace("_", " ")
+        return found[:1].upper() + found[1:]
+
     def view(self) -> dict[str, Any]:
-        """The plain data the template renders (sorted, with percentages)."""
+        """The plain data the template renders (sorted, with percentages and reader labels)."""
+        from netboard import __version__
+
         total = self.audited + self.skipped
 
         def pct(part: int, whole: int) -> float:
@@ -174,6 +188,7 @@ class AuditReport:
             rows = [
                 {
                     "key": key,
+                    "label": self._label("values", key),
                     "patients": patients.get(key, 0),
                     "total": c.total,
                     "concordant": c.concordant,
@@ -188,6 +203,7 @@ class AuditReport:
         for code, counts in self.recommendations.items():
             row: dict[str, Any] = {s: counts.get(s, 0) for s in statuses}
             row["code"] = code
+            row["label"] = self._label("interventions_short", code)
             row["positive"] = row["recommended"] + row["consider"]
             row["positive_percent"] = pct(row["positive"], self.audited)
             recs.append(row)
@@ -196,18 +212,29 @@ class AuditReport:
         for name, counts in self.eligibility.items():
             row = {s: counts.get(s, 0) for s in ("eligible", "not_eligible", "undetermined")}
             row["name"] = name
+            row["label"] = self._label("eligibility", name)
             row["eligible_percent"] = pct(row["eligible"], self.audited)
             row["undetermined_percent"] = pct(row["undetermined"], self.audited)
             elig.append(row)
 
-        def top(counter: Counter[str], limit: int = 25) -> list[dict[str, Any]]:
+        def top(counter: Counter[str], group: str, limit: int = 25) -> list[dict[str, Any]]:
             items = sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
-            return [{"key": k, "count": c, "percent": pct(c, self.audited)} for k, c in items]
+            return [
+                {
+                    "key": k,
+                    "label": self._label(group, k),
+                    "count": c,
+                    "percent": pct(c, self.audited),
+                }
+                for k, c in items
+            ]
 
         return {
             "source": self.source,
             "kb_version": self.kb_version,
             "engine": self.engine,
+            "generated": self.generated,
+            "version": __version__,
             "total": total,
             "audited": self.audited,
             "skipped": self.skipped,
@@ -222,8 +249,8 @@ class AuditReport:
             "by_grade": conc_rows(self.by_grade, self.patients_by_grade),
             "eligibility": elig,
             "recommendations": recs,
-            "alerts": top(self.alerts),
-            "missing": top(self.missing),
+            "alerts": top(self.alerts, "alerts"),
+            "missing": top(self.missing, "fields"),
             "patients_with_alerts": self.patients_with_alerts,
             "patients_with_missing": self.patients_with_missing,
             "patients_with_missing_percent": pct(self.patients_with_missing, self.audited),
@@ -245,6 +272,5 @@ class AuditReport:
     def write(self, path: str | Path) -> Path:
         """Write the page to ``path``."""
         out = Path(path)
-        out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(self.render(), encoding="utf-8")
         return out

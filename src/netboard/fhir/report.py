@@ -1,6 +1,6 @@
 """What a report adds when its case came from FHIR: the scope note and the items not used.
 
-The report itself (``netboard.render``) knows nothing of FHIR; these functions wrap its text.
+The report itself (``netboard.reports``) knows nothing of FHIR; these functions wrap its text.
 ``scope_section`` opens the report with ``scope.reason`` when netboard presumes a neuroendocrine
 neoplasm (``applies`` None) or gives no plan (False); ``unmapped_section`` closes it with every
 FHIR item that was not used, with its reason (and its date when it was too old).

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import re
 import sys
 from dataclasses import dataclass
@@ -439,8 +438,8 @@ def topic_question(parsed: ParsedText) -> str:
 # --- the command ---------------------------------------------------------------------------
 
 
-def _read_text(arg: str) -> tuple[str, str]:
-    """The text, or an error message naming the problem."""
+def read_text(arg: str) -> tuple[str, str]:
+    """The text (``-``: standard input), or an error message naming the problem."""
     if arg == "-":
         try:
             stream = getattr(sys.stdin, "buffer", None)
@@ -531,13 +530,18 @@ class AskResult:
             data["knowledge"] = self.knowledge.to_dict()
         return data
 
-    def markdown(self) -> str:
-        """What was understood, then the report (or only the knowledge answer)."""
+    def markdown(self, *, generated: str | None = None, verbose: bool = False) -> str:
+        """What was understood, then the report (or only the knowledge answer).
+
+        ``generated`` (the date and time shown in the report) and ``verbose`` (rule ids and
+        codes) are passed to the report renderer.
+        """
         from netboard.parse.knowledge import knowledge_markdown
 
         if self.general and self.knowledge is not None:
             return knowledge_markdown(self.knowledge)
-        out = understood_markdown(self.parsed) + "\n" + _report_markdown(self.answer)
+        report = _report_markdown(self.answer, generated=generated, verbose=verbose)
+        out = understood_markdown(self.parsed) + "\n" + report
         if self.knowledge is not None:
             out += "\n" + knowledge_markdown(self.knowledge)
         return out
@@ -571,52 +575,17 @@ def ask(text: str, kb: KnowledgeBase) -> AskResult:
 
 
 def run_ask(args: argparse.Namespace) -> int:
-    """Run ``netboard ask``: print the answer for the case read from the text.
+    """Run ``netboard ask`` (the command itself lives in :func:`netboard.cli.run_ask`)."""
+    from netboard.cli import run_ask as command
 
-    Args:
-        args: ``text`` (or "-" for standard input), ``format`` (json or markdown),
-            ``case_out`` (optional YAML file for the parsed case), ``kb`` (optional).
-
-    Returns:
-        0 when an answer was printed; 2 when the text is unusable (empty, over 100 kB,
-        not UTF-8) or the case file cannot be written, with one line on standard error.
-    """
-    from netboard.kb import load_kb
-
-    text, problem = _read_text(args.text)
-    if problem:
-        sys.stderr.write(problem + "\n")
-        return EXIT_INPUT
-    result = ask(text, load_kb(getattr(args, "kb", None)))
-    fmt = getattr(args, "format", "markdown") or "markdown"
-    if fmt == "json":
-        out = json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n"
-    else:
-        out = result.markdown()
-    case_out = getattr(args, "case_out", None)
-    if case_out:
-        import yaml
-
-        try:
-            with open(case_out, "w", encoding="utf-8") as fh:
-                yaml.safe_dump(result.parsed.case_dict, fh, sort_keys=False, allow_unicode=True)
-        except OSError as exc:
-            sys.stderr.write(f"case-out: cannot write {case_out}: {exc.strerror or exc}\n")
-            return EXIT_INPUT
-    try:
-        sys.stdout.write(out)
-    except UnicodeEncodeError:
-        # A terminal that is not UTF-8 still gets the answer (the words read are user text).
-        sys.stdout.flush()
-        sys.stdout.buffer.write(out.encode("utf-8"))
-    return EXIT_OK
+    return command(args)
 
 
-def _report_markdown(answer: Any) -> str:
-    from netboard.render import render, render_json
+def _report_markdown(answer: Any, *, generated: str | None = None, verbose: bool = False) -> str:
+    from netboard.reports import render, render_json
 
     try:
-        return render(answer, "markdown")
+        return render(answer, "markdown", generated=generated, verbose=verbose)
     except (ImportError, AttributeError):
         # The markdown renderer is not there yet: show the JSON answer.
         return "```json\n" + render_json(answer) + "```\n"

@@ -543,7 +543,7 @@ def answer_question(question: str, kb: KnowledgeBase) -> KnowledgeAnswer:
 
 def knowledge_markdown(answer: KnowledgeAnswer) -> str:
     """The "From the knowledge base" section: numbered statements, [n] markers, references."""
-    from netboard.render.markdown import escape_inline, escape_markdown
+    from netboard.reports.markdown import escape_inline, escape_markdown
 
     lines = ["## From the knowledge base", ""]
     if not answer.answered:

@@ -22,9 +22,8 @@ import asyncio
 import json
 import logging
 import threading
-import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -40,6 +39,7 @@ from netboard.case import MAX_CASE_BYTES, case_json_schema, load_case
 from netboard.documents import parse_json
 from netboard.errors import CaseError, ConfigError, Problem, display_field
 from netboard.service import cds_hooks
+from netboard.vocab import CONTRACT_VERSION
 
 if TYPE_CHECKING:
     from netboard.answer import Answer
@@ -141,13 +141,12 @@ CSP = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; "
     "base-uri 'none'; frame-ancestors 'none'"
 )
-#: FastAPI's interactive API pages load Swagger UI and ReDoc from their CDN.
+#: The interactive API page (Swagger UI at /docs): its script and style come from this server
+#: (the fastapi-offline wheel ships them), never from a CDN.
 CSP_DOCS = (
-    "default-src 'none'; script-src 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
-    "font-src https://fonts.gstatic.com; img-src 'self' data: https://fastapi.tiangolo.com "
-    "https://cdn.redoc.ly; worker-src blob:; connect-src 'self'; base-uri 'none'; "
-    "frame-ancestors 'none'"
+    "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:; connect-src 'self'; "
+    "base-uri 'none'; frame-ancestors 'none'"
 )
 _SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
@@ -196,7 +195,7 @@ class RequestGuard:
         root = str(scope.get("root_path") or "")
         if root and path.startswith(root):
             path = path[len(root) :] or "/"
-        policy = (CSP_DOCS if path in ("/docs", "/redoc") else CSP).encode()
+        policy = (CSP_DOCS if path == "/docs" else CSP).encode()
 
         async def guarded_send(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -547,11 +546,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app = FastAPI(
         servers=[{"url": settings.public_url.rstrip("/")}] if settings.public_url else None,
+        docs_url=None,  # served by _add_docs_routes, from the package, with no CDN
+        redoc_url=None,
         title="netboard",
         version=__version__,
         summary="Guideline-based decision support for metastatic neuroendocrine neoplasms",
         description=(
-            f"Knowledge base {kb.version} (released {kb.released}), contract 1. "
+            f"Knowledge base {kb.version} (released {kb.released}), contract {CONTRACT_VERSION}. "
             "Decision support for health professionals; every statement carries its sources."
         ),
     )
@@ -566,6 +567,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         prefixes={"/cds-services": settings.max_hook_body_bytes},
     )
     _add_cors(app, settings)
+    from netboard.service.logs import AccessLog
+
+    app.add_middleware(AccessLog)  # outermost: every request is logged, refused ones too
     _document_errors(app)
 
     @app.exception_handler(404)
@@ -592,7 +596,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             [Problem("(server)", "internal error; the server log has the details")], 500
         )
 
+    answers = ReportStore(
+        settings.file("answers.sqlite3"),
+        ttl=settings.report_ttl_seconds,
+        capacity=settings.report_capacity,
+    )
+    app.state.answers = answers
     _add_core_routes(app, kb, settings, reports)
+    _add_page_routes(app, kb, answers)
+    _add_docs_routes(app)
     _add_cds_routes(app, kb, settings, feedback, reports)
     _document_security(app)
     return app
@@ -643,31 +655,6 @@ def app_from_env() -> FastAPI:
     return create_app(Settings(**raw))
 
 
-def _timed(route: str) -> Callable[[Callable[..., Awaitable[Response]]], Any]:
-    """Log each call: route, status, milliseconds and the rule ids set by the handler."""
-
-    def wrap(fn: Callable[..., Awaitable[Response]]) -> Callable[..., Awaitable[Response]]:
-        import functools
-
-        @functools.wraps(fn)
-        async def inner(*args: Any, **kwargs: Any) -> Response:
-            start = time.perf_counter()
-            response = await fn(*args, **kwargs)
-            request = kwargs.get("request") or args[0]
-            log.info(
-                "%s status=%d ms=%.2f rules=%s",
-                route,
-                response.status_code,
-                (time.perf_counter() - start) * 1000,
-                getattr(request.state, "rules", "-"),
-            )
-            return response
-
-        return inner
-
-    return wrap
-
-
 def _add_core_routes(
     app: FastAPI, kb: KnowledgeBase, settings: Settings, reports: ReportStore
 ) -> None:
@@ -676,7 +663,7 @@ def _add_core_routes(
     import orjson
 
     from netboard.engine.recommend import recommend
-    from netboard.render import render
+    from netboard.reports import generated_now, render
 
     answers: Lru[bytes, tuple[Answer, bytes, str]] = Lru(settings.answer_cache_size)
 
@@ -691,7 +678,6 @@ def _add_core_routes(
         "`text/html`. The body must be sent as `application/json`. " + _cross_field_text() + ".",
         openapi_extra=_json_body_doc(case_json_schema()),
     )
-    @_timed("/v1/recommend")
     async def recommend_route(request: Request) -> Response:
         raw = await request.body()
         fmt = _wants(request)
@@ -710,7 +696,9 @@ def _add_core_routes(
             if hit is None:
                 answer = recommend(load_case(_parse_body(raw)), kb=kb)
                 hit = answers.put(key, (answer, orjson.dumps(answer.to_dict()), _rules(answer)))
-            text = None if fmt == "json" else render(hit[0], fmt, labels=kb.labels)
+            text = None
+            if fmt != "json":
+                text = render(hit[0], fmt, labels=kb.labels, generated=generated_now())
             return hit, text
 
         # The engine runs in the thread pool: a large case never stalls the event loop.
@@ -734,7 +722,6 @@ def _add_core_routes(
         "`Accept: text/markdown`. The body must be sent as `application/json`.",
         openapi_extra=_json_body_doc(ask_schema),
     )
-    @_timed("/v1/ask")
     async def ask_route(request: Request) -> Response:
         from netboard.parse.ask import ask
 
@@ -752,35 +739,16 @@ def _add_core_routes(
             if problems:
                 raise CaseError(problems)
             result = ask(text, kb)
-            out = result.markdown() if markdown else orjson.dumps(result.to_dict())
+            if markdown:
+                out: str | bytes = result.markdown(generated=generated_now())
+            else:
+                out = orjson.dumps(result.to_dict())
             return _rules(result.answer), out
 
         request.state.rules, out = await run_in_threadpool(answer_of)
         if isinstance(out, str):
             return Response(out, media_type="text/markdown; charset=utf-8")
         return Response(out, media_type="application/json")
-
-    @app.get("/", response_class=HTMLResponse, summary="The web page")
-    async def page(request: Request) -> HTMLResponse:
-        from netboard.service.page import form_page
-
-        return HTMLResponse(await run_in_threadpool(form_page, kb))
-
-    @app.post("/", response_class=HTMLResponse, summary="Submit the web page's form")
-    @_timed("/ (form)")
-    async def page_submit(request: Request) -> Response:
-        from urllib.parse import parse_qs
-
-        from netboard.service.page import form_page, submit
-
-        raw = await request.body()
-        try:
-            form = parse_qs(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
-        except UnicodeDecodeError:
-            problem = Problem("(form)", "the form data is not UTF-8 text")
-            return HTMLResponse(form_page(kb, problems=[problem]), status_code=422)
-        status, html = await run_in_threadpool(submit, form, kb)
-        return HTMLResponse(html, status_code=status)
 
     @app.get(
         "/reports/{token}",
@@ -791,7 +759,7 @@ def _add_core_routes(
             410: {"description": "the report was made with another knowledge-base version"},
         },
     )
-    async def report(token: str) -> Response:
+    async def report(request: Request, token: str) -> Response:
         def page_of() -> tuple[int, str]:
             record = reports.get(token)
             if record is None:
@@ -808,10 +776,11 @@ def _add_core_routes(
                 neoplasm=read.neoplasm,
                 neoplasm_detail=read.neoplasm_detail,
             )
-            html = render(answer, "html", labels=kb.labels)
+            html = render(answer, "html", labels=kb.labels, generated=generated_now())
             from netboard.fhir.report import scope_section, unmapped_section
 
             html = scope_section(html, answer.scope.applies, answer.scope.reason, "html")
+            request.state.rules = _rules(answer)
             return 200, unmapped_section(html, read, "html")
 
         status, text = await run_in_threadpool(page_of)
@@ -825,7 +794,7 @@ def _add_core_routes(
             "name": "netboard",
             "version": __version__,
             "knowledge_base": {"version": kb.version, "released": kb.released},
-            "contract_version": "1",
+            "contract_version": CONTRACT_VERSION,
             "bibliographic_citations": list(kb.covers),
             **kb.about,
         }
@@ -834,6 +803,132 @@ def _add_core_routes(
 
             return HTMLResponse(about_page(data))
         return JSONResponse(data)
+
+
+def _add_page_routes(app: FastAPI, kb: KnowledgeBase, answers: ReportStore) -> None:
+    """The web page: the form at ``/``; a submission is kept behind a short-lived link and
+    the browser is sent there (POST, redirect, GET), so that an answer has its own address,
+    a reload does not post again, and no patient value is ever in a URL or a log."""
+    from fastapi.responses import RedirectResponse
+
+    from netboard.reports import generated_now
+
+    @app.get("/", response_class=HTMLResponse, summary="The web page")
+    async def page(request: Request) -> HTMLResponse:
+        from netboard.service.page import form_page
+
+        return HTMLResponse(await run_in_threadpool(form_page, kb))
+
+    @app.post(
+        "/",
+        response_class=HTMLResponse,
+        summary="Submit the web page's form",
+        responses={
+            303: {"description": "accepted: the answer is at the Location (/answers/TOKEN)"},
+            422: {"description": "the form again, each problem named beside its field"},
+        },
+    )
+    async def page_submit(request: Request) -> Response:
+        from urllib.parse import parse_qs
+
+        from netboard.service.page import answer_page, check, form_page
+
+        raw = await request.body()
+        try:
+            form = parse_qs(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+        except UnicodeDecodeError:
+            problem = Problem("(form)", "the form data is not UTF-8 text")
+            return HTMLResponse(form_page(kb, problems=[problem]), status_code=422)
+        checked = await run_in_threadpool(check, form, kb)
+        if checked.record is None:
+            return HTMLResponse(checked.html, status_code=checked.status)
+        record = {**checked.record, "kb": kb.version, "generated": generated_now()}
+        token = await run_in_threadpool(answers.put, record)
+        if token is None:  # too large to keep: answered here, without its own address
+            shown = await run_in_threadpool(answer_page, kb, record, generated=record["generated"])
+            request.state.rules = shown.rules
+            return HTMLResponse(shown.html, status_code=shown.status)
+        root = str(request.scope.get("root_path") or "").rstrip("/")
+        return RedirectResponse(f"{root}/answers/{token}", status_code=303)
+
+    @app.get(
+        "/answers/{token}",
+        response_class=HTMLResponse,
+        summary="The answer to a submission of the web page",
+        responses={
+            404: {"description": "the link is unknown or has expired (after one hour)"},
+            410: {"description": "the answer was made with another knowledge-base version"},
+        },
+    )
+    async def page_answer(request: Request, token: str) -> Response:
+        from netboard.service.page import answer_page, expired_page
+
+        headers = {"Cache-Control": "no-store"}
+        record = await run_in_threadpool(answers.get, token)
+        if record is None:
+            return HTMLResponse(expired_page(kb), status_code=404, headers=headers)
+        if record.get("kb") != kb.version:
+            return PlainTextResponse(
+                f"This answer was made with knowledge base {record.get('kb')}; the service "
+                f"now runs {kb.version}. Ask again from the page.\n",
+                410,
+                headers=headers,
+            )
+        generated = str(record.get("generated") or "") or None
+        shown = await run_in_threadpool(answer_page, kb, record, generated=generated)
+        request.state.rules = shown.rules
+        return HTMLResponse(shown.html, status_code=shown.status, headers=headers)
+
+
+#: The files of Swagger UI that /docs loads (from the fastapi-offline wheel).
+_DOCS_ASSETS = {
+    "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
+    "swagger-ui.css": "text/css; charset=utf-8",
+    "favicon.png": "image/png",
+}
+
+
+def _add_docs_routes(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) with its assets served from the package, so that it works on a
+    hospital network with no internet access. (ReDoc is not offered: its page fetches its
+    logo from the vendor's CDN.)"""
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    assets: dict[str, bytes] = {}
+
+    def asset(name: str) -> bytes | None:
+        if name not in assets:
+            from importlib import resources
+
+            try:
+                folder = resources.files("fastapi_offline") / "static"
+                assets[name] = (folder / name).read_bytes()
+            except (ImportError, OSError):
+                return None
+        return assets[name]
+
+    def base(request: Request) -> str:
+        return str(request.scope.get("root_path") or "").rstrip("/")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs(request: Request) -> HTMLResponse:
+        root = base(request)
+        return get_swagger_ui_html(
+            openapi_url=f"{root}/openapi.json",
+            title="netboard API",
+            swagger_js_url=f"{root}/docs/assets/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}/docs/assets/swagger-ui.css",
+            swagger_favicon_url=f"{root}/docs/assets/favicon.png",
+            swagger_ui_parameters={"validatorUrl": None},
+        )
+
+    @app.get("/docs/assets/{name}", include_in_schema=False)
+    async def docs_asset(name: str) -> Response:
+        media = _DOCS_ASSETS.get(name)
+        data = await run_in_threadpool(asset, name) if media else None
+        if media is None or data is None:
+            return problems_response([Problem("(route)", "no such route")], 404)
+        return Response(data, media_type=media, headers={"Cache-Control": "public, max-age=86400"})
 
 
 def _add_cds_routes(
@@ -926,7 +1021,6 @@ def _add_cds_routes(
             **security,
         },
     )
-    @_timed("/cds-services/netboard-net-plan")
     async def hook(request: Request) -> Response:
         claims = await guard(request)
         raw = await request.body()
@@ -996,7 +1090,6 @@ def _add_cds_routes(
             **security,
         },
     )
-    @_timed("/cds-services/netboard-net-plan/feedback")
     async def feedback_route(request: Request) -> Response:
         from netboard.service.feedback import parse_feedback
 

@@ -311,7 +311,7 @@ def _cites(ids: Sequence[str], numbers: Mapping[str, int]) -> str:
 
 
 def _references_md(answer: Answer, numbers: Mapping[str, int], used: set[str]) -> str:
-    from netboard.render.markdown import escape_inline
+    from netboard.reports.markdown import escape_inline
 
     lines = [
         f"{numbers[r.id]}. {escape_inline(r.citation)}"
@@ -342,7 +342,7 @@ def _plan_detail(answer: Answer, kb: KnowledgeBase, numbers: Mapping[str, int]) 
     means the same source on the card and in the report. What does not fit in about 4 kB is
     left to the report link, least important first: options not advised, then what-ifs.
     """
-    from netboard.render.markdown import escape_inline, escape_markdown
+    from netboard.reports.markdown import escape_inline, escape_markdown
 
     used: set[str] = set()
 
@@ -431,7 +431,7 @@ def _group_of(u: Any) -> str:
 
 def _unmapped_md(fhir: FhirCase) -> list[str]:
     """The NEN-relevant unmapped items grouped and counted; the others counted only."""
-    from netboard.render.markdown import escape_inline
+    from netboard.reports.markdown import escape_inline
 
     groups: dict[str, list[Any]] = {}
     for u in fhir.unmapped:
@@ -460,7 +460,7 @@ def _unmapped_md(fhir: FhirCase) -> list[str]:
 
 
 def _missing_detail(answer: Answer, fhir: FhirCase | None, notes: Sequence[str]) -> str:
-    from netboard.render.markdown import escape_inline
+    from netboard.reports.markdown import escape_inline
 
     parts = []
     if answer.missing_information:

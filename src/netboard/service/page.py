@@ -10,7 +10,7 @@ image), so the page is usable offline and prints cleanly. Three functions make t
 * :func:`submit` answers a POST: the report page (status 200) or the form with the
   problems (status 422).
 
-The report itself is the standalone page of :func:`netboard.render.render_html`; this module
+The report itself is the standalone page of :func:`netboard.reports.render_html`; this module
 only adds a navigation bar, what was read from a text, and an "Edit this case" form around it.
 """
 
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from netboard.case import load_case
 from netboard.errors import CaseError, Problem
 from netboard.fields import Choice, ChoiceList, Flag, Number, Spec, flatten, nest, registry
-from netboard.render.report import ReferenceView
+from netboard.reports.report import ReferenceView
 from netboard.vocab import CONTRACT_VERSION, Intervention
 
 if TYPE_CHECKING:
@@ -54,8 +54,53 @@ def form_groups() -> tuple[tuple[str, tuple[str, ...]], ...]:
 #: The checkbox value that states an empty list ("none of these"); no box ticked means unknown.
 NONE_OF_THESE = "none"
 
-#: Form keys that are not case fields.
+#: Form keys that are not case fields (and the prefixes of such keys: a lab's unit, a field
+#: stated with a one-click button beside a text's answer).
 _CONTROL_KEYS = frozenset({"mode", "text"})
+UNIT_PREFIX = "unit."
+STATED_PREFIX = "stated."
+
+
+@dataclass(frozen=True, slots=True)
+class OtherUnit:
+    """A unit a lab value may be typed in besides the contract's: ``value / per`` converts it."""
+
+    unit: str
+    per: float
+    #: the conversion in words, shown beside the converted value
+    rule: str
+
+
+#: Lab values commonly reported in SI units: the form accepts them and converts.
+OTHER_UNITS: Mapping[str, tuple[OtherUnit, ...]] = {
+    "labs.bilirubin_mg_dl": (OtherUnit("µmol/L", 17.1, "1 mg/dL = 17.1 µmol/L"),),
+    "labs.albumin_g_dl": (OtherUnit("g/L", 10.0, "1 g/dL = 10 g/L"),),
+    "labs.hemoglobin_g_dl": (OtherUnit("g/L", 10.0, "1 g/dL = 10 g/L"),),
+}
+
+#: The treatments "Progressed on" offers: those under or after which a tumour progresses
+#: (antitumour drugs, PRRT, liver-directed therapy). Other contract codes are still accepted
+#: and shown when a case already holds them.
+PROGRESSION_CHOICES = (
+    Intervention.SOMATOSTATIN_ANALOG,
+    Intervention.PRRT,
+    Intervention.EVEROLIMUS,
+    Intervention.SUNITINIB,
+    Intervention.CABOZANTINIB,
+    Intervention.CAPECITABINE_TEMOZOLOMIDE,
+    Intervention.STREPTOZOCIN_FLUOROURACIL,
+    Intervention.PLATINUM_ETOPOSIDE,
+    Intervention.NEC_SECOND_LINE_CHEMOTHERAPY,
+    Intervention.INTERFERON_ALPHA,
+    Intervention.TAE,
+    Intervention.TACE,
+    Intervention.TARE,
+    Intervention.LIVER_ABLATION,
+)
+#: The fields whose choices the form narrows (field path -> the choices offered).
+OFFERED: Mapping[str, tuple[str, ...]] = {
+    "progressed_on": tuple(c.value for c in PROGRESSION_CHOICES),
+}
 
 # A decimal number as a person types it ("8", "8.5", ".5", "8.", "1e3"); anything else
 # ("8,5", "nan", "1_000", "eight") stays text so that load_case names the field.
@@ -128,11 +173,13 @@ def case_from_form(form: Mapping[str, list[str]]) -> dict[str, Any]:
     """
     flat: dict[str, Any] = {}
     for key, values in form.items():
-        if key in _CONTROL_KEYS:
+        if key in _CONTROL_KEYS or key.startswith((UNIT_PREFIX, STATED_PREFIX)):
             continue
         given = [x for x in values if x.strip()]
         if given:
             flat[key] = _convert(_spec(key), given)
+    for conversion in conversions(form):
+        flat[conversion.field] = conversion.value
     objects = registry().objects
     for name in objects:
         # A bare object key ("labs") cannot hold its fields: it is named as a field of its
@@ -140,6 +187,70 @@ def case_from_form(form: Mapping[str, list[str]]) -> dict[str, Any]:
         if name in flat and any(k.startswith(name + ".") for k in flat):
             flat[f"{name}.{name}"] = flat.pop(name)
     return nest(flat)
+
+
+@dataclass(frozen=True, slots=True)
+class Conversion:
+    """A lab value typed in another unit: what was typed and the contract value it became."""
+
+    field: str
+    given: str
+    unit: str
+    value: float
+    contract_unit: str
+    rule: str
+
+    @property
+    def words(self) -> str:
+        """``34 µmol/L read as 1.99 mg/dL (1 mg/dL = 17.1 µmol/L)``."""
+        return f"{self.given} {self.unit} read as {self.value:g} {self.contract_unit} ({self.rule})"
+
+
+def conversions(form: Mapping[str, list[str]]) -> list[Conversion]:
+    """The lab values of a posted form that were typed in another unit, converted.
+
+    A value that is not a number, or a unit that is not offered, is left alone (the number
+    is kept as typed, so ``load_case`` names the field; an unknown unit key is rejected by
+    name). Converted values are rounded to three significant digits.
+
+    Example:
+        >>> [c.words for c in conversions({"labs.bilirubin_mg_dl": ["34"],
+        ...                               "unit.labs.bilirubin_mg_dl": ["µmol/L"]})]
+        ['34 µmol/L read as 1.99 mg/dL (1 mg/dL = 17.1 µmol/L)']
+    """
+    out = []
+    for path, units in OTHER_UNITS.items():
+        chosen = [u for u in form.get(UNIT_PREFIX + path, []) if u.strip()]
+        given = [x for x in form.get(path, []) if x.strip()]
+        if len(chosen) != 1 or len(given) != 1:
+            continue
+        unit = next((u for u in units if u.unit == chosen[0]), None)
+        number = _number(given[0])
+        if unit is None or isinstance(number, str):
+            continue
+        value = float(f"{number / unit.per:.3g}")
+        contract_unit = registry().fields[path].unit
+        out.append(Conversion(path, given[0].strip(), unit.unit, value, contract_unit, unit.rule))
+    return out
+
+
+def _unit_problems(form: Mapping[str, list[str]]) -> list[Problem]:
+    """A unit key for a field that takes no other unit, or a unit that is not offered."""
+    problems = []
+    for key, values in form.items():
+        if not key.startswith(UNIT_PREFIX):
+            continue
+        path = key[len(UNIT_PREFIX) :]
+        units = OTHER_UNITS.get(path)
+        if units is None:
+            problems.append(Problem(key, "unknown field (no other unit is offered for it)"))
+            continue
+        contract = registry().fields[path].unit
+        offered = [contract, *(u.unit for u in units)]
+        for v in values:
+            if v.strip() and v not in offered:
+                problems.append(Problem(key, f"{v!r} is not one of: {', '.join(offered)}"))
+    return problems
 
 
 def _form_values(case: Mapping[str, Any]) -> dict[str, list[str]]:
@@ -190,6 +301,8 @@ class FieldView:
     max: str
     step: str
     problems: tuple[str, ...]
+    #: the units the value may be typed in (empty: only the contract's ``unit``)
+    units: tuple[OptionView, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,12 +357,19 @@ def _base_field(field: str) -> str:
 
 
 def _choices(
-    kb: KnowledgeBase, field_id: str, enum: type[StrEnum], given: list[str], *, multiple: bool
+    kb: KnowledgeBase,
+    field_id: str,
+    enum: type[StrEnum],
+    given: list[str],
+    *,
+    multiple: bool,
+    offered: Sequence[str] | None = None,
 ) -> tuple[OptionView, ...]:
     words = [m.value for m in enum]
     chosen = set(given)
+    shown = [w for w in words if offered is None or w in offered or w in chosen]
     options = [
-        OptionView(w, _value_label(kb, enum, w), w in chosen, f"{field_id}-{w}") for w in words
+        OptionView(w, _value_label(kb, enum, w), w in chosen, f"{field_id}-{w}") for w in shown
     ]
     if multiple:
         options.append(
@@ -263,11 +383,25 @@ def _choices(
 
 
 def _field_view(
-    kb: KnowledgeBase, path: str, given: list[str], problems: tuple[str, ...]
+    kb: KnowledgeBase,
+    path: str,
+    given: list[str],
+    problems: tuple[str, ...],
+    unit_given: str = "",
 ) -> FieldView:
     spec = _spec(path)
     fid = _field_id(path)
     value = given[0] if given else ""
+    contract_unit = registry().fields[path].unit if path in registry().fields else ""
+    units: tuple[OptionView, ...] = ()
+    if path in OTHER_UNITS:
+        offered = [contract_unit, *(u.unit for u in OTHER_UNITS[path])]
+        picked = unit_given if unit_given in offered else contract_unit
+        units = tuple(
+            OptionView(u, u, u == picked, f"{fid}--unit-{i}") for i, u in enumerate(offered)
+        )
+        if unit_given.strip() and unit_given not in offered:  # a hand-made request: kept
+            units += (OptionView(unit_given, f"{unit_given} (not a choice)", True),)
 
     def view(
         kind: str,
@@ -279,7 +413,7 @@ def _field_view(
             name=path,
             id=fid,
             label=_field_label(kb, path),
-            unit=registry().fields[path].unit if path in registry().fields else "",
+            unit="" if units else contract_unit,
             kind=kind,
             input_type=input_type,
             value=value,
@@ -288,11 +422,13 @@ def _field_view(
             max=bounds[1],
             step=bounds[2],
             problems=problems,
+            units=units,
         )
 
     if isinstance(spec, Number):
         number = value.strip() == "" or _HTML_NUMBER.fullmatch(value) is not None
-        hi = "" if spec.hi is None else _bound(spec.hi)
+        # With another unit on offer the browser cannot know the bound: the server checks it.
+        hi = "" if spec.hi is None or units else _bound(spec.hi)
         step = "1" if spec.integer else "any"
         return view("number", "number" if number else "text", bounds=(_bound(spec.lo), hi, step))
     if isinstance(spec, Flag):
@@ -305,7 +441,8 @@ def _field_view(
     elif isinstance(spec, Choice):
         choices = _choices(kb, fid, spec.enum, given[:1], multiple=False)
     elif isinstance(spec, ChoiceList):
-        return view("checkboxes", "checkbox", _choices(kb, fid, spec.enum, given, multiple=True))
+        options = _choices(kb, fid, spec.enum, given, multiple=True, offered=OFFERED.get(path))
+        return view("checkboxes", "checkbox", options)
     else:
         return view("text", "text")
     unknown = OptionView("", "Unknown", not any(o.selected for o in choices))
@@ -320,6 +457,8 @@ def _views(
     summary: list[ProblemView] = []
     for p in problems:
         base = _base_field(p.field)
+        if base.startswith(UNIT_PREFIX):  # a lab's unit: shown beside the lab
+            base = base[len(UNIT_PREFIX) :]
         by_field.setdefault(base, []).append(p.message if base == p.field else str(p))
         if base in on_form:
             label, target = _field_label(kb, base), "#" + _field_id(base)
@@ -333,7 +472,13 @@ def _views(
             title,
             "g-" + re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-"),
             tuple(
-                _field_view(kb, path, list(values.get(path, [])), tuple(by_field.get(path, [])))
+                _field_view(
+                    kb,
+                    path,
+                    list(values.get(path, [])),
+                    tuple(by_field.get(path, [])),
+                    next(iter(values.get(UNIT_PREFIX + path, [])), ""),
+                )
                 for path in paths
             ),
         )
@@ -359,7 +504,7 @@ def _environment() -> jinja2.Environment:
 
 
 def _page_info(kb: KnowledgeBase) -> dict[str, str]:
-    from netboard.render.report import DISCLAIMER
+    from netboard.reports.report import DISCLAIMER
 
     return {
         "kb_version": kb.version,
@@ -492,6 +637,160 @@ def _edit_section(
     return result
 
 
+# --- one-click presumption changes -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Resubmit:
+    """How the page re-asks the current question: the case fields (``mode`` case) or the
+    text with the fields stated by earlier clicks (``mode`` text)."""
+
+    mode: str
+    values: Mapping[str, list[str]]
+    text: str = ""
+
+    def hidden(self, field: str, value: str) -> list[tuple[str, str]]:
+        """The hidden inputs of a form that re-asks with ``field`` stated as ``value``."""
+        out: list[tuple[str, str]] = [("mode", self.mode)]
+        if self.mode == "text":
+            out.append(("text", self.text))
+            stated = {k: v for k, v in self.values.items() if k != field}
+            out += [(STATED_PREFIX + k, x) for k, xs in stated.items() for x in xs]
+            out.append((STATED_PREFIX + field, value))
+            return out
+        for key, xs in self.values.items():
+            if key in (field, UNIT_PREFIX + field) or key in _CONTROL_KEYS:
+                continue
+            out += [(key, x) for x in xs]
+        out.append((field, value))
+        return out
+
+
+def representative(path: str, words: str) -> str | None:
+    """The value a one-click button states for a band of a number given in words.
+
+    The middle of the band, as the engine takes it (``10-20`` -> 15, ``below 10`` -> 5,
+    ``above 55`` -> 77.5 for a field of 0-100); a whole number for an integer field. None when
+    the words are not a band.
+
+    Example:
+        >>> representative("ki67_percent", "10-20"), representative("ki67_percent", "above 55")
+        ('15', '77.5')
+        >>> representative("ecog", "3"), representative("ki67_percent", "high")
+        ('3', None)
+    """
+    spec = _spec(path)
+    if not isinstance(spec, Number):
+        return None
+    number = r"(\d+(?:\.\d+)?)"
+    if m := re.fullmatch(number, words):
+        lo = hi = float(m.group(1))
+    elif m := re.fullmatch(number + "-" + number, words):
+        lo, hi = float(m.group(1)), float(m.group(2))
+    elif m := re.fullmatch("below " + number, words):
+        lo, hi = spec.lo, float(m.group(1))
+    elif m := re.fullmatch("above " + number, words):
+        lo = float(m.group(1))
+        hi = spec.hi if spec.hi is not None else 2 * lo
+    else:
+        return None
+    mid = (lo + hi) / 2
+    mid = float(round(mid)) if spec.integer else round(mid, 2)
+    return f"{mid:g}"
+
+
+@dataclass(frozen=True, slots=True)
+class OneClick:
+    """A button beside a presumption or a what-if: re-ask with ``field`` stated as ``value``."""
+
+    field: str
+    value: str
+    label: str
+    hint: str
+    title: str
+    hidden: tuple[tuple[str, str], ...]
+
+
+def _what_if_phrase(summary: str, fallback: str) -> str:
+    """The condition of a what-if sentence ("If it is SSTR-negative: ..." -> its words)."""
+    if summary.startswith("If ") and ": " in summary:
+        return summary[3 : summary.index(": ")]
+    return fallback
+
+
+def _one_clicks(
+    kb: KnowledgeBase, answer: Any, resubmit: Resubmit
+) -> tuple[dict[tuple[str, str], OneClick], dict[str, OneClick]]:
+    """The buttons of the what-ifs (by field and value words) and of the presumptions."""
+    what_ifs: dict[tuple[str, str], OneClick] = {}
+    for w in answer.what_if:
+        spec = _spec(w.field)
+        words = str(w.value)
+        if spec is None or isinstance(spec, ChoiceList):
+            continue
+        hint = ""
+        if isinstance(spec, Number):
+            value = representative(w.field, words)
+            if value is None:
+                continue
+            if value != words:  # a band: say which value of it is stated
+                unit = registry().fields[w.field].unit
+                hint = f"answered as {value}{' ' + unit if unit else ''}"
+        else:
+            value = words
+        phrase = _capfirst(_what_if_phrase(w.summary, f"{_field_label(kb, w.field)} {words}"))
+        title = f"Answer again with {_field_label(kb, w.field).lower()} stated: {phrase}"
+        what_ifs[(w.field, words)] = OneClick(
+            w.field, value, phrase, hint, title, tuple(resubmit.hidden(w.field, value))
+        )
+    presumed: dict[str, OneClick] = {}
+    for p in answer.presumptions:
+        spec = _spec(p.field)
+        if isinstance(spec, Flag) and isinstance(p.value, bool):
+            value = "true" if p.value else "false"
+        elif isinstance(spec, Choice) and isinstance(p.value, str):
+            value = p.value
+        else:  # a band of numbers: confirming it would invent a number
+            continue
+        shown = _shown(kb, p.field, p.value)
+        title = f"Answer again with {_field_label(kb, p.field).lower()} stated: {shown}"
+        presumed[p.field] = OneClick(
+            p.field, value, "Confirm", "", title, tuple(resubmit.hidden(p.field, value))
+        )
+    return what_ifs, presumed
+
+
+_WHAT_IF_ITEM = re.compile(
+    r'(<li class="what-if" data-field="([^"]*)" data-value="([^"]*)">.*?)(</li>)', re.DOTALL
+)
+_PRESUMPTION_ITEM = re.compile(
+    r'(<li class="presumption" data-field="([^"]*)">.*?)(</li>)', re.DOTALL
+)
+
+
+def _with_one_clicks(kb: KnowledgeBase, html: str, answer: Any, resubmit: Resubmit) -> str:
+    """The report with a button beside each what-if and each presumption of a word value."""
+    import html as html_lib
+
+    what_ifs, presumed = _one_clicks(kb, answer, resubmit)
+    button = _parts().one_click
+
+    def add_what_if(m: re.Match[str]) -> str:
+        key = (html_lib.unescape(m.group(2)), html_lib.unescape(m.group(3)))
+        click = what_ifs.get(key)
+        return m.group(1) + (str(button(click)) if click else "") + m.group(4)
+
+    def add_presumption(m: re.Match[str]) -> str:
+        click = presumed.get(html_lib.unescape(m.group(2)))
+        return m.group(1) + (str(button(click)) if click else "") + m.group(3)
+
+    html = _WHAT_IF_ITEM.sub(add_what_if, html)
+    return _PRESUMPTION_ITEM.sub(add_presumption, html)
+
+
+# --- the answer page -----------------------------------------------------------------------
+
+
 def _answer_page(
     kb: KnowledgeBase,
     report_html: str,
@@ -500,21 +799,113 @@ def _answer_page(
     text: str = "",
     understood: Markup | None = None,
     extra: Markup | None = None,
+    notes: Markup | None = None,
 ) -> str:
     parts = _parts()
     html = _inject(report_html, "</head>", str(parts.answer_style()))
     html = _inject(html, "<body>\n", str(parts.page_nav()), after=True)
     if understood is not None:
         html = _inject(html, "</header>\n", str(understood), after=True)
+    if notes is not None:
+        html = _inject(html, "</header>\n", str(notes), after=True)
     if extra is not None:
         html = _inject(html, "</main>\n", str(extra))
     edit = _edit_section(kb, values, text, open_text=bool(text))
     return _inject(html, "</main>\n", str(edit), after=True)
 
 
-def _text_answer(kb: KnowledgeBase, text: str, result: AskResult) -> str:
+def _stated_rows(kb: KnowledgeBase, stated: Mapping[str, Any]) -> tuple[UnderstoodRow, ...]:
+    flat = flatten(stated)
+    return tuple(
+        UnderstoodRow(path, _field_label(kb, path), _shown(kb, path, value), ())
+        for path, value in flat.items()
+    )
+
+
+def _text_answer(
+    kb: KnowledgeBase,
+    text: str,
+    result: AskResult,
+    *,
+    stated: Mapping[str, list[str]] | None = None,
+    generated: str | None = None,
+) -> tuple[str, Any]:
+    """The answer page of a text (and the answer, None for a general question)."""
     from netboard.parse.knowledge import UNANSWERED
-    from netboard.render import render_html
+    from netboard.reports import render_html
+
+    parts = _parts()
+    if result.general and result.knowledge is not None:
+        statements, references = _knowledge_views(result.knowledge)
+        page = _environment().get_template("knowledge.html.j2")
+        html = page.render(
+            question=result.knowledge.question,
+            answered=result.knowledge.answered,
+            statements=statements,
+            references=references,
+            message=UNANSWERED,
+            text=text,
+            generated=generated,
+            **_page_info(kb),
+        )
+        return html, None
+    stated = dict(stated or {})
+    stated_case = case_from_form(stated)
+    understood = parts.understood_section(
+        _understood(kb, result), result.parsed.unparsed, _stated_rows(kb, stated_case)
+    )
+    extra = None
+    if result.knowledge is not None:
+        statements, references = _knowledge_views(result.knowledge)
+        extra = parts.knowledge_section(
+            result.knowledge.answered,
+            UNANSWERED,
+            statements,
+            references,
+            "knowledge-ref-",
+            "knowledge-references",
+        )
+    report = render_html(result.answer, labels=kb.labels, generated=generated)
+    report = _with_one_clicks(kb, report, result.answer, Resubmit("text", stated, text))
+    merged = _merge(result.parsed.case_dict, stated_case)
+    html = _answer_page(
+        kb,
+        report,
+        values=_form_values(merged),
+        text=text,
+        understood=understood,
+        extra=extra,
+    )
+    return html, result.answer
+
+
+def _merge(base: Mapping[str, Any], stated: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with the ``stated`` fields put in (objects such as ``labs`` merged)."""
+    out = dict(base)
+    for key, value in stated.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
+
+
+def ask_report_html(
+    kb: KnowledgeBase,
+    text: str,
+    result: AskResult,
+    *,
+    generated: str | None = None,
+    verbose: bool = False,
+) -> str:
+    """The answer to a text as one standalone HTML page (``netboard ask --format html``).
+
+    The page's report without its forms: what was understood (and what was not used), the
+    report, and the knowledge base's statements when the text asks for them; for a general
+    question, those statements alone.
+    """
+    from netboard.parse.knowledge import UNANSWERED
+    from netboard.reports import render_html
 
     parts = _parts()
     if result.general and result.knowledge is not None:
@@ -527,10 +918,13 @@ def _text_answer(kb: KnowledgeBase, text: str, result: AskResult) -> str:
             references=references,
             message=UNANSWERED,
             text=text,
+            standalone=True,
+            generated=generated,
             **_page_info(kb),
         )
+    html = render_html(result.answer, labels=kb.labels, verbose=verbose, generated=generated)
     understood = parts.understood_section(_understood(kb, result), result.parsed.unparsed)
-    extra = None
+    html = _inject(html, "</header>\n", str(understood), after=True)
     if result.knowledge is not None:
         statements, references = _knowledge_views(result.knowledge)
         extra = parts.knowledge_section(
@@ -541,14 +935,8 @@ def _text_answer(kb: KnowledgeBase, text: str, result: AskResult) -> str:
             "knowledge-ref-",
             "knowledge-references",
         )
-    return _answer_page(
-        kb,
-        render_html(result.answer, labels=kb.labels),
-        values=_form_values(result.parsed.case_dict),
-        text=text,
-        understood=understood,
-        extra=extra,
-    )
+        html = _inject(html, "</main>\n", str(extra))
+    return html
 
 
 def _explain_none(form: Mapping[str, list[str]], problems: Sequence[Problem]) -> list[Problem]:
@@ -570,48 +958,166 @@ def _first(form: Mapping[str, list[str]], key: str) -> str:
     return values[0] if values else ""
 
 
-def submit(form: Mapping[str, list[str]], kb: KnowledgeBase) -> tuple[int, str]:
-    """Answer a POST to ``/``: the report page, or the form again with the problems.
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """A submission of the page's form: rejected (``status`` 422 and the form again), or
+    accepted (``record``: what the answer page needs, kept behind a short-lived link)."""
+
+    status: int
+    html: str = ""
+    record: Mapping[str, Any] | None = None
+
+
+def _stated(form: Mapping[str, list[str]]) -> dict[str, list[str]]:
+    """The fields stated by one-click buttons beside a text's answer (``stated.PATH``)."""
+    return {
+        k[len(STATED_PREFIX) :]: [x for x in v if x.strip()]
+        for k, v in form.items()
+        if k.startswith(STATED_PREFIX) and any(x.strip() for x in v)
+    }
+
+
+def check(form: Mapping[str, list[str]], kb: KnowledgeBase) -> Checked:
+    """Judge a POST to ``/`` without answering it yet.
 
     Args:
         form: the posted fields (``application/x-www-form-urlencoded``, decoded); ``mode``
-            is ``case`` (the case fields) or ``text`` (the ``text`` box).
-        kb: the knowledge base to answer with.
+            is ``case`` (the case fields) or ``text`` (the ``text`` box, and the fields
+            stated by one-click buttons as ``stated.PATH``).
+        kb: the knowledge base.
 
     Returns:
-        ``(200, report page)``, or ``(422, form page)`` naming each problem.
+        ``Checked(422, form page)`` naming each problem, or ``Checked(303, record=...)``:
+        the submission as it was given, for :func:`answer_page`.
     """
-    from netboard.engine.recommend import recommend
-    from netboard.parse.ask import MAX_TEXT_BYTES, ask
-    from netboard.render import render_html
+    from netboard.parse.ask import MAX_TEXT_BYTES, parse_text
 
     mode = _first(form, "mode") or ("text" if "text" in form else "case")
     if mode == "text":
         text = "\n".join(form.get("text") or [])
         if not text.strip():
             problem = Problem("text", "empty: paste a note or type a question")
-            return 422, form_page(kb, problems=[problem], text=text)
+            return Checked(422, form_page(kb, problems=[problem], text=text))
         size = len(text.encode("utf-8", "surrogatepass"))
         if size > MAX_TEXT_BYTES:
             problem = Problem(
                 "text", f"{size} bytes is larger than the limit of {MAX_TEXT_BYTES} bytes"
             )
-            return 422, form_page(kb, problems=[problem], text=text)
-        try:
-            result = ask(text, kb)
-        except CaseError as exc:  # the reader validates what it keeps; kept as a safety net
-            return 422, form_page(kb, problems=exc.problems, text=text)
-        return 200, _text_answer(kb, text, result)
+            return Checked(422, form_page(kb, problems=[problem], text=text))
+        stated = _stated(form)
+        if stated:
+            try:
+                merged = _merge(parse_text(text).case_dict, case_from_form(stated))
+                load_case(merged)
+            except CaseError as exc:
+                return Checked(422, form_page(kb, problems=exc.problems, text=text))
+        return Checked(303, record={"mode": "text", "text": text, "stated": stated})
     if mode != "case":
         problem = Problem("mode", f"expected case or text, got {mode!r}")
-        return 422, form_page(kb, values=form, problems=[problem])
+        return Checked(422, form_page(kb, values=form, problems=[problem]))
+    problems = _unit_problems(form)
+    try:
+        load_case(case_from_form(form))
+    except CaseError as exc:
+        problems += _explain_none(form, _with_units(form, exc.problems))
+    if problems:
+        return Checked(422, form_page(kb, values=form, problems=problems))
+    values = {k: list(v) for k, v in form.items() if k not in _CONTROL_KEYS}
+    return Checked(303, record={"mode": "case", "form": values})
+
+
+def _with_units(form: Mapping[str, list[str]], problems: Sequence[Problem]) -> list[Problem]:
+    """Problems of converted lab values also name the value and unit as typed."""
+    converted = {c.field: c for c in conversions(form)}
+    out = []
+    for p in problems:
+        c = converted.get(p.field)
+        out.append(Problem(p.field, f"{p.message} (typed as {c.given} {c.unit})") if c else p)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerPage:
+    """The answer page of a kept submission: status, HTML and the rule ids that fired."""
+
+    status: int
+    html: str
+    rules: str = "-"
+
+
+def answer_page(
+    kb: KnowledgeBase, record: Mapping[str, Any], *, generated: str | None = None
+) -> AnswerPage:
+    """Answer a submission that :func:`check` accepted (the page behind its link).
+
+    Returns:
+        The report page (200), or the form with the problems (422) should the record no
+        longer be a valid case.
+    """
+    from netboard.engine.recommend import recommend
+    from netboard.parse.ask import AskResult, ask
+    from netboard.reports import render_html
+
+    if record.get("mode") == "text":
+        text = str(record.get("text", ""))
+        stated: dict[str, list[str]] = {
+            str(k): [str(x) for x in v] for k, v in dict(record.get("stated") or {}).items()
+        }
+        try:
+            result = ask(text, kb)
+            if stated and not result.general:
+                case_dict = _merge(result.parsed.case_dict, case_from_form(stated))
+                implied = {
+                    k: v for k, v in result.parsed.implied.items() if k not in flatten(case_dict)
+                }
+                answer = recommend(load_case(case_dict), kb=kb, implied=implied)
+                result = AskResult(result.parsed, answer, result.knowledge, result.general)
+        except CaseError as exc:  # the reader validates what it keeps; kept as a safety net
+            return AnswerPage(422, form_page(kb, problems=exc.problems, text=text))
+        html, answer = _text_answer(kb, text, result, stated=stated, generated=generated)
+        return AnswerPage(200, html, _rules_of(answer))
+    form = {str(k): [str(x) for x in v] for k, v in dict(record.get("form") or {}).items()}
     try:
         case = load_case(case_from_form(form))
     except CaseError as exc:
-        return 422, form_page(kb, values=form, problems=_explain_none(form, exc.problems))
+        return AnswerPage(422, form_page(kb, values=form, problems=exc.problems))
     answer = recommend(case, kb=kb)
-    values = {k: list(v) for k, v in form.items() if k not in _CONTROL_KEYS}
-    return 200, _answer_page(kb, render_html(answer, labels=kb.labels), values=values)
+    report = render_html(answer, labels=kb.labels, generated=generated)
+    report = _with_one_clicks(kb, report, answer, Resubmit("case", form))
+    notes = None
+    if converted := conversions(form):
+        notes = _parts().conversions_note([c.words for c in converted])
+    html = _answer_page(kb, report, values=form, notes=notes)
+    return AnswerPage(200, html, _rules_of(answer))
+
+
+def _rules_of(answer: Any) -> str:
+    if answer is None:
+        return "-"
+    return ",".join(sorted({r.rule_id for r in answer.recommendations}))
+
+
+def submit(
+    form: Mapping[str, list[str]], kb: KnowledgeBase, *, generated: str | None = None
+) -> tuple[int, str]:
+    """Answer a POST to ``/`` at once: :func:`check`, then :func:`answer_page`.
+
+    (The service keeps an accepted submission behind a short-lived link and redirects to it,
+    so that the answer has its own URL; this is the same page without the link.)
+
+    Returns:
+        ``(200, report page)``, or ``(422, form page)`` naming each problem.
+    """
+    checked = check(form, kb)
+    if checked.record is None:
+        return checked.status, checked.html
+    page = answer_page(kb, checked.record, generated=generated)
+    return page.status, page.html
+
+
+def expired_page(kb: KnowledgeBase) -> str:
+    """The page of an answer link that is unknown or has expired."""
+    return _environment().get_template("expired.html.j2").render(**_page_info(kb))
 
 
 def about_page(about: Mapping[str, Any]) -> str:

@@ -291,9 +291,15 @@ def watch_supervisor() -> None:
     threading.Thread(target=watch, name="netboard-supervisor-watch", daemon=True).start()
 
 
-def run(*, host: str, port: int, workers: int, limits: Limits) -> None:
-    """Run the app (settings already in the environment) on uvicorn with ``limits``."""
+def run(*, host: str, port: int, workers: int, limits: Limits, log_format: str = "text") -> None:
+    """Run the app (settings already in the environment) on uvicorn with ``limits``.
+
+    Every process logs through :func:`netboard.service.logs.log_config` (``log_format``
+    text or json): timestamps and request ids on every line, one access line per request.
+    """
     import uvicorn
+
+    from netboard.service.logs import log_config
 
     os.environ[LIMITS_ENV] = json.dumps(asdict(limits))
     if workers > 1:
@@ -313,5 +319,6 @@ def run(*, host: str, port: int, workers: int, limits: Limits) -> None:
         timeout_graceful_shutdown=limits.graceful_timeout,
         server_header=False,
         access_log=False,
+        log_config=log_config(log_format),
         log_level="info",
     )

@@ -1,7 +1,7 @@
 """The tumour-board report as GitHub-flavoured Markdown (no raw HTML).
 
 The layout is ``templates/report.md.j2`` over the shared view of
-:func:`netboard.render.report.build_report`; this module adds the Markdown escaping.
+:func:`netboard.reports.report.build_report`; this module adds the Markdown escaping.
 """
 
 from __future__ import annotations
@@ -9,9 +9,16 @@ from __future__ import annotations
 import re
 
 from netboard.answer import Answer
-from netboard.render.report import Labels, build_report, default_labels, template_environment
+from netboard.reports.report import Labels, build_report, default_labels, template_environment
 
-__all__ = ["code_span", "escape_cell", "escape_inline", "escape_markdown", "render_markdown"]
+__all__ = [
+    "code_span",
+    "escape_cell",
+    "escape_inline",
+    "escape_markdown",
+    "render_markdown",
+    "wrap_markdown",
+]
 
 
 # --- Markdown text helpers ---------------------------------------------------------------
@@ -104,3 +111,52 @@ def render_markdown(
     # Conditional blocks can leave blank-line runs; Markdown treats them as one blank line.
     text = re.sub(r"\n{3,}", "\n\n", text)
     return text.rstrip("\n") + "\n"
+
+
+_LIST_ITEM = re.compile(r"^(\s*)([-*+]|\d+[.)])\s+")
+
+
+def wrap_markdown(text: str, width: int) -> str:
+    """Wrap the long lines of a Markdown report for reading in a terminal ``width`` wide.
+
+    Paragraphs, list items (continued under their text) and quotes (continued with ``>``)
+    are wrapped at spaces; headings, table rows, code blocks and lines without a space to
+    break at are kept as they are, so the text stays the same Markdown.
+
+    Example:
+        >>> print(wrap_markdown("- one two three four five six", 16))
+        - one two three
+          four five six
+    """
+    import textwrap
+
+    out: list[str] = []
+    fenced = False
+    for line in text.split("\n"):
+        if line.startswith("```"):
+            fenced = not fenced
+        if fenced or len(line) <= width or line.startswith(("|", "#", "    ", "\t", "```")):
+            out.append(line)
+            continue
+        first = rest = ""
+        body = line
+        if line.startswith(">"):
+            first = rest = "> "
+            body = line[1:].lstrip()
+        match = _LIST_ITEM.match(body)
+        if match:
+            first += match.group(0)
+            rest += " " * len(match.group(0))
+            body = body[match.end() :]
+        out.extend(
+            textwrap.wrap(
+                body,
+                width=width,
+                initial_indent=first,
+                subsequent_indent=rest,
+                break_long_words=False,
+                break_on_hyphens=False,
+            )
+            or [line]
+        )
+    return "\n".join(out)

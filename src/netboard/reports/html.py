@@ -2,7 +2,7 @@
 
 The page carries its own CSS (no external assets, no JavaScript) and the same sections, in the
 same order, as the Markdown report; both render the report view of
-:func:`netboard.render.report.build_report`. Recommendations, alerts, eligibility checks and
+:func:`netboard.reports.report.build_report`. Recommendations, alerts, eligibility checks and
 references carry stable classes and ``data-*`` attributes for browser tests:
 
 * ``article.recommendation[data-code][data-status][data-phase][data-order]``, ``id="rec-N"``
@@ -16,7 +16,7 @@ references carry stable classes and ``data-*`` attributes for browser tests:
 from __future__ import annotations
 
 from netboard.answer import Answer
-from netboard.render.report import Labels, build_report, default_labels, template_environment
+from netboard.reports.report import Labels, build_report, default_labels, template_environment
 
 __all__ = ["render_html"]
 

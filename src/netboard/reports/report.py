@@ -19,6 +19,7 @@ from netboard.vocab import Phase, Severity
 
 if TYPE_CHECKING:
     import jinja2
+    from markupsafe import Markup
 
 __all__ = [
     "DISCLAIMER",
@@ -201,6 +202,39 @@ class ReferenceView:
     note: str | None
     #: False when the reference is not verified against a primary record (None: not said)
     verified: bool | None = None
+    #: the citation already names what the URL points to (its DOI, PMID, PMCID or label set
+    #: id): the printed page leaves the URL out, the screen keeps the link
+    url_in_citation: bool = False
+
+
+_URL_IDS = (
+    re.compile(r"https?://(?:dx\.)?doi\.org/(?P<id>\S+)", re.IGNORECASE),
+    re.compile(r"https?://pubmed\.ncbi\.nlm\.nih\.gov/(?P<id>\d+)/?$"),
+    re.compile(
+        r"https?://(?:www\.)?(?:pmc\.)?ncbi\.nlm\.nih\.gov/(?:pmc/)?articles/(?P<id>PMC\d+)/?$"
+    ),
+    re.compile(
+        r"https?://dailymed\.nlm\.nih\.gov/dailymed/drugInfo\.cfm\?setid=(?P<id>[0-9a-f-]+)$"
+    ),
+)
+
+
+def url_in_citation(url: str | None, citation: str) -> bool:
+    """True when ``citation`` already names the identifier that ``url`` resolves.
+
+    Example:
+        >>> url_in_citation("https://doi.org/10.1056/NEJMoa1607427", "DOI 10.1056/NEJMoa1607427")
+        True
+        >>> url_in_citation("https://pubmed.ncbi.nlm.nih.gov/123/", "PMID 124")
+        False
+    """
+    if not url:
+        return False
+    for pattern in _URL_IDS:
+        match = pattern.match(url)
+        if match:
+            return match.group("id").lower() in citation.lower()
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -473,7 +507,15 @@ def build_report(
     for n, ref in enumerate(answer.references, start=1):
         heading = _REFERENCE_GROUPS.get(str(ref.kind), "Reviews and other")
         ref_view = ReferenceView(
-            n, ref.id, str(ref.kind), ref.citation, ref.year, ref.url, ref.note, ref.verified
+            n,
+            ref.id,
+            str(ref.kind),
+            ref.citation,
+            ref.year,
+            ref.url,
+            ref.note,
+            ref.verified,
+            url_in_citation(ref.url, ref.citation),
         )
         if groups and groups[-1].heading == heading:
             last = groups.pop()
@@ -624,6 +666,25 @@ def build_report(
 # --- templates ---------------------------------------------------------------------------
 
 
+def css_string(text: object) -> Markup:
+    r"""Text made safe inside a double-quoted CSS string of a ``<style>`` element.
+
+    Every character but letters, digits, space and ``.-_:`` becomes a CSS escape, so no value
+    can end the string, the rule or the style element (HTML escaping does not apply there).
+
+    Example:
+        >>> print(css_string('case "7" </style>'))
+        case \000022 7\000022  \00003C /style\00003E
+    """
+    from markupsafe import Markup
+
+    def one(c: str) -> str:
+        plain = (c.isalnum() and c.isascii()) or c in " .-_:/"
+        return c if plain else f"\\{ord(c):06X} "
+
+    return Markup("".join(one(c) for c in str(text)))
+
+
 @lru_cache(maxsize=2)
 def template_environment(html: bool) -> jinja2.Environment:
     """The Jinja2 environment for the packaged report templates.
@@ -637,7 +698,7 @@ def template_environment(html: bool) -> jinja2.Environment:
     import jinja2
 
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("netboard.render", "templates"),
+        loader=jinja2.PackageLoader("netboard.reports", "templates"),
         autoescape=html,
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
@@ -645,8 +706,9 @@ def template_environment(html: bool) -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["capfirst"] = _capfirst
+    env.filters["css_string"] = css_string
     if not html:
-        from netboard.render.markdown import code_span, escape_cell, escape_inline, escape_markdown
+        from netboard.reports.markdown import code_span, escape_cell, escape_inline, escape_markdown
 
         env.filters["md"] = escape_markdown
         env.filters["inline"] = escape_inline
