@@ -27,10 +27,7 @@ KB_DIR = Path(str(files("netboard.kb")))
 #: Intervention codes no rule produces yet. Extend deliberately, with a reason.
 UNUSED_INTERVENTIONS: frozenset[str] = frozenset(
     {
-        # Active surveillance is the absence of antitumour treatment; no rule proposes it yet.
-        "observation",
-        # Contract v2 codes for localised disease and carcinoid heart disease (issues 11, 15).
-        "endoscopic_resection",
+        # Contract v2 code for carcinoid heart disease (issue 11).
         "valve_replacement",
     }
 )
