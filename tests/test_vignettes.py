@@ -108,6 +108,8 @@ PUBLIC_V2 = (
     "01-seed-sigmoid-question.yaml",
     "03-seed-pancreas-tail-question.yaml",
     "16-small-bowel-question-plausible.yaml",
+    "17-appendix-localised-25mm.yaml",
+    "20-small-pnet-surveillance.yaml",
 )
 
 
