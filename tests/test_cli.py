@@ -384,6 +384,15 @@ def test_kb_check_on_the_packaged_knowledge_base_prints_counts() -> None:
         assert int(match.group(1)) > 0, what
 
 
+def test_kb_check_counts_rules_by_topic_and_by_phase() -> None:
+    run = netboard("kb", "check")
+    assert run.code == 0, run.stderr
+    topics = run.stdout.split("rules by topic:")[1].split("rules by phase:")
+    assert re.search(r"^\s+primary_tumor\s+\d+\s+\(\d+ recommended", topics[0], re.M), run.stdout
+    for phase in ("primary_tumor", "progression", "supportive"):
+        assert re.search(rf"^\s+{phase}\s+\d+\s+\(", topics[1], re.M), run.stdout
+
+
 def test_kb_check_on_a_knowledge_base_with_a_dangling_evidence_id_names_it(
     tmp_path: Path,
 ) -> None:

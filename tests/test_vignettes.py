@@ -108,8 +108,10 @@ PUBLIC_V2 = (
     "01-seed-sigmoid-question.yaml",
     "03-seed-pancreas-tail-question.yaml",
     "16-small-bowel-question-plausible.yaml",
+    "17-appendix-localised-25mm.yaml",
     "18-pregnant-pnet-progressive.yaml",
     "19-ecog3-elderly-ileal.yaml",
+    "20-small-pnet-surveillance.yaml",
 )
 
 

@@ -204,6 +204,9 @@ class Answer:
     plan: tuple[PlanStep, ...] = ()
     presumptions: tuple[Presumption, ...] = ()
     what_if: tuple[WhatIf, ...] = ()
+    #: Fields the plan lists as checks before a step. Not part of the contract JSON (the
+    #: strict ``missing_information`` keeps them); reports do not list them as missing.
+    checked: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The answer as contract JSON (plain dicts and lists, stable key order)."""

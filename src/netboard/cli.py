@@ -757,7 +757,7 @@ def port_problem(host: str, port: int) -> str | None:
 
 def _kb_check(path: str | None) -> int:
     from netboard.kb import check_kb_dir
-    from netboard.kb.checks import kb_warnings
+    from netboard.kb.checks import kb_warnings, rule_counts
 
     kb, problems = check_kb_dir(path)
     if problems or kb is None:
@@ -770,8 +770,16 @@ def _kb_check(path: str | None) -> int:
         f"{len(kb.alerts)} alerts, {len(kb.eligibility)} eligibility sets "
         f"({sum(len(e.criteria) for e in kb.eligibility)} criteria), {len(kb.dosing)} dosing "
         f"statements, {len(kb.monitoring)} monitoring items, "
-        f"{len(kb.disagreements)} disagreements\n"
+        f"{len(kb.disagreements)} disagreements, {len(kb.topics)} scope topics\n"
     )
+    counts = rule_counts(kb)
+    for by, title in (("topic", "rules by topic"), ("phase", "rules by phase")):
+        sys.stdout.write(f"  {title}:\n")
+        width = max(len(k) for k in counts[by])
+        for key, statuses in counts[by].items():
+            total = sum(statuses.values())
+            detail = ", ".join(f"{n} {status}" for status, n in statuses.items())
+            sys.stdout.write(f"    {key:<{width}}  {total:>3}  ({detail})\n")
     return EXIT_OK
 
 

@@ -403,6 +403,12 @@ def positive(answer: Answer, codes: Set[str], phase: str | None = None) -> list[
     ]
 
 
+def staged_localised(data: Mapping[str, Any]) -> bool:
+    """Metastatic sites stated and none of them distant (regional nodes allowed)."""
+    sites = data.get("metastatic_sites")
+    return sites is not None and set(sites) <= {"regional_lymph_nodes"}
+
+
 def alert_codes(answer: Answer) -> set[str]:
     return {a.code.value for a in answer.alerts}
 
@@ -438,13 +444,30 @@ def test_2_no_surgery_for_nec_or_extra_abdominal_disease(data: dict[str, Any]) -
     extra_abdominal = EXTRA_ABDOMINAL & set(data.get("metastatic_sites", ()))
     if answer.classification.who_2019 != "nec" and not extra_abdominal:
         return
-    # The one exception: surgery of a primary still in place for an acute complication.
+    # The exceptions: surgery of a primary still in place for an acute complication, and
+    # resection of a NEC that staging shows to be localised (metastatic_sites stated, none
+    # distant; ENETS 2023: surgery can benefit localised disease).
     complication = bool(ACUTE_COMPLICATIONS & set(data.get("primary_complications", ())))
     primary_in_place = data.get("primary_resected") is False
+    nec = answer.classification.who_2019 == "nec" and not extra_abdominal
+    not_removed = data.get("primary_resected") is not True  # in place, or a branch on it
+
+    def localised_nec_resection(r: Recommendation) -> bool:
+        """Staged localised, or a branch that holds only if staging shows it localised."""
+        staged = staged_localised(data) or (
+            "metastatic_sites" not in data
+            and r.applies_if is not None
+            and "metastatic_sites" in r.applies_if.fields
+        )
+        return nec and not_removed and staged
+
     bad = [
         r
         for r in positive(answer, {"primary_resection", "hepatic_resection", "liver_transplant"})
-        if not (r.code.value == "primary_resection" and complication and primary_in_place)
+        if not (
+            r.code.value == "primary_resection"
+            and ((complication and primary_in_place) or localised_nec_resection(r))
+        )
     ]
     assert not bad, show(bad)
 
@@ -495,6 +518,35 @@ def test_7_embolization_after_biliary_enteric_anastomosis_raises_the_abscess_ale
     embolization = positive(answer, EMBOLIZATION)
     if embolization and "biliary_enteric_anastomosis" in data.get("comorbidities", ()):
         assert "embolization_abscess_risk" in alert_codes(answer), show(embolization)
+
+
+# --- invariant 7b: localised NET gets no treatment meant for metastatic disease ---------------
+
+#: What a well-differentiated NET staged as localised must never be offered (hormonal-syndrome
+#: control, in the symptom_control phase, is the one place an SSA may appear).
+METASTATIC_TREATMENTS = words(
+    """
+    prrt everolimus sunitinib cabozantinib capecitabine_temozolomide streptozocin_fluorouracil
+    platinum_etoposide nec_second_line_chemotherapy tae tace tare liver_ablation
+    hepatic_resection liver_transplant
+    """
+)
+
+
+@SETTINGS
+@given(data=cases())
+def test_7b_localised_net_gets_no_metastatic_treatment(data: dict[str, Any]) -> None:
+    answer = answer_for(data)
+    if answer.classification.who_2019 not in ("net_g1", "net_g2", "net_g3"):
+        return
+    if not staged_localised(data):
+        return
+    bad = [
+        r
+        for r in positive(answer, METASTATIC_TREATMENTS | {"somatostatin_analog"})
+        if r.phase.value != "symptom_control"
+    ]
+    assert not bad, show(bad)
 
 
 # --- invariant 8: less data never makes a patient eligible --------------------------------------

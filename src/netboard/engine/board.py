@@ -91,6 +91,9 @@ class Board:
     #: The follow-up the plan needs: monitoring items that hold on the presumed case with the
     #: plan's options (an under-specified question still gets its follow-up).
     monitoring: tuple[MonitoringDef, ...] = ()
+    #: Fields the plan lists as checks before a step (creatinine clearance before PRRT): not
+    #: forks of the plan, so the reader's view does not ask for them again as missing.
+    checked: tuple[str, ...] = ()
 
 
 # --- presumptions ---------------------------------------------------------------------------
@@ -584,12 +587,14 @@ def board(
     ctx.planned = frozenset(base)
     monitoring = tuple(m for m in kb.monitoring if evaluate(m.when, ctx).truth is Truth.TRUE)
     ctx.planned = planned
+    listed = {text for step in plan for text in step.checks}
     return Board(
         plan=tuple(plan),
         presumptions=presumptions,
         what_if=what_if,
         bottom_line=_bottom_line(kb, plan, shown, biggest, base),
         monitoring=monitoring,
+        checked=tuple(c.field for c in kb.checks if c.field in checks and c.check in listed),
     )
 
 

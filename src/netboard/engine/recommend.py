@@ -281,6 +281,7 @@ def recommend(
         plan=b.plan,
         presumptions=b.presumptions,
         what_if=b.what_if,
+        checked=b.checked,
     )
     return replace(answer, summary=summarize(answer, kb, case, b.bottom_line))
 

@@ -274,3 +274,31 @@ def _check_fact_cycles(kb: KnowledgeBase, problems: list[Problem]) -> None:
 
     for name in sorted(kb.facts):
         visit(name, (name,))
+
+
+def rule_counts(kb: KnowledgeBase) -> dict[str, dict[str, dict[str, int]]]:
+    """Rules counted by topic (their file) and by phase, each split by status.
+
+    Returns ``{"topic": {name: {status: n}}, "phase": {name: {status: n}}}``; topics in file
+    order, phases in report order, statuses in contract order (only those that occur).
+
+    >>> from netboard.kb import load_kb
+    >>> counts = rule_counts(load_kb())
+    >>> sum(sum(s.values()) for s in counts["topic"].values()) == len(load_kb().rules)
+    True
+    """
+    out: dict[str, dict[str, dict[str, int]]] = {"topic": {}, "phase": {}}
+    for rule in kb.rules:
+        for by, key in (("topic", rule.topic or "(none)"), ("phase", rule.phase.value)):
+            statuses = out[by].setdefault(key, {})
+            statuses[rule.status.value] = statuses.get(rule.status.value, 0) + 1
+    order = {s.value: i for i, s in enumerate(v.Status)}
+    phases = {p.value: i for i, p in enumerate(v.Phase)}
+    out["phase"] = dict(sorted(out["phase"].items(), key=lambda kv: phases[kv[0]]))
+    return {
+        by: {
+            key: dict(sorted(statuses.items(), key=lambda kv: order[kv[0]]))
+            for key, statuses in groups.items()
+        }
+        for by, groups in out.items()
+    }

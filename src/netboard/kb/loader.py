@@ -287,6 +287,7 @@ def parse_kb(files: Mapping[str, Any]) -> tuple[KnowledgeBase | None, list[Probl
                         unknown_blocks=bool(e.get("unknown_blocks", True)),
                         dossier=tuple(str(x) for x in e.get("dossier", []) or []),
                         action=r.text(e["action"], f"{w}.action") if "action" in e else "",
+                        topic=name.removeprefix("rules/").removesuffix(".yaml"),
                     )
                 )
                 if status.positive and "action" not in e:

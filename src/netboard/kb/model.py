@@ -49,6 +49,8 @@ class Rule:
     dossier: tuple[str, ...] = ()
     #: the plan step's words for this option (positive rules), a clause without a full stop
     action: str = ""
+    #: the rule file it comes from (``rules/<topic>.yaml``): a phase, or a clinical topic
+    topic: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -613,7 +613,8 @@ def build_report(
         )
     )
     # The reader gets why a field matters; what it decides here, option by option, is for
-    # review (verbose) and the JSON.
+    # review (verbose) and the JSON. A field the plan already lists as a check before a step
+    # is not asked for again (verbose keeps the strict list).
     missing = tuple(
         MissingView(
             m.field,
@@ -621,6 +622,7 @@ def build_report(
             m.why if verbose else m.why.split(" Here it decides:", 1)[0],
         )
         for m in answer.missing_information
+        if verbose or m.field not in answer.checked
     )
 
     return Report(
