@@ -267,13 +267,15 @@ def options(
     """The plan's options for a (presumed) case: each code that a positive rule puts on the
     plan, unless a not-advised rule for the code holds in the same decision; a code found in
     several phases keeps its earliest step. With ``base`` (another case and its decision) only
-    what reads the fields that differ is decided again."""
+    what reads the fields that differ is decided again; ``test_board.py`` checks that this
+    gives what a decision from scratch gives."""
     from netboard.engine.recommend import decide
 
     if base is None:
-        decision = decide(case, kb)
+        decision = decide(case, kb, residuals=False)
     else:
-        decision = decide(case, kb, base=base[1], changed=_changed(base[0], case))
+        changed = _changed(base[0], case)
+        decision = decide(case, kb, base=base[1], changed=changed, residuals=False)
     blocked: set[tuple[str, str | None]] = set()
     for c in decision.candidates:
         if not c.rule.status.positive and c.result.truth is Truth.TRUE:
@@ -483,7 +485,10 @@ def _summary(
 
 
 def board(
-    case: Case, kb: KnowledgeBase, implied: Mapping[str, tuple[Any, str]] | None = None
+    case: Case,
+    kb: KnowledgeBase,
+    implied: Mapping[str, tuple[Any, str]] | None = None,
+    strict: Decision | None = None,
 ) -> Board:
     """The plan, presumptions, what-ifs and bottom line for a case.
 
@@ -492,12 +497,18 @@ def board(
         kb: the knowledge base.
         implied: values the words of a question imply, by field path, with the words
             (``{"differentiation": ("well", "neuroendocrine tumor")}``).
+        strict: the decision for the stated case, when the caller has it: a presumed field
+            that none of its open questions reads cannot change the plan, so its
+            alternatives are not decided again (the answer is the same, only faster).
     """
     implied = implied or {}
     presumed_case, applied, checks = presume(case, kb, implied)
-    base, decision = options(presumed_case, kb)
+    base, decision = options(presumed_case, kb, (case, strict) if strict is not None else None)
+    settled = _settled(kb, strict) if strict is not None else frozenset()
     changes: dict[str, list[tuple[str, str, _Change]]] = {}
     for p in applied:
+        if p.d.field in settled:
+            continue
         found: list[tuple[list[tuple[float, float]], str, str, _Change]] = []
         for value, words, bands in _alternatives(presumed_case, kb, p):
             alt_case, alt_applied, _ = presume(case, kb, implied, {p.d.field: value}, applied)
@@ -596,6 +607,31 @@ def board(
         monitoring=monitoring,
         checked=tuple(c.field for c in kb.checks if c.field in checks and c.check in listed),
     )
+
+
+def _settled(kb: KnowledgeBase, strict: Decision) -> frozenset[str]:
+    """Presumed fields that no value could make change the plan, read from the decision for
+    the stated case: three-valued evaluation leaves a field among a result's unknown fields
+    whenever some value of it could change that result, so a field that no open rule,
+    eligibility criterion or not-advised rule reads is settled whatever its value. Fields
+    that a pre-treatment check, a soft guard or another presumption reads are never settled
+    (those are decided outside the strict decision's open questions)."""
+    from netboard.engine.recommend import compile_plan
+
+    plan = compile_plan(kb)
+    open_fields: set[str] = set(strict.decides)
+    for reads in plan.soft_guard_reads:
+        open_fields |= reads
+    for es in kb.eligibility:
+        for c in es.criteria:
+            if c.check:
+                open_fields |= depends_on(c.when, kb)
+    for d in kb.presumptions:
+        if d.when is not None:
+            open_fields |= depends_on(d.when, kb)
+        if d.band is not None:
+            open_fields |= {"primary_site", *COMPUTED["grade"][1]}
+    return frozenset(d.field for d in kb.presumptions if d.field not in open_fields)
 
 
 def _bottom_line(

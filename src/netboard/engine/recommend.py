@@ -210,7 +210,7 @@ def recommend(
 
     from netboard.engine.board import board
 
-    b = board(case, kb, implied)
+    b = board(case, kb, implied, strict=decision)
     # Monitoring: what the stated facts need, and what the plan's options need.
     monitoring = [
         Monitoring(what=m.what, interval=m.interval, reason=m.reason, evidence=m.evidence)
@@ -395,6 +395,8 @@ class Decision:
     decides: dict[str, set[str]]
     results: list[Result | None]
     holding: frozenset[str]
+    #: the candidate each plan step gives (None: it does not hold or is skipped), by index
+    at: list[_Candidate | None]
 
 
 def decide(
@@ -404,6 +406,7 @@ def decide(
     *,
     base: Decision | None = None,
     changed: frozenset[str] | None = None,
+    residuals: bool = True,
 ) -> Decision:
     """Eligibility criterion by criterion, then every rule with its guards, then the choice
     per (code, phase): the part of ``recommend`` that the board answer re-runs on a case with
@@ -411,7 +414,9 @@ def decide(
 
     With ``base`` (the decision for a case that differs only in the ``changed`` field paths),
     what reads none of them is taken from it: re-deciding one what-if costs the rules that read
-    the changed fields. ``decides`` then holds only what was evaluated again.
+    the changed fields, and the facts that read none of them keep their values. ``decides``
+    then holds only what was evaluated again. ``residuals=False`` skips building the
+    residual conditions of open results (the board needs only their truth).
     """
     plan = compile_plan(kb)
     reuse = base is not None and changed is not None
@@ -419,6 +424,13 @@ def decide(
     if ctx is None:
         computed = computed_fields(case, kb, base.ctx.computed if base else None, changed)
         ctx = Context(case=case, computed=computed, facts=kb.facts, kb=kb)
+    if not residuals:
+        ctx._in_fact = 1  # residuals are built only outside facts (see evaluate._combine)
+    if reuse and base is not None:
+        for name, result in base.ctx._memo.items():
+            reads = plan.fact_reads.get(name)
+            if reads is not None and reads.isdisjoint(changed):
+                ctx._memo.setdefault(name, result)
     decides: dict[str, set[str]] = defaultdict(set)
 
     def note_unknown(result: Result, what: str) -> None:
@@ -473,23 +485,47 @@ def decide(
             else evaluate(g.when, ctx).truth is Truth.TRUE
         )
     )
-    candidates: list[_Candidate] = []
-    results: list[Result | None] = []
-    for j, step in enumerate(plan.steps):
-        if step.soft_ids and not holding.isdisjoint(step.soft_ids):
-            results.append(None)
-            continue
-        previous = base.results[j] if reuse and base is not None else None
-        if previous is not None and step.reads.isdisjoint(changed):
-            r = previous
-        else:
+    if reuse and base is not None and holding == base.holding:
+        # Only the steps that read a changed field are evaluated again.
+        results = list(base.results)
+        at = list(base.at)
+        for j in sorted({j for f in changed for j in plan.steps_reading.get(f, ())}):
+            step = plan.steps[j]
+            if results[j] is None:
+                continue  # a pre-treatment check holds, as in the base decision
             r = evaluate(step.condition, ctx)
             if r.truth is Truth.UNKNOWN:
                 note_unknown(r, step.label)
-        results.append(r)
-        if r.truth is Truth.TRUE or (r.truth is Truth.UNKNOWN and step.rule.on_unknown == "branch"):
-            candidates.append(_Candidate(step.rule, step.code, r))
-    return Decision(ctx, eligibility, candidates, _choose(candidates), decides, results, holding)
+            results[j] = r
+            at[j] = _candidate(step, r)
+    else:
+        results = []
+        at = []
+        for j, step in enumerate(plan.steps):
+            if step.soft_ids and not holding.isdisjoint(step.soft_ids):
+                results.append(None)
+                at.append(None)
+                continue
+            previous = base.results[j] if reuse and base is not None else None
+            if previous is not None and step.reads.isdisjoint(changed):
+                r = previous
+            else:
+                r = evaluate(step.condition, ctx)
+                if r.truth is Truth.UNKNOWN:
+                    note_unknown(r, step.label)
+            results.append(r)
+            at.append(_candidate(step, r))
+    candidates = [c for c in at if c is not None]
+    return Decision(
+        ctx, eligibility, candidates, _choose(candidates), decides, results, holding, at
+    )
+
+
+def _candidate(step: _Step, r: Result) -> _Candidate | None:
+    """The step as a candidate of the choice: when its rule holds, or is open and branches."""
+    if r.truth is Truth.TRUE or (r.truth is Truth.UNKNOWN and step.rule.on_unknown == "branch"):
+        return _Candidate(step.rule, step.code, r)
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -511,9 +547,13 @@ class Plan:
 
     steps: tuple[_Step, ...]
     soft_guards: tuple[Rule, ...]
-    #: fields each soft guard and each eligibility set reads (for incremental decisions)
+    #: fields each soft guard, each eligibility set and each fact reads (for incremental
+    #: decisions)
     soft_guard_reads: tuple[frozenset[str], ...]
     eligibility_reads: tuple[frozenset[str], ...]
+    fact_reads: dict[str, frozenset[str]]
+    #: field -> indexes of the steps whose truth it can change
+    steps_reading: dict[str, tuple[int, ...]]
     dosing: dict[str, tuple[DoseDef, ...]]
     alerts: tuple[AlertRule, ...]
     ref_index: dict[str, int]
@@ -577,12 +617,23 @@ def compile_plan(kb: KnowledgeBase) -> Plan:
             frozenset().union(*(depends_on(c.when, kb) for c in es.criteria))
             for es in kb.eligibility
         ),
+        fact_reads={name: depends_on(f.when, kb) for name, f in kb.facts.items()},
+        steps_reading=_index_reads(steps),
         dosing={k: tuple(x) for k, x in dosing.items()},
         alerts=tuple(sorted(kb.alerts, key=lambda a: SEVERITY_ORDER[a.severity])),
         ref_index={rid: i for i, rid in enumerate(kb.references)},
     )
     _PLANS[id(kb)] = (kb, plan)
     return plan
+
+
+def _index_reads(steps: Sequence[_Step]) -> dict[str, tuple[int, ...]]:
+    """Field -> the indexes of the steps that read it."""
+    out: dict[str, list[int]] = defaultdict(list)
+    for j, step in enumerate(steps):
+        for f in step.reads:
+            out[f].append(j)
+    return {f: tuple(js) for f, js in out.items()}
 
 
 def _choose(candidates: list[_Candidate]) -> list[_Candidate]:
