@@ -16,7 +16,7 @@ references carry stable classes and ``data-*`` attributes for browser tests:
 from __future__ import annotations
 
 from netboard.answer import Answer
-from netboard.reports.report import Labels, build_report, default_labels, template_environment
+from netboard.reports.report import Labels, render_report
 
 __all__ = ["render_html"]
 
@@ -39,11 +39,5 @@ def render_html(
     Returns:
         The page, ending with exactly one newline; the same answer gives the same bytes.
     """
-    report = build_report(
-        answer,
-        default_labels() if labels is None else labels,
-        verbose=verbose,
-        generated=generated,
-    )
-    text = template_environment(True).get_template("report.html.j2").render(report=report)
+    text = render_report(answer, labels, html=True, verbose=verbose, generated=generated)
     return text.rstrip("\n") + "\n"

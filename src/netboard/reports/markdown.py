@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from netboard.answer import Answer
-from netboard.reports.report import Labels, build_report, default_labels, template_environment
+from netboard.reports.report import Labels, render_report
 
 __all__ = [
     "code_span",
@@ -101,13 +101,7 @@ def render_markdown(
     Returns:
         The report, ending with exactly one newline; the same answer gives the same bytes.
     """
-    report = build_report(
-        answer,
-        default_labels() if labels is None else labels,
-        verbose=verbose,
-        generated=generated,
-    )
-    text = template_environment(False).get_template("report.md.j2").render(report=report)
+    text = render_report(answer, labels, html=False, verbose=verbose, generated=generated)
     # Conditional blocks can leave blank-line runs; Markdown treats them as one blank line.
     text = re.sub(r"\n{3,}", "\n\n", text)
     return text.rstrip("\n") + "\n"

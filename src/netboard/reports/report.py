@@ -687,6 +687,25 @@ def css_string(text: object) -> Markup:
     return Markup("".join(one(c) for c in str(text)))
 
 
+def render_report(
+    answer: Answer,
+    labels: Labels | None,
+    *,
+    html: bool,
+    verbose: bool = False,
+    generated: str | None = None,
+) -> str:
+    """The report view of ``answer`` through the packaged HTML or Markdown template."""
+    report = build_report(
+        answer,
+        default_labels() if labels is None else labels,
+        verbose=verbose,
+        generated=generated,
+    )
+    template = "report.html.j2" if html else "report.md.j2"
+    return template_environment(html).get_template(template).render(report=report)
+
+
 @lru_cache(maxsize=2)
 def template_environment(html: bool) -> jinja2.Environment:
     """The Jinja2 environment for the packaged report templates.
