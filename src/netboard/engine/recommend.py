@@ -416,7 +416,7 @@ def decide(
     what reads none of them is taken from it: re-deciding one what-if costs the rules that read
     the changed fields, and the facts that read none of them keep their values. ``decides``
     then holds only what was evaluated again. ``residuals=False`` skips building the
-    residual conditions of open results (the board needs only their truth).
+    residual conditions of open results and ``decides`` (the board needs only their truth).
     """
     plan = compile_plan(kb)
     reuse = base is not None and changed is not None
@@ -434,8 +434,9 @@ def decide(
     decides: dict[str, set[str]] = defaultdict(set)
 
     def note_unknown(result: Result, what: str) -> None:
-        for f in result.unknown:
-            decides[f].add(what)
+        if residuals:  # the board reads only truth values, never what an open result decides
+            for f in result.unknown:
+                decides[f].add(what)
 
     # 1. Eligibility, criterion by criterion.
     eligibility: list[Eligibility] = []
