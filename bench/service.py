@@ -303,8 +303,11 @@ generator. Distinct case in every request (vignettes plus generated cases, uniqu
 
 The soak repeats one case, so its answers come from the per-worker answer cache: it shows
 that the HTTP stack holds twice the target rate for a minute without an error or memory
-growth. The capacity for distinct cases is the wrk line, bound by the engine (about
-1.2 ms for a sparse case); this shared VM gave 580-760 req/s across runs.
+growth. The capacity for distinct cases is the wrk line, bound by the engine. It fell
+from 580-760 req/s (contract 1) to about 190 req/s when every answer started to carry the
+board answer (plan, presumptions, what-ifs): the engine's mean time for these cases went
+from about 1.2 ms to 3.0 ms in-process (the board re-decides about 7 what-ifs per sparse
+case; see "The board answer" above), and wrk shares the two cores.
 
 Non-2xx in the wrk runs: recommend {rec["non_2xx"]}, hook {hook["non_2xx"]}; socket errors:
 recommend {rec["socket_errors"]}, hook {hook["socket_errors"]}.
