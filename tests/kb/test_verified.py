@@ -21,7 +21,7 @@ from netboard.kb import KnowledgeBase, check_kb_dir, load_kb
 from netboard.kb.checks import kb_warnings
 
 #: Consider rules whose references are all unverified (kb check warns on each). Shrink this
-#: list as references are verified; never grow it without a reason in changes/.
+#: list as references are verified; never grow it without a reason in the change notes.
 CONSIDER_ON_UNVERIFIED_ONLY = frozenset(
     {
         # ENETS 2023 gastroduodenal guidance and ESMO 2020: no primary record found (pass 3).
