@@ -63,4 +63,4 @@ def audit_row(case: Case, kb: KnowledgeBase, given: Sequence[str] | None = None)
     """The reference audit row: ``recommend`` on the case, reduced to the result columns."""
     from netboard.engine.recommend import recommend
 
-    return row_from_answer(recommend(case, kb=kb), given)
+    return row_from_answer(recommend(case, kb=kb, board_answer=False), given)

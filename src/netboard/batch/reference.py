@@ -174,7 +174,8 @@ def responsible_rules(
     """
     from netboard.engine.recommend import recommend
 
-    before, after = recommend(case, kb=kb_before), recommend(case, kb=kb_after)
+    before = recommend(case, kb=kb_before, board_answer=False)
+    after = recommend(case, kb=kb_after, board_answer=False)
     kind, _, name = column.partition(".")
     if kind == "rec":
         a = {r.rule_id: r.status.value for r in before.recommendations if r.code.value == name}

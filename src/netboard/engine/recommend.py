@@ -81,6 +81,7 @@ def recommend(
     neoplasm: Neoplasm = Neoplasm.NEUROENDOCRINE,
     neoplasm_detail: str = "",
     implied: Mapping[str, tuple[Any, str]] | None = None,
+    board_answer: bool = True,
 ) -> Answer:
     """Answer one case.
 
@@ -94,6 +95,8 @@ def recommend(
         implied: values the words of a free-text question imply, by field path, with the
             words (``{"differentiation": ("well", "neuroendocrine tumor")}``); the board
             answer presumes them and says why.
+        board_answer: False leaves out the board part (plan, presumptions, what-ifs), for
+            audits and comparisons that read only the strict answer (contract 1 keys).
 
     Returns:
         The full answer; what the case leaves open is in ``missing_information``
@@ -208,9 +211,13 @@ def recommend(
     ]
     missing = [MissingInfo(field=f, why=w) for f, w in missing_information(kb, decides)]
 
-    from netboard.engine.board import board
+    from netboard.engine.board import Board, board
 
-    b = board(case, kb, implied, strict=decision)
+    b = (
+        board(case, kb, implied, strict=decision)
+        if board_answer
+        else Board(plan=(), presumptions=(), what_if=(), bottom_line="")
+    )
     # Monitoring: what the stated facts need, and what the plan's options need.
     monitoring = [
         Monitoring(what=m.what, interval=m.interval, reason=m.reason, evidence=m.evidence)
