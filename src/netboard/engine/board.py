@@ -298,6 +298,7 @@ def _label(kb: KnowledgeBase, code: str, short: bool = False) -> str:
 
 
 def _join(items: Sequence[str], word: str = "or") -> str:
+    """``a, b or c`` (or ``and``): a list in words."""
     if len(items) <= 1:
         return "".join(items)
     return f"{', '.join(items[:-1])} {word} {items[-1]}"

@@ -338,9 +338,10 @@ def _alert_branch(
             for f in rec.applies_if.fields
         )
     )
+    from netboard.engine.board import _join
+
     labels = [kb.labels.get("interventions", {}).get(c, c.replace("_", " ")) for c in codes]
-    names = ", ".join(labels[:-1]) + (" or " if len(labels) > 1 else "") + labels[-1]
-    return AppliesIf(fields=fields, condition=f"if {names} goes ahead")
+    return AppliesIf(fields=fields, condition=f"if {_join(labels)} goes ahead")
 
 
 def _scope(kb: KnowledgeBase, ctx: Context, neoplasm: Neoplasm, detail: str) -> Scope:
