@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from conftest import SHARED
 from netboard.case import read_case
 from netboard.engine.recommend import recommend
 from netboard.fields import Choice, Flag, registry
@@ -316,7 +317,7 @@ def test_print_leaves_out_the_forms_and_keeps_the_report(driver: WebDriver, base
 
 
 SEED = "Treatment of stage 4 neuroendocrine tumor of sigmoid with liver metastases"
-SHARED_CASES = Path(__file__).resolve().parents[3] / "shared" / "cases"
+SHARED_CASES = SHARED / "cases"
 PDFTOTEXT = shutil.which("pdftotext")
 
 
