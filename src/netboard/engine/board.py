@@ -619,20 +619,12 @@ def _settled(kb: KnowledgeBase, strict: Decision) -> frozenset[str]:
     (those are decided outside the strict decision's open questions)."""
     from netboard.engine.recommend import compile_plan
 
-    plan = compile_plan(kb)
-    open_fields: set[str] = set(strict.decides)
-    for reads in plan.soft_guard_reads:
-        open_fields |= reads
-    for es in kb.eligibility:
-        for c in es.criteria:
-            if c.check:
-                open_fields |= depends_on(c.when, kb)
-    for d in kb.presumptions:
-        if d.when is not None:
-            open_fields |= depends_on(d.when, kb)
-        if d.band is not None:
-            open_fields |= {"primary_site", *COMPUTED["grade"][1]}
-    return frozenset(d.field for d in kb.presumptions if d.field not in open_fields)
+    always_open = compile_plan(kb).read_by_checks_and_presumptions
+    return frozenset(
+        d.field
+        for d in kb.presumptions
+        if d.field not in strict.decides and d.field not in always_open
+    )
 
 
 def _bottom_line(

@@ -38,6 +38,7 @@ from netboard.conditions import (
     walk,
 )
 from netboard.engine.classify import classify, computed_fields
+from netboard.engine.derive import COMPUTED
 from netboard.engine.evaluate import Context, Result, evaluate
 from netboard.engine.explain import describe, missing_information, order_fields
 from netboard.engine.reads import depends_on
@@ -563,6 +564,9 @@ class Plan:
     fact_reads: dict[str, frozenset[str]]
     #: field -> indexes of the steps whose truth it can change
     steps_reading: dict[str, tuple[int, ...]]
+    #: fields that soft guards, pre-treatment check criteria and presumptions read: decided
+    #: outside a decision's open questions, so the board never takes them as settled
+    read_by_checks_and_presumptions: frozenset[str]
     dosing: dict[str, tuple[DoseDef, ...]]
     alerts: tuple[AlertRule, ...]
     ref_index: dict[str, int]
@@ -618,22 +622,42 @@ def compile_plan(kb: KnowledgeBase) -> Plan:
     for d in kb.dosing:
         dosing[d.code.value].append(d)
     soft_guards = tuple(r for r in kb.rules if not r.status.positive and not r.unknown_blocks)
+    soft_guard_reads = tuple(depends_on(g.when, kb) for g in soft_guards)
     plan = Plan(
         steps=tuple(steps),
         soft_guards=soft_guards,
-        soft_guard_reads=tuple(depends_on(g.when, kb) for g in soft_guards),
+        soft_guard_reads=soft_guard_reads,
         eligibility_reads=tuple(
             frozenset().union(*(depends_on(c.when, kb) for c in es.criteria))
             for es in kb.eligibility
         ),
         fact_reads={name: depends_on(f.when, kb) for name, f in kb.facts.items()},
         steps_reading=_index_reads(steps),
+        read_by_checks_and_presumptions=_read_by_checks_and_presumptions(kb, soft_guard_reads),
         dosing={k: tuple(x) for k, x in dosing.items()},
         alerts=tuple(sorted(kb.alerts, key=lambda a: SEVERITY_ORDER[a.severity])),
         ref_index={rid: i for i, rid in enumerate(kb.references)},
     )
     _PLANS[id(kb)] = (kb, plan)
     return plan
+
+
+def _read_by_checks_and_presumptions(
+    kb: KnowledgeBase, soft_guard_reads: Sequence[frozenset[str]]
+) -> frozenset[str]:
+    """The fields soft guards, pre-treatment check criteria and presumptions read (a banded
+    presumption reads the primary site and what the grade is computed from)."""
+    out: set[str] = set().union(*soft_guard_reads)
+    for es in kb.eligibility:
+        for c in es.criteria:
+            if c.check:
+                out |= depends_on(c.when, kb)
+    for d in kb.presumptions:
+        if d.when is not None:
+            out |= depends_on(d.when, kb)
+        if d.band is not None:
+            out |= {"primary_site", *COMPUTED["grade"][1]}
+    return frozenset(out)
 
 
 def _index_reads(steps: Sequence[_Step]) -> dict[str, tuple[int, ...]]:
