@@ -35,7 +35,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import singledispatch
 from typing import Any, cast
 
@@ -913,15 +913,7 @@ class _Compiler:
             whens.setdefault(rule.when, f"when_{rule.id}")
         rule_cols = self.conditions_layers({k: c for c, k in whens.items()}, scope, "rules")
         nodes: dict[Condition, tuple[str, str | None]] = {c: rule_cols[k] for c, k in whens.items()}
-        scope = Scope(
-            RULES,
-            computed,
-            unknown,
-            facts,
-            eligibility=eligibility,
-            nodes=nodes,
-            plausibility=self.kb.plausibility,
-        )
+        scope = replace(scope, nodes=nodes)
         guard_sets: dict[Condition, str] = {}
         for step in plan.steps:
             cond = step.condition
