@@ -370,7 +370,7 @@ def _label(labels: Labels, group: str, code: str, default: str | None = None) ->
     return default if default is not None else code.replace("_", " ")
 
 
-def _capfirst(text: str) -> str:
+def capfirst(text: str) -> str:
     """Upper-case the first character only ('177Lu-DOTATATE' and 'NET ...' stay as they are)."""
     return text[:1].upper() + text[1:]
 
@@ -437,7 +437,7 @@ def build_report(
         return RecommendationView(
             index=index,
             code=str(r.code),
-            title=_capfirst(_label(labels, "interventions", str(r.code))),
+            title=capfirst(_label(labels, "interventions", str(r.code))),
             status=status,
             status_label=_label(labels, "statuses", status, _STATUS_LABELS.get(status)),
             phase=str(r.phase),
@@ -548,7 +548,7 @@ def build_report(
     presumptions = tuple(
         PresumptionView(
             field=p.field,
-            label=_capfirst(field_label(p.field)),
+            label=capfirst(field_label(p.field)),
             value=_label(labels, "values", str(p.value))
             if isinstance(p.value, str)
             else ("yes" if p.value is True else "no" if p.value is False else str(p.value)),
@@ -571,7 +571,7 @@ def build_report(
             doses.append(
                 DoseGroupView(
                     str(code),
-                    _capfirst(option_label(str(code))),
+                    capfirst(option_label(str(code))),
                     tuple(DoseView(d.text, cites(d.evidence)) for d in lines.values()),
                 )
             )
@@ -599,7 +599,7 @@ def build_report(
     advised_against = tuple(
         NotAdvisedView(
             codes=tuple(str(r.code) for r in recs),
-            labels=_capfirst(", ".join(dict.fromkeys(option_label(str(r.code)) for r in recs))),
+            labels=capfirst(", ".join(dict.fromkeys(option_label(str(r.code)) for r in recs))),
             status=str(recs[0].status),
             status_label=_label(
                 labels, "statuses", str(recs[0].status), _STATUS_LABELS.get(str(recs[0].status))
@@ -618,7 +618,7 @@ def build_report(
     missing = tuple(
         MissingView(
             m.field,
-            _capfirst(field_label(m.field)),
+            capfirst(field_label(m.field)),
             m.why if verbose else m.why.split(" Here it decides:", 1)[0],
         )
         for m in answer.missing_information
@@ -726,7 +726,7 @@ def template_environment(html: bool) -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["capfirst"] = _capfirst
+    env.filters["capfirst"] = capfirst
     env.filters["css_string"] = css_string
     if not html:
         from netboard.reports.markdown import code_span, escape_cell, escape_inline, escape_markdown

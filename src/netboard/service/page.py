@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from netboard.case import load_case
 from netboard.errors import CaseError, Problem
 from netboard.fields import Choice, ChoiceList, Flag, Number, Spec, flatten, nest, registry
-from netboard.reports.report import ReferenceView
+from netboard.reports.report import ReferenceView, capfirst
 from netboard.vocab import CONTRACT_VERSION, Intervention
 
 if TYPE_CHECKING:
@@ -332,22 +332,18 @@ def _bound(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else repr(float(x))
 
 
-def _capfirst(text: str) -> str:
-    return text[:1].upper() + text[1:]
-
-
 def _value_label(kb: KnowledgeBase, enum: type[StrEnum], code: str) -> str:
     groups = ("interventions", "values") if enum is Intervention else ("values",)
     for group in groups:
         label = kb.labels.get(group, {}).get(code)
         if label:
-            return _capfirst(label)
-    return _capfirst(code.replace("_", " "))
+            return capfirst(label)
+    return capfirst(code.replace("_", " "))
 
 
 def _field_label(kb: KnowledgeBase, path: str) -> str:
     info = kb.fields.get(path)
-    return _capfirst(info.label if info is not None else path)
+    return capfirst(info.label if info is not None else path)
 
 
 def _base_field(field: str) -> str:
@@ -738,7 +734,7 @@ def _one_clicks(
                 hint = f"answered as {value}{' ' + unit if unit else ''}"
         else:
             value = words
-        phrase = _capfirst(_what_if_phrase(w.summary, f"{_field_label(kb, w.field)} {words}"))
+        phrase = capfirst(_what_if_phrase(w.summary, f"{_field_label(kb, w.field)} {words}"))
         title = f"Answer again with {_field_label(kb, w.field).lower()} stated: {phrase}"
         what_ifs[(w.field, words)] = OneClick(
             w.field, value, phrase, hint, title, tuple(resubmit.hidden(w.field, value))
