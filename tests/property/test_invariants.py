@@ -690,7 +690,13 @@ def test_11_answer_structure_speaks_the_contract(data: dict[str, Any]) -> None:
 def test_0_the_strategy_draws_every_field_of_the_registry() -> None:
     seen: set[str] = set()
 
-    @settings(max_examples=400, deadline=None, suppress_health_check=_HEALTH, database=None)
+    @settings(
+        max_examples=400,
+        deadline=None,
+        suppress_health_check=_HEALTH,
+        database=None,
+        derandomize=True,
+    )
     @given(cases())
     def collect(data: dict[str, Any]) -> None:
         seen.update(flatten(data))
