@@ -237,12 +237,11 @@ def presume(
         done.add(d.field)
     # A check feeding a computed field that the case already settles (pregnancy status of a
     # man or of a woman past the childbearing age limit) is not needed.
-    computed = computed_fields(current, kb)
+    check_fields = {c.field for c in kb.checks}
+    feeding = [name for name, (_, sources) in COMPUTED.items() if check_fields & set(sources)]
+    computed = computed_fields(current, kb, names=feeding)
     settled = {
-        source
-        for name, (_, sources) in COMPUTED.items()
-        if computed.get(name) is not None
-        for source in sources
+        source for name in feeding if computed[name] is not None for source in COMPUTED[name][1]
     }
     checks = {
         c.field: coerce(c.field, c.value)
@@ -269,7 +268,7 @@ def options(
     several phases keeps its earliest step. With ``base`` (another case and its decision) only
     what reads the fields that differ is decided again; ``test_board.py`` checks that this
     gives what a decision from scratch gives."""
-    from netboard.engine.recommend import decide
+    from netboard.engine.recommend import best_decided, decide
 
     if base is None:
         decision = decide(case, kb, residuals=False)
@@ -281,8 +280,8 @@ def options(
         if not c.rule.status.positive and c.result.truth is Truth.TRUE:
             blocked.add((c.code, None if c.rule.scope == "all" else c.rule.phase.value))
     out: dict[str, _Option] = {}
-    for c in decision.chosen:
-        if not c.rule.status.positive or c.result.truth is not Truth.TRUE:
+    for c in best_decided(decision.candidates).values():
+        if not c.rule.status.positive:
             continue
         if (c.code, None) in blocked or (c.code, c.rule.phase.value) in blocked:
             continue

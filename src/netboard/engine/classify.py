@@ -6,7 +6,7 @@ the compiled audit); cut-offs come from the knowledge base (``classification.yam
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,8 +35,10 @@ def computed_fields(
     kb: KnowledgeBase,
     base: Mapping[str, Any] | None = None,
     changed: frozenset[str] = frozenset(),
+    names: Collection[str] | None = None,
 ) -> dict[str, Any]:
-    """Every computed field of :data:`netboard.engine.derive.COMPUTED` for one case.
+    """Every computed field of :data:`netboard.engine.derive.COMPUTED` for one case (only
+    ``names``, when given).
 
     Words become contract enums and lists sorted tuples of words; None is unknown. With
     ``base`` (the computed fields of a case that differs only in the ``changed`` paths), a
@@ -49,6 +51,8 @@ def computed_fields(
     ops = PyOps(case.value)
     out: dict[str, Any] = {}
     for name, (compute, _) in COMPUTED.items():
+        if names is not None and name not in names:
+            continue
         if base is not None and changed.isdisjoint(READS[name]):
             out[name] = base[name]
             continue

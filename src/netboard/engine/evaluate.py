@@ -41,6 +41,8 @@ class Result:
 
 TRUE = Result(Truth.TRUE)
 FALSE = Result(Truth.FALSE)
+#: An open result without its residual or unknown fields (``Context.truth_only``).
+OPEN = Result(Truth.UNKNOWN)
 
 
 @dataclass(slots=True)
@@ -61,6 +63,9 @@ class Context:
     #: > 0 while evaluating inside a fact, whose residual is the fact's own name: the inner
     #: residual would be thrown away, so it is not built.
     _in_fact: int = 0
+    #: Only truth values are wanted (the board answer): an open result is ``OPEN``, with no
+    #: residual and no unknown fields to gather.
+    truth_only: bool = False
 
     def __post_init__(self) -> None:
         # One flat lookup table (case fields, labs.*, computed fields) for the hot path.
@@ -171,6 +176,8 @@ def _combine(open_: list[Result], kind: type[All] | type[AnyOf], ctx: Context) -
     """Merge the undecided items of a junction: their unknown fields and residuals."""
     if len(open_) == 1:
         return open_[0]
+    if ctx.truth_only:
+        return OPEN
     unknown = frozenset().union(*(r.unknown for r in open_))
     if ctx._in_fact:
         return Result(_UNKNOWN, None, unknown)
@@ -186,6 +193,8 @@ def _not(node: Not) -> Evaluator:
     def run(ctx: Context) -> Result:
         r = inner(ctx)
         if r.truth is _UNKNOWN:
+            if ctx.truth_only:
+                return OPEN
             return Result(_UNKNOWN, Not(r.residual) if r.residual else None, r.unknown)
         return FALSE if r.truth is _TRUE_T else TRUE
 
@@ -250,6 +259,8 @@ def _compare(node: Compare) -> Evaluator:
                     return TRUE
                 if all(implausible(ctx, name, w) for w in holding):
                     return FALSE
+            if ctx.truth_only:
+                return OPEN
             return Result(_UNKNOWN, node, sources(name, ctx) if computed else plain_unknown)
         return TRUE if test(value) else FALSE
 
@@ -282,7 +293,9 @@ def _fact(node: Fact) -> Evaluator:
             finally:
                 ctx._in_fact -= 1
             # Keep the fact's name as the residual: its label reads better than its expansion.
-            cached = Result(r.truth, node, r.unknown) if r.truth is _UNKNOWN else r
+            if r.truth is _UNKNOWN and not ctx.truth_only:
+                r = Result(r.truth, node, r.unknown)
+            cached = r
             ctx._memo[name] = cached
         return cached
 
@@ -296,6 +309,8 @@ def _eligibility(node: EligibilityIs) -> Evaluator:
         if status is None or status == "undetermined":
             if node.status == "undetermined":
                 return TRUE if status == "undetermined" else FALSE
+            if ctx.truth_only:
+                return OPEN
             return Result(_UNKNOWN, node, ctx.eligibility_unknown.get(node.name, frozenset()))
         return TRUE if status == node.status else FALSE
 

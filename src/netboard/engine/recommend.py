@@ -39,7 +39,7 @@ from netboard.conditions import (
 )
 from netboard.engine.classify import classify, computed_fields
 from netboard.engine.derive import COMPUTED
-from netboard.engine.evaluate import Context, Result, evaluate
+from netboard.engine.evaluate import Context, Evaluator, Result, compiled, evaluate
 from netboard.engine.explain import describe, missing_information, order_fields
 from netboard.engine.reads import depends_on
 from netboard.engine.summary import summarize
@@ -425,7 +425,8 @@ def decide(
     what reads none of them is taken from it: re-deciding one what-if costs the rules that read
     the changed fields, and the facts that read none of them keep their values. ``decides``
     then holds only what was evaluated again. ``residuals=False`` skips building the
-    residual conditions of open results and ``decides`` (the board needs only their truth).
+    residual conditions of open results, ``decides`` and the choice among open branches
+    (``chosen`` is then empty): the board needs only what holds, read with ``best_decided``.
     """
     plan = compile_plan(kb)
     reuse = base is not None and changed is not None
@@ -433,8 +434,9 @@ def decide(
     if ctx is None:
         computed = computed_fields(case, kb, base.ctx.computed if base else None, changed)
         ctx = Context(case=case, computed=computed, facts=kb.facts, kb=kb)
-    if not residuals:
-        ctx._in_fact = 1  # residuals are built only outside facts (see evaluate._combine)
+    ctx.truth_only = not residuals
+    if reuse and base is not None and residuals and base.ctx.truth_only:
+        raise ValueError("a decision with residuals cannot reuse one decided for truth only")
     if reuse and base is not None:
         for name, result in base.ctx._memo.items():
             reads = plan.fact_reads.get(name)
@@ -503,7 +505,7 @@ def decide(
             step = plan.steps[j]
             if results[j] is None:
                 continue  # a pre-treatment check holds, as in the base decision
-            r = evaluate(step.condition, ctx)
+            r = step.run(ctx)
             if r.truth is Truth.UNKNOWN:
                 note_unknown(r, step.label)
             results[j] = r
@@ -520,15 +522,14 @@ def decide(
             if previous is not None and step.reads.isdisjoint(changed):
                 r = previous
             else:
-                r = evaluate(step.condition, ctx)
+                r = step.run(ctx)
                 if r.truth is Truth.UNKNOWN:
                     note_unknown(r, step.label)
             results.append(r)
             at.append(_candidate(step, r))
     candidates = [c for c in at if c is not None]
-    return Decision(
-        ctx, eligibility, candidates, _choose(candidates), decides, results, holding, at
-    )
+    chosen = _choose(candidates) if residuals else []
+    return Decision(ctx, eligibility, candidates, chosen, decides, results, holding, at)
 
 
 def _candidate(step: _Step, r: Result) -> _Candidate | None:
@@ -548,7 +549,9 @@ class _Step:
     soft_ids: frozenset[str]
     label: str
     #: every case field whose value can change the step's truth
-    reads: frozenset[str] = frozenset()
+    reads: frozenset[str]
+    #: the condition compiled (``evaluate.compiled``)
+    run: Evaluator
 
 
 @dataclass(frozen=True, slots=True)
@@ -616,6 +619,7 @@ def compile_plan(kb: KnowledgeBase) -> Plan:
                     frozenset(g.id for g in soft),
                     _label(kb, rule, code),
                     depends_on(cond, kb),
+                    compiled(cond),
                 )
             )
     dosing: dict[str, list[DoseDef]] = defaultdict(list)
@@ -669,6 +673,33 @@ def _index_reads(steps: Sequence[_Step]) -> dict[str, tuple[int, ...]]:
     return {f: tuple(js) for f, js in out.items()}
 
 
+def _rank(c: _Candidate) -> tuple[int, int, int, bool, str]:
+    """The order of the candidates of one (code, phase): best status first; among open
+    branches, the one closest to decided (fewest missing fields) speaks for the group; a rule
+    for this kind of case before one that holds for every case (the board with obstetrics in
+    pregnancy, not the board in general)."""
+    return (
+        STATUS_RANK[c.rule.status],
+        len(c.result.unknown),
+        c.rule.step,
+        c.rule.when == TRUE_CONDITION,
+        c.rule.id,
+    )
+
+
+def best_decided(candidates: Sequence[_Candidate]) -> dict[tuple[str, str], _Candidate]:
+    """Per (code, phase), in key order: the candidate that holds and that ``_choose`` keeps as
+    the group's decided one (the first by ``_rank``)."""
+    best: dict[tuple[str, str], _Candidate] = {}
+    for c in candidates:
+        if c.result.truth is Truth.TRUE:
+            key = (c.code, c.rule.phase.value)
+            held = best.get(key)
+            if held is None or _rank(c) < _rank(held):
+                best[key] = c
+    return {key: best[key] for key in sorted(best)}
+
+
 def _choose(candidates: list[_Candidate]) -> list[_Candidate]:
     """Per (code, phase): the best decided candidate, plus the best open branch of each
     polarity (positive, negative) whose status would rank above it."""
@@ -681,19 +712,7 @@ def _choose(candidates: list[_Candidate]) -> list[_Candidate]:
         if len(group) == 1:
             chosen.append(group[0])
             continue
-        # Best status first; among open branches, the one closest to decided (fewest missing
-        # fields) speaks for the group; a rule for this kind of case before one that holds for
-        # every case (the board with obstetrics in pregnancy, not the board in general).
-        ranked = sorted(
-            group,
-            key=lambda c: (
-                STATUS_RANK[c.rule.status],
-                len(c.result.unknown),
-                c.rule.step,
-                c.rule.when == TRUE_CONDITION,
-                c.rule.id,
-            ),
-        )
+        ranked = sorted(group, key=_rank)
         decided = [c for c in ranked if c.result.truth is Truth.TRUE]
         if decided:
             chosen.append(decided[0])
