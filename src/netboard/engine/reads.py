@@ -44,8 +44,15 @@ def _static_fields(node: Condition, kb: KnowledgeBase) -> frozenset[str]:
     return frozenset(out)
 
 
+_CUT_OFFS: dict[int, tuple[KnowledgeBase, dict[str, list[float]]]] = {}
+
+
 def cut_offs(kb: KnowledgeBase) -> dict[str, list[float]]:
-    """The numbers each case field is compared with somewhere in the knowledge base."""
+    """The numbers each case field is compared with somewhere in the knowledge base (cached
+    per knowledge base; do not change the result)."""
+    hit = _CUT_OFFS.get(id(kb))
+    if hit is not None and hit[0] is kb:
+        return hit[1]
     out: dict[str, set[float]] = defaultdict(set)
     conditions = [r.when for r in kb.rules] + [a.when for a in kb.alerts]
     conditions += [f.when for f in kb.facts.values()]
@@ -65,7 +72,9 @@ def cut_offs(kb: KnowledgeBase) -> dict[str, list[float]]:
             if value is not None:
                 out[name].add(float(value))
     out["age_years"].add(float(kb.childbearing_age_limit))
-    return {k: sorted(v) for k, v in out.items()}
+    found = {k: sorted(v) for k, v in out.items()}
+    _CUT_OFFS[id(kb)] = (kb, found)
+    return found
 
 
 _DEPENDS: dict[int, tuple[KnowledgeBase, dict[int, tuple[Condition, frozenset[str]]]]] = {}
