@@ -403,3 +403,33 @@ def test_branch_options_read_as_plain_conditions(tricky: Answer, kb: KnowledgeBa
         in html
     )
     assert 'data-code="tare" data-status="contraindicated"' in html
+
+
+def test_a_check_before_several_steps_is_said_once() -> None:
+    """The pregnancy test before steps 3 to 5 is one line under the plan; a check before one
+    step stays in its row; the answer keeps every check per step (contract v2)."""
+    from netboard.answer import PlanStep
+    from netboard.reports.report import split_checks
+    from netboard.vocab import Phase, Status
+
+    def step(order: int, *checks: str) -> PlanStep:
+        return PlanStep(
+            order=order,
+            codes=(),
+            join="or",
+            status=Status.RECOMMENDED,
+            phase=Phase.SYSTEMIC_FIRST_LINE,
+            text="",
+            presumes=(),
+            checks=checks,
+            evidence=(),
+        )
+
+    pregnancy, counts = "a pregnancy test", "blood counts"
+    plan = [step(1), step(3, pregnancy), step(4, pregnancy, counts), step(5, pregnancy)]
+    own, lines = split_checks(plan)
+    assert own == {3: (), 4: (counts,), 5: ()}
+    assert lines == ("Before steps 3 to 5: a pregnancy test.",)
+    own, lines = split_checks([step(2, pregnancy, counts), step(5, pregnancy, counts)])
+    assert own == {2: (), 5: ()}
+    assert lines == ("Before steps 2 and 5: a pregnancy test, blood counts.",)

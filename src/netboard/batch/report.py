@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from netboard.vocab import EligibilityName, Intervention, Status
+from netboard.words import capfirst
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -173,7 +174,7 @@ class AuditReport:
             return code
         labels = (self.kb or load_kb()).labels
         found = labels.get(group, {}).get(code) or code.replace("_", " ")
-        return found[:1].upper() + found[1:]
+        return capfirst(found)
 
     def view(self) -> dict[str, Any]:
         """The plain data the template renders (sorted, with percentages and reader labels)."""

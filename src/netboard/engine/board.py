@@ -38,6 +38,7 @@ from netboard.fields import Choice, Flag, Number, registry
 from netboard.kb.model import KnowledgeBase, MonitoringDef, PresumptionDef, Rule
 from netboard.logic import Truth
 from netboard.vocab import Intervention, Status
+from netboard.words import join_words, sentence
 
 if TYPE_CHECKING:  # pragma: no cover
     from netboard.engine.recommend import Decision
@@ -296,18 +297,6 @@ def _label(kb: KnowledgeBase, code: str, short: bool = False) -> str:
     return kb.labels.get(group, {}).get(code, code.replace("_", " "))
 
 
-def _join(items: Sequence[str], word: str = "or") -> str:
-    """``a, b or c`` (or ``and``): a list in words."""
-    if len(items) <= 1:
-        return "".join(items)
-    return f"{', '.join(items[:-1])} {word} {items[-1]}"
-
-
-def _sentence(text: str) -> str:
-    text = text.strip()
-    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
-
-
 @dataclass(slots=True)
 class _Step:
     rank: int
@@ -336,14 +325,14 @@ def _step_text(kb: KnowledgeBase, step: _Step, confirm: Sequence[str]) -> str:
     else:
         # Several rules, or a rule some of whose options a stated fact rules out (its action
         # would name them): the step's lead and the options that remain.
-        text = f"{plan_step.lead}: " + _join(
+        text = f"{plan_step.lead}: " + join_words(
             [_label(kb, o.code) for o in step.options], plan_step.join
         )
     if step.status is Status.CONSIDER and len(rules) == 1:
         text = f"consider {text}"
     if confirm and any(o.code == Intervention.MULTIDISCIPLINARY_REVIEW for o in step.options):
-        text += "; before treatment, confirm " + _join(list(confirm), "and")
-    return _sentence(text)
+        text += "; before treatment, confirm " + join_words(list(confirm), "and")
+    return sentence(text)
 
 
 def _checks(kb: KnowledgeBase, step: _Step, applied_checks: Mapping[str, Any]) -> tuple[str, ...]:
@@ -473,11 +462,11 @@ def _summary(
             where = where.replace("(as an option)", "(as options)").replace(
                 "only as an option", "only as options"
             )
-        parts.append(f"{_join([_label(kb, c, short=True) for c in codes], 'and')} {where}")
+        parts.append(f"{join_words([_label(kb, c, short=True) for c in codes], 'and')} {where}")
     if change.drops:
-        parts.append("no " + _join([_label(kb, c, short=True) for c in change.drops], "or"))
+        parts.append("no " + join_words([_label(kb, c, short=True) for c in change.drops], "or"))
     if change.unpresumed:
-        parts.append(_join(list(change.unpresumed), "and") + " can then no longer be presumed")
+        parts.append(join_words(list(change.unpresumed), "and") + " can then no longer be presumed")
     return f"If {phrase}: " + "; ".join(parts) + "."
 
 
@@ -639,7 +628,7 @@ def _bottom_line(
         if Intervention.MULTIDISCIPLINARY_REVIEW in s.codes and len(plan) > 1:
             continue
         step = kb.plan_steps[base[s.codes[0].value].rank]
-        labels = _join([_label(kb, c.value, short=True) for c in s.codes], s.join)
+        labels = join_words([_label(kb, c.value, short=True) for c in s.codes], s.join)
         where = f" {step.as_}" if step.say else ""
         option = "" if s.status is Status.RECOMMENDED else " (to consider)"
         parts.append(f"{labels}{where}{option}")
@@ -651,7 +640,7 @@ def _bottom_line(
             "No treatment can be proposed yet: the tumour board needs the facts below."
         )
     if shown:
-        phrases = _join([p.d.phrase for p in shown], "and")
+        phrases = join_words([p.d.phrase for p in shown], "and")
         sentences.append(f"This presumes {phrases}.")
     if biggest is not None:
         text = _summary(kb, biggest[0], biggest[1], base, biggest[1].alt)

@@ -56,6 +56,7 @@ from netboard.vocab import (
     ReferenceKind,
     Severity,
 )
+from netboard.words import capfirst, join_words
 
 _KIND_ORDER = {k: i for i, k in enumerate(ReferenceKind)}
 SEVERITY_ORDER = {s: i for i, s in enumerate(Severity)}
@@ -308,7 +309,7 @@ def _unusual(case: Case, kb: KnowledgeBase, ctx: Context) -> tuple[str, ...]:
             word = kb.labels.get("values", {}).get(p.value, p.value.replace("_", " "))
             label = label_field(kb, p.field)
             notes.append(
-                f"{label[:1].upper()}{label[1:]} is stated as {word}, which is unusual here: "
+                f"{capfirst(label)} is stated as {word}, which is unusual here: "
                 f"{p.why} The answer keeps it as stated; please check it."
             )
     return tuple(notes)
@@ -339,10 +340,8 @@ def _alert_branch(
             for f in rec.applies_if.fields
         )
     )
-    from netboard.engine.board import _join
-
     labels = [kb.labels.get("interventions", {}).get(c, c.replace("_", " ")) for c in codes]
-    return AppliesIf(fields=fields, condition=f"if {_join(labels)} goes ahead")
+    return AppliesIf(fields=fields, condition=f"if {join_words(labels, 'or')} goes ahead")
 
 
 def _scope(kb: KnowledgeBase, ctx: Context, neoplasm: Neoplasm, detail: str) -> Scope:

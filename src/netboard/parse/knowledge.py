@@ -27,6 +27,7 @@ from typing import Any
 
 from netboard.conditions import All, AnyOf, Condition, Fact, Planned, walk
 from netboard.kb.model import KnowledgeBase, ReferenceDef
+from netboard.words import capfirst
 
 __all__ = [
     "KnowledgeAnswer",
@@ -244,10 +245,6 @@ class Statement:
         }
 
 
-def _capfirst(text: str) -> str:
-    return text[:1].upper() + text[1:]
-
-
 def _code_words(code: str, acronyms: Mapping[str, str]) -> str:
     return " ".join(acronyms.get(w, w) for w in code.split("_"))
 
@@ -335,7 +332,7 @@ def _statements(kb: KnowledgeBase, words: Aliases) -> list[_Entry]:
         out.append(_Entry(s, f"{g.topic} {g.text} disagreement {about(g.when)}"))
     for r in kb.rules:
         names = ", ".join(name(c.value) for c in r.codes)
-        status = _capfirst(r.status.value.replace("_", " "))
+        status = capfirst(r.status.value.replace("_", " "))
         phase = phases.get(r.phase.value, r.phase.value.replace("_", " "))
         s = Statement("rationale", f"{status}: {names} ({phase})", r.rationale, r.evidence)
         codes = " ".join(words.code_words(c.value) for c in r.codes)

@@ -9,13 +9,14 @@ anything clinical: every row comes from a field of the answer, in the answer's o
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from netboard.answer import Alert, Answer, AppliesIf, MissingInfo, Recommendation
+from netboard.answer import Alert, Answer, AppliesIf, MissingInfo, PlanStep, Recommendation
 from netboard.vocab import Phase, Severity
+from netboard.words import capfirst, join_words
 
 if TYPE_CHECKING:
     import jinja2
@@ -256,6 +257,7 @@ class PlanStepView:
     status: str
     status_label: str
     rests_on: tuple[str, ...]
+    #: the checks before this step alone (those before several steps are in ``plan_checks``)
     checks: tuple[str, ...]
     cites: tuple[Cite, ...]
 
@@ -352,6 +354,8 @@ class Report:
     scope_applies: bool | None = True
     scope_reason: str = ""
     plan: tuple[PlanStepView, ...] = ()
+    #: checks before several steps, one line per set of steps
+    plan_checks: tuple[str, ...] = ()
     presumptions: tuple[PresumptionView, ...] = ()
     what_if: tuple[WhatIfView, ...] = ()
     doses: tuple[DoseGroupView, ...] = ()
@@ -370,9 +374,35 @@ def _label(labels: Labels, group: str, code: str, default: str | None = None) ->
     return default if default is not None else code.replace("_", " ")
 
 
-def capfirst(text: str) -> str:
-    """Upper-case the first character only ('177Lu-DOTATATE' and 'NET ...' stay as they are)."""
-    return text[:1].upper() + text[1:]
+def _steps_words(orders: Sequence[int]) -> str:
+    """'step 5', 'steps 5 and 6', 'steps 3 to 6', 'steps 2, 4 and 5'."""
+    if len(orders) == 1:
+        return f"step {orders[0]}"
+    if len(orders) > 2 and list(orders) == list(range(orders[0], orders[-1] + 1)):
+        return f"steps {orders[0]} to {orders[-1]}"
+    return "steps " + join_words([str(n) for n in orders])
+
+
+def split_checks(
+    plan: Sequence[PlanStep],
+) -> tuple[dict[int, tuple[str, ...]], tuple[str, ...]]:
+    """The plan's pre-treatment checks said once each: a check that comes before one step
+    stays with it (by step order); checks before several steps become one line per set of
+    steps ("Before steps 5, 6 and 7: a pregnancy test in women who could be pregnant.").
+    The answer's ``checks`` keep the full list per step (contract v2)."""
+    before: dict[str, list[int]] = {}
+    for st in plan:
+        for check in st.checks:
+            before.setdefault(check, []).append(st.order)
+    own = {st.order: tuple(c for c in st.checks if len(before[c]) == 1) for st in plan if st.checks}
+    shared: dict[tuple[int, ...], list[str]] = {}
+    for check, orders in before.items():
+        if len(orders) > 1:
+            shared.setdefault(tuple(orders), []).append(check)
+    lines = tuple(
+        f"Before {_steps_words(orders)}: {', '.join(checks)}." for orders, checks in shared.items()
+    )
+    return own, lines
 
 
 def build_report(
@@ -530,6 +560,7 @@ def build_report(
     def option_label(code: str) -> str:
         return _label(labels, "interventions", code)
 
+    own_checks, plan_checks = split_checks(answer.plan)
     plan = tuple(
         PlanStepView(
             order=st.order,
@@ -540,7 +571,7 @@ def build_report(
                 labels, "statuses", str(st.status), _STATUS_LABELS.get(str(st.status))
             ),
             rests_on=tuple(field_label(f) for f in st.presumes),
-            checks=st.checks,
+            checks=own_checks.get(st.order, ()),
             cites=cites(st.evidence),
         )
         for st in answer.plan
@@ -629,6 +660,7 @@ def build_report(
         scope_applies=answer.scope.applies,
         scope_reason=answer.scope.reason,
         plan=plan,
+        plan_checks=plan_checks,
         presumptions=presumptions,
         what_if=what_if,
         doses=tuple(doses),

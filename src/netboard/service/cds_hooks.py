@@ -343,6 +343,7 @@ def _plan_detail(answer: Answer, kb: KnowledgeBase, numbers: Mapping[str, int]) 
     left to the report link, least important first: options not advised, then what-ifs.
     """
     from netboard.reports.markdown import escape_inline, escape_markdown
+    from netboard.reports.report import split_checks
 
     used: set[str] = set()
 
@@ -352,11 +353,17 @@ def _plan_detail(answer: Answer, kb: KnowledgeBase, numbers: Mapping[str, int]) 
         return "".join(f"[{n}]" for n in found)
 
     head = escape_markdown(answer.summary)
+    own_checks, plan_checks = split_checks(answer.plan)
     plan = [
         f"{st.order}. {escape_inline(st.text)}{cite(st.evidence)}"
-        + (f" *Check first: {escape_inline(', '.join(st.checks))}.*" if st.checks else "")
+        + (
+            f" *Check first: {escape_inline(', '.join(own_checks[st.order]))}.*"
+            if own_checks.get(st.order)
+            else ""
+        )
         for st in answer.plan
     ]
+    before = " ".join(f"*{escape_inline(line)}*" for line in plan_checks)
 
     def shown(value: Any) -> str:
         if isinstance(value, bool):
@@ -385,7 +392,7 @@ def _plan_detail(answer: Answer, kb: KnowledgeBase, numbers: Mapping[str, int]) 
     def compose(whatifs: int, avoid_n: int) -> str:
         parts = [head]
         if plan:
-            parts.append("**Plan**\n\n" + "\n".join(plan))
+            parts.append("**Plan**\n\n" + "\n".join(plan) + (f"\n\n{before}" if before else ""))
         if presumed:
             parts.append("**Presumed** (not stated): " + "; ".join(presumed) + ".")
         if what_if[:whatifs]:

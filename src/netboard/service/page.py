@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING, Any
 from netboard.case import load_case
 from netboard.errors import CaseError, Problem
 from netboard.fields import Choice, ChoiceList, Flag, Number, Spec, flatten, nest, registry
-from netboard.reports.report import ReferenceView, capfirst
+from netboard.reports.report import ReferenceView
 from netboard.vocab import CONTRACT_VERSION, Intervention
+from netboard.words import capfirst
 
 if TYPE_CHECKING:
     import jinja2
