@@ -277,9 +277,12 @@ def main() -> int:
         "A sparse case carries about 7 what-ifs (a functional syndrome, a hereditary syndrome,",
         "performance status, disease status, Ki-67 bands, ...), each decided again from the",
         "presumed case's decision: only the rule steps and facts that read the changed field are",
-        "evaluated again, and presumed fields that the stated case already settles are skipped",
-        "(before these shortcuts: 8.2 ms, 4.3x). What remains is the per-decision choice among",
-        "candidates and the evaluation of the steps that read common fields (grade, syndrome).",
+        "evaluated again, presumed fields that the stated case already settles are skipped, and",
+        "a what-if is decided for truth values only (no residual conditions, unknown-field sets",
+        "or choice among open branches, which only the strict answer shows). Before these",
+        "shortcuts: 8.2 ms, 4.3x; with the first two: 5.9 ms, 2.97x. What remains is the",
+        "evaluation of the steps that read common fields (an ECOG what-if re-evaluates about",
+        "100 of the 180 rule steps, a syndrome about 50).",
     ]
     write_section(Path(args.out), "board", "\n".join(board_lines))
     print(f"wrote {args.out}")

@@ -303,11 +303,14 @@ generator. Distinct case in every request (vignettes plus generated cases, uniqu
 
 The soak repeats one case, so its answers come from the per-worker answer cache: it shows
 that the HTTP stack holds twice the target rate for a minute without an error or memory
-growth. The capacity for distinct cases is the wrk line, bound by the engine. It fell
-from 580-760 req/s (contract 1) to about 190 req/s when every answer started to carry the
-board answer (plan, presumptions, what-ifs): the engine's mean time for these cases went
-from about 1.2 ms to 3.0 ms in-process (the board re-decides about 7 what-ifs per sparse
-case; see "The board answer" above), and wrk shares the two cores.
+growth. The capacity for distinct cases is the wrk line, bound by the engine. It was
+580-760 req/s with contract 1 answers; every answer now also carries the board answer
+(plan, presumptions, what-ifs), which re-decides about 7 what-ifs per sparse case (see
+"The board answer" above), and wrk shares the two cores. Measured one after the other on
+the same machine (2026-12-05, `--soak-seconds 5`), the release before the truth-only
+what-ifs served 384 req/s and this one 454 req/s (hooks 210 and 234 calls/s). The figure
+of 192 req/s recorded here for the release before could not be reproduced (384 re-measured);
+most likely other work was running on the machine then.
 
 Non-2xx in the wrk runs: recommend {rec["non_2xx"]}, hook {hook["non_2xx"]}; socket errors:
 recommend {rec["socket_errors"]}, hook {hook["socket_errors"]}.
