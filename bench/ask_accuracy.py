@@ -273,8 +273,12 @@ def section(
         "new wording: the corpus is a development set. A mention is used only when plainly "
         "stated: bounds, ranges and negated, uncertain, asked, planned or someone else's "
         "mentions never become fields. The timings were taken with a load average of "
-        f"{cli.get('load', 0.0):.1f} on the {os.cpu_count()} cores (other work running), so "
-        "they are upper bounds."
+        f"{cli.get('load', 0.0):.1f} on the {os.cpu_count()} cores"
+        + (
+            " (other work running), so they are upper bounds."
+            if cli.get("load", 0.0) >= 1.0
+            else "."
+        )
     )
     before = BEFORE_ISSUE_14
     lines += [""]

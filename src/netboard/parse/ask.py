@@ -218,6 +218,9 @@ def parse_text(text: str) -> ParsedText:
                 implied_found.append(m)
             continue
         if a.status == NEGATED:
+            if not m.field:
+                # A denied finding with no case field ("no distant disease"): nothing reads it.
+                unusable.append((a.start, a.end))
             continue
         if a.status != AFFIRMED:
             unusable.append((a.start, a.end))

@@ -1298,6 +1298,12 @@ def _symbol_result(text: str, between: str, found: re.Match[str], end: int) -> b
     return word.endswith("ve") or _CLAUSE_END.match(text, end + found.end()) is not None
 
 
+#: After an imaging result: "... negative for metastases / metastatic disease / spread".
+_NEGATIVE_FOR_SPREAD = re.compile(
+    r"\s+for\s+(?:any\s+)?(?:metasta|mets(?![A-Za-z])|spread|distant|nodal|lymph|disease)", FLAGS
+)
+
+
 def _imaging(doc: Doc, lex: Lexicon, modalities: Sequence[tuple[str, int, int]]) -> list[Mention]:
     text = doc.text
     out: list[Mention] = []
@@ -1313,6 +1319,10 @@ def _imaging(doc: Doc, lex: Lexicon, modalities: Sequence[tuple[str, int, int]])
         if term:
             window = window[: term.start()]
         found = lex.imaging_result.regex.search(window)
+        if found and _NEGATIVE_FOR_SPREAD.match(text, end + found.end()):
+            # "DOTATATE PET negative for metastatic disease" says where the disease is not,
+            # not whether the tumour takes up the tracer (read as localised disease).
+            continue
         if found:
             between = window[: found.start()]
             entry = lex.imaging_result.lookup(found.group(0))
