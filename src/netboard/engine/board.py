@@ -360,7 +360,11 @@ def _checks(kb: KnowledgeBase, step: _Step, applied_checks: Mapping[str, Any]) -
 def _alternatives(
     case: Case, kb: KnowledgeBase, p: _Presumed
 ) -> list[tuple[Any, str, list[tuple[float, float]]]]:
-    """Each other value a presumed field can take: (representative, words, bands)."""
+    """Each other value a presumed field can take: (representative, words, bands).
+
+    ``case`` is the stated case: a value is ruled out only by what is stated, never by another
+    presumption (a presumed Ki-67 below 10 % does not rule out a carcinoma: it rests on the
+    presumption that the tumour is well differentiated)."""
     path, spec = p.d.field, registry().spec(p.d.field)
     if isinstance(spec, Number):
         out = []
@@ -499,7 +503,7 @@ def board(
         if p.d.field in settled:
             continue
         found: list[tuple[list[tuple[float, float]], str, str, _Change]] = []
-        for value, words, bands in _alternatives(presumed_case, kb, p):
+        for value, words, bands in _alternatives(case, kb, p):
             alt_case, alt_applied, _ = presume(case, kb, implied, {p.d.field: value}, applied)
             change = _change(base, options(alt_case, kb, (presumed_case, decision))[0])
             kept = {q.d.field for q in alt_applied}

@@ -90,11 +90,9 @@ def classify(case: Case, kb: KnowledgeBase) -> Classified:
         notes.append(
             "Lung/thymic grade rests on mitoses and necrosis; Ki-67 alone does not grade it."
         )
-    if case.differentiation is Differentiation.POOR and final in (Grade.G1, Grade.G2):
-        notes.append(
-            "Poorly differentiated with a low-grade proliferation index: review the pathology."
-        )
-    elif case.differentiation is None and final in (Grade.G1, Grade.G2):
+    # A stated carcinoma with a G1/G2 index is noted from the knowledge base's plausibility
+    # limits (recommend._unusual), like every other stated-but-unusual value.
+    if case.differentiation is None and final in (Grade.G1, Grade.G2):
         notes.append(
             "Differentiation not stated; G1/G2 implies a well-differentiated NET (WHO 2019)."
         )

@@ -1,0 +1,44 @@
+"""The board answer on a few cases a clinic meets, one behaviour each (the general properties
+are in ``tests/property/test_board.py``)."""
+
+from __future__ import annotations
+
+from netboard.case import load_case
+from netboard.engine.board import board
+from netboard.kb import load_kb
+
+KB = load_kb()
+
+
+def what_ifs(data: dict[str, object]) -> set[tuple[str, str]]:
+    return {(w.field, str(w.value)) for w in board(load_case(data), KB).what_if}
+
+
+def test_a_stated_low_grade_rules_out_a_carcinoma_what_if() -> None:
+    """WHO 2019: every NEC is high grade, so a stated G1 (or a G2 Ki-67) leaves no
+    'if it is a carcinoma' branch; without a grade the branch stays."""
+    rectal = {
+        "primary_site": "rectum",
+        "grade": "g1",
+        "primary_size_mm": 12,
+        "resection_margin": "r1",
+        "primary_resected": True,
+        "metastatic_sites": [],
+    }
+    assert ("differentiation", "poor") not in what_ifs(rectal)
+    assert ("differentiation", "poor") not in what_ifs(
+        {"primary_site": "ileum", "ki67_percent": 15, "metastatic_sites": ["liver"]}
+    )
+    assert ("differentiation", "poor") in what_ifs(
+        {"primary_site": "pancreas", "metastatic_sites": ["liver"]}
+    )
+
+
+def test_a_presumption_never_rules_out_another_value() -> None:
+    """The presumed Ki-67 below 10 % rests on the presumed well-differentiated NET: it must
+    not make the carcinoma what-if implausible (only stated facts do)."""
+    b = board(load_case({"primary_site": "pancreas", "metastatic_sites": ["liver"]}), KB)
+    assert {p.field for p in b.presumptions} >= {"differentiation", "ki67_percent"}
+    nec = [w for w in b.what_if if w.field == "differentiation" and str(w.value) == "poor"]
+    assert nec
+    assert "platinum_etoposide" in {str(c) for c in nec[0].adds}
