@@ -218,8 +218,8 @@ def parse_text(text: str) -> ParsedText:
                 implied_found.append(m)
             continue
         if a.status == NEGATED:
-            if not m.field:
-                # A denied finding with no case field ("no distant disease"): nothing reads it.
+            if not m.field and lex.denied_findings.fullmatch(text, m.start, m.end):
+                # "No distant disease" leaves the nodes open: no field holds it.
                 unusable.append((a.start, a.end))
             continue
         if a.status != AFFIRMED:

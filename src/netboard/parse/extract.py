@@ -458,6 +458,10 @@ class Lexicon:
         self.findings = re.compile(
             alternation(p for v in _map(d["unmapped_findings"]).values() for p in _strs(v)), FLAGS
         )
+        # Findings whose denial still says something no field holds ("no distant disease").
+        self.denied_findings = re.compile(
+            alternation(_strs(_map(d["unmapped_findings"])["distant"])), FLAGS
+        )
         self.current = re.compile(alternation(_strs(d["current_words"])), FLAGS)
         self.sequence_words = re.compile(alternation(_strs(d["sequence_words"])), FLAGS)
         self.worst_wins = {k: tuple(_strs(v)) for k, v in _map(d["worst_wins"]).items()}
@@ -473,7 +477,11 @@ class Lexicon:
             {**_map(ps["compounds"]), "implied": _map(ps["implied"])}
         )
         w = f"(?P<w>{self.site_words.source})"
-        fill = r"(?:(?!(?:no|not|without|and|or|with|of|in|to)\b)[A-Za-z0-9][A-Za-z0-9/'-]*\s+)"
+        # A filler word; a decimal number counts as one ("insulinoma 1.5 cm in the body").
+        fill = (
+            r"(?:(?!(?:no|not|without|and|or|with|of|in|to)\b)"
+            r"[A-Za-z0-9][A-Za-z0-9/'-]*(?:[.,][0-9]+)?\s+)"
+        )
         after_site = alternation(_strs(d["tumor_nouns"]) + _strs(d["tumor_nouns_after_site"]))
         self.primary_patterns = (
             re.compile(rf"{w}[\s-]+{fill}{{0,2}}?{after_site}", FLAGS),
