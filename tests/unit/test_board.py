@@ -42,3 +42,21 @@ def test_a_presumption_never_rules_out_another_value() -> None:
     nec = [w for w in b.what_if if w.field == "differentiation" and str(w.value) == "poor"]
     assert nec
     assert "platinum_etoposide" in {str(c) for c in nec[0].adds}
+
+
+def test_a_plan_without_treatment_says_what_it_waits_for() -> None:
+    """No treatment step yet: the bottom line names the decisive facts still missing (not the
+    presumed ones, not the checks before a step), the grade's inputs once."""
+    from netboard.engine.recommend import recommend
+
+    summary = recommend(
+        load_case({"primary_site": "sigmoid_colon", "metastatic_sites": ["liver"]}), kb=KB
+    ).summary
+    assert "Plan: tumour board review. A treatment plan needs the grade (Ki-67 index or " in summary
+    assert "mitotic count) and differentiation first." in summary
+    g3 = recommend(
+        load_case({"primary_site": "pancreas", "ki67_percent": 35, "metastatic_sites": ["liver"]}),
+        kb=KB,
+    ).summary
+    assert g3.startswith("Neuroendocrine neoplasm G3 (Ki-67 35%) of the pancreas (differentiation")
+    assert "A treatment plan needs differentiation" in g3

@@ -8,7 +8,8 @@ from netboard.answer import Answer, Recommendation
 from netboard.case import Case
 from netboard.engine.explain import label_field
 from netboard.kb.model import KnowledgeBase
-from netboard.vocab import Severity, Status
+from netboard.vocab import Intervention, Severity, Status
+from netboard.words import join_words
 
 
 def _code(kb: KnowledgeBase, code: str) -> str:
@@ -20,12 +21,16 @@ def _labels(kb: KnowledgeBase, answer: Answer, keep: Callable[[Recommendation], 
     return ", ".join(names[:8]) + (" and others" if len(names) > 8 else "")
 
 
+#: The stated fields a grade comes from: named once, as the grade, when they are missing.
+_GRADE_FIELDS = frozenset({"ki67_percent", "mitoses_per_2mm2", "grade"})
+_GRADE_WORDS = "the grade (Ki-67 index or mitotic count)"
+
+
 def describe_tumor(answer: Answer, kb: KnowledgeBase, case: Case) -> str:
     """'Well-differentiated NET G2 (Ki-67 8%) of the sigmoid colon, stage IV (...)'."""
     c = answer.classification
     who = kb.labels.get("who_2019", {}).get(c.who_2019, "Neuroendocrine neoplasm (type not stated)")
-    if case.ki67_percent is not None:
-        who += f" (Ki-67 {case.ki67_percent:g}%)"
+    ki67 = f" (Ki-67 {case.ki67_percent:g}%)" if case.ki67_percent is not None else ""
     if case.primary_site is None:
         site = "primary site not stated"
     else:
@@ -42,9 +47,18 @@ def describe_tumor(answer: Answer, kb: KnowledgeBase, case: Case) -> str:
             for p in answer.presumptions
         )
         noun = "Neuroendocrine tumour" if words else "Neuroendocrine neoplasm"
-        missing = "grade not stated" if words else "grade or differentiation not stated"
-        who, site = f"{noun} {site}", f"({missing})"
-    parts = [f"{who} {site}", f"stage {c.stage}"]
+        if c.grade is not None:
+            noun += f" {c.grade.upper()}"
+        missing = [
+            what
+            for what, unknown in (("grade", c.grade is None), ("differentiation", not words))
+            if unknown
+        ]
+        who = f"{noun}{ki67} {site}"
+        site = f"({' or '.join(missing)} not stated)" if missing else ""
+    else:
+        who += ki67
+    parts = [f"{who} {site}".strip(), f"stage {c.stage}"]
     if c.functional not in ("none", "unknown"):
         parts.append(kb.labels.get("values", {}).get(c.functional, c.functional.replace("_", " ")))
     return ", ".join(parts) + "."
@@ -55,7 +69,7 @@ def summarize(answer: Answer, kb: KnowledgeBase, case: Case, bottom_line: str = 
     what changes it most) and the critical alerts."""
     sentences = [describe_tumor(answer, kb, case)]
     if bottom_line:
-        sentences.append(bottom_line)
+        sentences.append(_with_what_is_needed(answer, kb, bottom_line))
         critical = [a for a in answer.alerts if a.severity is Severity.CRITICAL]
         if critical:
             sentences.append("Critical: " + " ".join(a.message for a in critical[:2]))
@@ -87,3 +101,33 @@ def summarize(answer: Answer, kb: KnowledgeBase, case: Case, bottom_line: str = 
         fields = [label_field(kb, m.field) for m in answer.missing_information[:5]]
         sentences.append("Would change or firm up the answer: " + ", ".join(fields) + ".")
     return " ".join(sentences)
+
+
+def _with_what_is_needed(answer: Answer, kb: KnowledgeBase, bottom_line: str) -> str:
+    """When the plan holds no treatment step yet, say after it what the plan waits for: the
+    most decisive facts not stated, not presumed and not a check before a step."""
+    if not all(
+        all(c is Intervention.MULTIDISCIPLINARY_REVIEW for c in st.codes) for st in answer.plan
+    ):
+        return bottom_line
+    settled = {p.field for p in answer.presumptions} | {c.field for c in kb.checks}
+    labels = list(
+        dict.fromkeys(
+            _GRADE_WORDS if m.field in _GRADE_FIELDS else label_field(kb, m.field)
+            for m in answer.missing_information
+            if m.field not in settled
+        )
+    )
+    if not labels:
+        return bottom_line
+    needed = f"A treatment plan needs {join_words(labels[:2])} first."
+    head = (
+        "Plan: "
+        + kb.labels.get("interventions_short", {}).get(
+            Intervention.MULTIDISCIPLINARY_REVIEW.value, "tumour board review"
+        )
+        + "."
+    )
+    if bottom_line.startswith(head):
+        return f"{head} {needed}{bottom_line[len(head) :]}"
+    return f"{bottom_line} {needed}"

@@ -79,9 +79,9 @@ OTHER_UNITS: Mapping[str, tuple[OtherUnit, ...]] = {
     "labs.hemoglobin_g_dl": (OtherUnit("g/L", 10.0, "1 g/dL = 10 g/L"),),
 }
 
-#: The treatments "Progressed on" offers: those under or after which a tumour progresses
-#: (antitumour drugs, PRRT, liver-directed therapy). Other contract codes are still accepted
-#: and shown when a case already holds them.
+#: The treatments the "treatments it progressed on" field offers: those under or after which a
+#: tumour progresses (antitumour drugs, PRRT, liver-directed therapy). Other contract codes are
+#: still accepted and shown when a case already holds them.
 PROGRESSION_CHOICES = (
     Intervention.SOMATOSTATIN_ANALOG,
     Intervention.PRRT,
