@@ -215,3 +215,28 @@ def test_grade_words() -> None:
     assert parse_text("intermediate grade NET").case_dict["grade"] == "g2"
     assert parse_text("typical carcinoid").case_dict["grade"] == "g1"
     assert parse_text("atypical carcinoid").case_dict["grade"] == "g2"
+
+
+def test_a_text_naming_only_a_non_neuroendocrine_cancer_gets_no_plan() -> None:
+    """Free text, like a FHIR record (issue 13): a cancer that is not neuroendocrine, with no
+    neuroendocrine word, is out of scope; a MiNEN or a second, earlier cancer is not."""
+    from netboard.kb import load_kb
+    from netboard.parse.ask import ask
+
+    kb = load_kb()
+    for text in (
+        "lung adenocarcinoma with liver metastases",
+        "non-small cell carcinoma of the lung, stage IV",
+        "pancreatic ductal adenocarcinoma",
+        "goblet cell adenocarcinoma of the appendix",
+    ):
+        answer = ask(text, kb).answer
+        assert answer.scope.applies is False, text
+        assert answer.plan == (), text
+    for text in (
+        "MiNEN of the colon with an adenocarcinoma component",
+        "history of prostate adenocarcinoma, now ileal NET with liver metastases",
+        "ileal NET; no adenocarcinoma component",
+        "small cell carcinoma of the pancreas with liver metastases",
+    ):
+        assert ask(text, kb).answer.scope.applies is True, text

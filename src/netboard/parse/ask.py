@@ -28,6 +28,7 @@ from netboard.parse.extract import (
     NO_SITES,
     Doc,
     Intervals,
+    Lexicon,
     Mention,
     Span,
     concept_spans,
@@ -36,6 +37,7 @@ from netboard.parse.extract import (
     recognised_spans,
 )
 from netboard.parse.negation import AFFIRMED, NEGATED, assert_mentions
+from netboard.vocab import Neoplasm
 
 if TYPE_CHECKING:
     from netboard.answer import Answer
@@ -90,6 +92,18 @@ class ParsedText:
     unparsed: tuple[str, ...]
     implied: dict[str, tuple[Any, str]] = dataclasses.field(default_factory=dict)
     topics: tuple[str, ...] = ()
+    #: the words naming a cancer that is not neuroendocrine, when the text names no
+    #: neuroendocrine neoplasm ("lung adenocarcinoma"): netboard then gives no plan
+    non_neuroendocrine: str = ""
+
+    def scope_args(self) -> dict[str, Any]:
+        """``recommend`` keyword arguments for what the text says about the neoplasm."""
+        if not self.non_neuroendocrine:
+            return {}
+        return {
+            "neoplasm": Neoplasm.NON_NEUROENDOCRINE,
+            "neoplasm_detail": f"the text names {self.non_neuroendocrine}",
+        }
 
 
 def _is_list(field: str) -> bool:
@@ -200,9 +214,16 @@ def parse_text(text: str) -> ParsedText:
     # for a NET").
     evidence = [a.status for m, a in zip(mentions, assertions, strict=True) if m.kind == "evidence"]
     doubted = bool(evidence) and AFFIRMED not in evidence
+    non_ne: list[str] = []
     for m, a in zip(mentions, assertions, strict=True):
         if m.kind == "evidence":
             continue
+        if (
+            a.status == AFFIRMED
+            and not m.field
+            and lex.non_neuroendocrine.fullmatch(text, m.start, m.end)
+        ):
+            non_ne.append(text[m.start : m.end])
         if doubted and m.note == LESION:
             unusable.append((m.start, m.end))
             continue
@@ -298,7 +319,16 @@ def parse_text(text: str) -> ParsedText:
         tuple(unparsed),
         _implied(case_dict, implied_found, named, text),
         tuple(topics),
+        _non_neuroendocrine(non_ne, text, lex),
     )
+
+
+def _non_neuroendocrine(found: list[str], text: str, lex: Lexicon) -> str:
+    """The non-neuroendocrine cancers the text names, when it names no neuroendocrine
+    neoplasm at all (a MiNEN, or "history of prostate adenocarcinoma, now ileal NET", is one)."""
+    if not found or lex.neuroendocrine_words.search(text):
+        return ""
+    return ", ".join(dict.fromkeys(found))
 
 
 def _implied(
@@ -574,7 +604,8 @@ def ask(text: str, kb: KnowledgeBase) -> AskResult:
     # The words of the question can imply what it does not state ("neuroendocrine tumour"
     # names a well-differentiated neoplasm): the board answer presumes it and says so.
     implied = getattr(parsed, "implied", None) or {}
-    return AskResult(parsed, recommend(case, kb=kb, implied=implied), knowledge, general)
+    answer = recommend(case, kb=kb, implied=implied, **parsed.scope_args())
+    return AskResult(parsed, answer, knowledge, general)
 
 
 def run_ask(args: argparse.Namespace) -> int:

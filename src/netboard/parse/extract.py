@@ -458,6 +458,10 @@ class Lexicon:
         self.findings = re.compile(
             alternation(p for v in _map(d["unmapped_findings"]).values() for p in _strs(v)), FLAGS
         )
+        self.non_neuroendocrine = re.compile(
+            alternation(_strs(_map(d["unmapped_findings"])["non_neuroendocrine"])), FLAGS
+        )
+        self.neuroendocrine_words = re.compile(alternation(_strs(d["neuroendocrine_words"])), FLAGS)
         # Findings whose denial still says something no field holds ("no distant disease").
         self.denied_findings = re.compile(
             alternation(_strs(_map(d["unmapped_findings"])["distant"])), FLAGS

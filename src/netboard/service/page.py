@@ -1067,7 +1067,9 @@ def answer_page(
                 implied = {
                     k: v for k, v in result.parsed.implied.items() if k not in flatten(case_dict)
                 }
-                answer = recommend(load_case(case_dict), kb=kb, implied=implied)
+                answer = recommend(
+                    load_case(case_dict), kb=kb, implied=implied, **result.parsed.scope_args()
+                )
                 result = AskResult(result.parsed, answer, result.knowledge, result.general)
         except CaseError as exc:  # the reader validates what it keeps; kept as a safety net
             return AnswerPage(422, form_page(kb, problems=exc.problems, text=text))
