@@ -60,3 +60,35 @@ def test_a_plan_without_treatment_says_what_it_waits_for() -> None:
     ).summary
     assert g3.startswith("Neuroendocrine neoplasm G3 (Ki-67 35%) of the pancreas (differentiation")
     assert "A treatment plan needs differentiation" in g3
+
+
+def test_a_small_low_grade_rectal_net_is_presumed_localised() -> None:
+    """Nothing said about spread: a rectal NET up to 20 mm, G1/G2, is presumed localised (with
+    node and liver what-ifs); over 20 mm, or G3, it is not."""
+    from netboard.parse.ask import ask
+
+    answer = ask(
+        "A 49-year-old woman with a 6 mm rectal NET G1 removed by cold snare polypectomy "
+        "with clear margins.",
+        KB,
+    ).answer
+    assert [str(c) for s in answer.plan for c in s.codes] == [
+        "multidisciplinary_review",
+        "observation",
+    ]
+    assert "Plan: nothing more (no follow-up)." in answer.summary
+    assert {(w.field, str(w.value)) for w in answer.what_if} >= {
+        ("metastatic_sites", "regional_lymph_nodes"),
+        ("metastatic_sites", "liver"),
+    }
+    for data in (
+        {"primary_site": "rectum", "grade": "g1", "primary_size_mm": 25},
+        {
+            "primary_site": "rectum",
+            "ki67_percent": 30,
+            "differentiation": "well",
+            "primary_size_mm": 8,
+        },
+    ):
+        presumed = {p.field for p in board(load_case(data), KB).presumptions}
+        assert "metastatic_sites" not in presumed, data

@@ -379,7 +379,7 @@ def _alternatives(
                 out.append((mid, _band_words([b], path), [b]))
         return out
     if p.d.alternatives:
-        return [(coerce(path, x), str(x), []) for x in p.d.alternatives]
+        return [(coerce(path, x), _words(x), []) for x in p.d.alternatives]
     if isinstance(spec, Flag):
         return [(not p.value, str(not p.value).lower(), [])]
     if isinstance(spec, Choice):
@@ -395,12 +395,18 @@ def _alternatives(
     return []
 
 
+def _words(value: Any) -> str:
+    """A value as the contract words of a what-if ("liver" or "liver,bone" for a list)."""
+    if isinstance(value, list | tuple):
+        return ",".join(str(x) for x in value)
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def _phrase(kb: KnowledgeBase, path: str, value: Any, words: str) -> str:
     phrases = kb.phrases.get(path, {})
     if "band" in phrases:
         return phrases["band"].replace("{band}", words)
-    key = str(value).lower() if isinstance(value, bool) else str(value)
-    return phrases.get(key, f"{registry().fields[path].label} {words}")
+    return phrases.get(_words(value), f"{registry().fields[path].label} {words}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -467,8 +473,14 @@ def _summary(
                 "only as an option", "only as options"
             )
         parts.append(f"{join_words([_label(kb, c, short=True) for c in codes], 'and')} {where}")
-    if change.drops:
-        parts.append("no " + join_words([_label(kb, c, short=True) for c in change.drops], "or"))
+    # An option with its own bottom-line words ("nothing more (no follow-up)") is no treatment to
+    # drop: when others take its place it goes unsaid, otherwise it is named as not holding.
+    worded = [c for c in change.drops if base[c].rule.short]
+    dropped = [c for c in change.drops if not base[c].rule.short]
+    if dropped:
+        parts.append("no " + join_words([_label(kb, c, short=True) for c in dropped], "or"))
+    if worded and not parts:
+        parts.append("not " + join_words([base[c].rule.short for c in worded], "or"))
     if change.unpresumed:
         parts.append(join_words(list(change.unpresumed), "and") + " can then no longer be presumed")
     return f"If {phrase}: " + "; ".join(parts) + "."
@@ -632,7 +644,9 @@ def _bottom_line(
         if Intervention.MULTIDISCIPLINARY_REVIEW in s.codes and len(plan) > 1:
             continue
         step = kb.plan_steps[base[s.codes[0].value].rank]
-        labels = join_words([_label(kb, c.value, short=True) for c in s.codes], s.join)
+        rules = {base[c.value].rule for c in s.codes}
+        short = next(iter(rules)).short if len(rules) == 1 else ""
+        labels = short or join_words([_label(kb, c.value, short=True) for c in s.codes], s.join)
         where = f" {step.as_}" if step.say else ""
         option = "" if s.status is Status.RECOMMENDED else " (to consider)"
         parts.append(f"{labels}{where}{option}")

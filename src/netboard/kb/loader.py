@@ -231,6 +231,7 @@ def parse_kb(files: Mapping[str, Any]) -> tuple[KnowledgeBase | None, list[Probl
         "unknown_blocks",
         "dossier",
         "action",
+        "short",
     ]
     for name in sorted(k for k in files if k.startswith("rules/")):
         r = reader(name)
@@ -287,6 +288,7 @@ def parse_kb(files: Mapping[str, Any]) -> tuple[KnowledgeBase | None, list[Probl
                         unknown_blocks=bool(e.get("unknown_blocks", True)),
                         dossier=tuple(str(x) for x in e.get("dossier", []) or []),
                         action=r.text(e["action"], f"{w}.action") if "action" in e else "",
+                        short=r.text(e["short"], f"{w}.short") if "short" in e else "",
                         topic=name.removeprefix("rules/").removesuffix(".yaml"),
                     )
                 )
@@ -559,6 +561,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _frozen(value: Any) -> Any:
+    """A YAML list as a tuple (a presumption is hashable; a list value stays a list value)."""
+    return tuple(_frozen(x) for x in value) if isinstance(value, list) else value
+
+
 def _presumptions(
     doc: Any, reader: Callable[[str], Reader]
 ) -> tuple[
@@ -627,7 +634,7 @@ def _presumptions(
         source = str(e.get("source", "prevalence"))
         if source not in ("prevalence", "words"):
             r.fail(f"{w}.source", "expected prevalence or words")
-        alts = tuple(e.get("alternatives") or ())
+        alts = tuple(_frozen(x) for x in e.get("alternatives") or ())
         for x in alts:
             value_ok(path, x, f"{w}.alternatives")
         presumptions.append(
@@ -638,7 +645,7 @@ def _presumptions(
                 why=r.text(e["why"], f"{w}.why"),
                 confirm=r.text(e["confirm"], f"{w}.confirm"),
                 evidence=r.ids(e["evidence"], f"{w}.evidence"),
-                value=e.get("value"),
+                value=_frozen(e.get("value")),
                 band=band,
                 shown=str(e.get("shown", "")),
                 source=source,

@@ -49,6 +49,9 @@ class Rule:
     dossier: tuple[str, ...] = ()
     #: the plan step's words for this option (positive rules), a clause without a full stop
     action: str = ""
+    #: the bottom line's words for this option when the code's label would mislead ("nothing
+    #: more" for an observation that needs no follow-up); empty: the code's short label
+    short: str = ""
     #: the rule file it comes from (``rules/<topic>.yaml``): a phase, or a clinical topic
     topic: str = ""
 

@@ -374,6 +374,16 @@ def _label(labels: Labels, group: str, code: str, default: str | None = None) ->
     return default if default is not None else code.replace("_", " ")
 
 
+def value_words(labels: Labels, value: object) -> str:
+    """A presumed value in words: a contract word by its label, yes or no, a list of words
+    ("none" when empty), a number or range as it is."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list | tuple):
+        return join_words([_label(labels, "values", str(x)) for x in value]) or "none"
+    return _label(labels, "values", str(value)) if isinstance(value, str) else str(value)
+
+
 def _steps_words(orders: Sequence[int]) -> str:
     """'step 5', 'steps 5 and 6', 'steps 3 to 6', 'steps 2, 4 and 5'."""
     if len(orders) == 1:
@@ -580,9 +590,7 @@ def build_report(
         PresumptionView(
             field=p.field,
             label=capfirst(field_label(p.field)),
-            value=_label(labels, "values", str(p.value))
-            if isinstance(p.value, str)
-            else ("yes" if p.value is True else "no" if p.value is False else str(p.value)),
+            value=value_words(labels, p.value),
             why=p.why,
             cites=cites(p.evidence),
         )

@@ -343,7 +343,7 @@ def _plan_detail(answer: Answer, kb: KnowledgeBase, numbers: Mapping[str, int]) 
     left to the report link, least important first: options not advised, then what-ifs.
     """
     from netboard.reports.markdown import escape_inline, escape_markdown
-    from netboard.reports.report import split_checks
+    from netboard.reports.report import split_checks, value_words
 
     used: set[str] = set()
 
@@ -365,13 +365,9 @@ def _plan_detail(answer: Answer, kb: KnowledgeBase, numbers: Mapping[str, int]) 
     ]
     before = " ".join(f"*{escape_inline(line)}*" for line in plan_checks)
 
-    def shown(value: Any) -> str:
-        if isinstance(value, bool):
-            return "yes" if value else "no"
-        return _label(kb, "values", str(value))
-
     presumed = [
-        f"{escape_inline(_label(kb, 'fields', p.field))}: {escape_inline(shown(p.value))}"
+        f"{escape_inline(_label(kb, 'fields', p.field))}: "
+        f"{escape_inline(value_words(kb.labels, p.value))}"
         for p in answer.presumptions
     ]
     what_if = [f"- {escape_inline(w.summary)}" for w in answer.what_if]
