@@ -22,6 +22,7 @@ Nothing here reads a clock or the environment; the same case gives the same plan
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from itertools import pairwise
@@ -95,6 +96,10 @@ class Board:
     #: Fields the plan lists as checks before a step (creatinine clearance before PRRT): not
     #: forks of the plan, so the reader's view does not ask for them again as missing.
     checked: tuple[str, ...] = ()
+    #: When the plan holds no treatment step: the fields, not stated, presumed or checked,
+    #: whose values could still put a treatment on it (what the plan waits for), the field
+    #: that the most open options read first.
+    waiting: tuple[str, ...] = ()
 
 
 # --- presumptions ---------------------------------------------------------------------------
@@ -604,6 +609,9 @@ def board(
     monitoring = tuple(m for m in kb.monitoring if evaluate(m.when, ctx).truth is Truth.TRUE)
     ctx.planned = planned
     listed = {text for step in plan for text in step.checks}
+    waiting: tuple[str, ...] = ()
+    if all(c is Intervention.MULTIDISCIPLINARY_REVIEW for step in plan for c in step.codes):
+        waiting = _waiting(presumed_case, kb)
     return Board(
         plan=tuple(plan),
         presumptions=presumptions,
@@ -611,7 +619,26 @@ def board(
         bottom_line=_bottom_line(kb, plan, shown, biggest, base),
         monitoring=monitoring,
         checked=tuple(c.field for c in kb.checks if c.field in checks and c.check in listed),
+        waiting=waiting,
     )
+
+
+def _waiting(presumed: Case, kb: KnowledgeBase) -> tuple[str, ...]:
+    """The unknown fields of the presumed case that open positive rules read (stating them
+    could put a treatment on a plan that has none yet): those read by at least half as many
+    open options as the most read one, the most read first."""
+    from netboard.engine.recommend import decide
+
+    decision = decide(presumed, kb)
+    reads = Counter(
+        f
+        for c in decision.candidates
+        if c.rule.status.positive and c.result.truth is Truth.UNKNOWN
+        for f in c.result.unknown
+    )
+    top = max(reads.values(), default=0)
+    # Only the fields that decide much of what is open (not a comorbidity one option reads).
+    return tuple(sorted((f for f in reads if 2 * reads[f] >= top), key=lambda f: (-reads[f], f)))
 
 
 def _settled(kb: KnowledgeBase, strict: Decision) -> frozenset[str]:

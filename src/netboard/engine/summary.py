@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from netboard.answer import Answer, Recommendation
 from netboard.case import Case
@@ -64,12 +64,18 @@ def describe_tumor(answer: Answer, kb: KnowledgeBase, case: Case) -> str:
     return ", ".join(parts) + "."
 
 
-def summarize(answer: Answer, kb: KnowledgeBase, case: Case, bottom_line: str = "") -> str:
+def summarize(
+    answer: Answer,
+    kb: KnowledgeBase,
+    case: Case,
+    bottom_line: str = "",
+    waiting: Collection[str] = (),
+) -> str:
     """The summary: the tumour, then the board's bottom line (the plan, what it presumes,
     what changes it most) and the critical alerts."""
     sentences = [describe_tumor(answer, kb, case)]
     if bottom_line:
-        sentences.append(_with_what_is_needed(answer, kb, bottom_line))
+        sentences.append(_with_what_is_needed(answer, kb, bottom_line, waiting))
         critical = [a for a in answer.alerts if a.severity is Severity.CRITICAL]
         if critical:
             sentences.append("Critical: " + " ".join(a.message for a in critical[:2]))
@@ -103,20 +109,15 @@ def summarize(answer: Answer, kb: KnowledgeBase, case: Case, bottom_line: str = 
     return " ".join(sentences)
 
 
-def _with_what_is_needed(answer: Answer, kb: KnowledgeBase, bottom_line: str) -> str:
-    """When the plan holds no treatment step yet, say after it what the plan waits for: the
-    most decisive facts not stated, not presumed and not a check before a step."""
-    if not all(
-        all(c is Intervention.MULTIDISCIPLINARY_REVIEW for c in st.codes) for st in answer.plan
-    ):
-        return bottom_line
-    settled = {p.field for p in answer.presumptions} | {c.field for c in kb.checks}
+def _with_what_is_needed(
+    answer: Answer, kb: KnowledgeBase, bottom_line: str, waiting: Collection[str]
+) -> str:
+    """When the plan holds no treatment step yet, say after it what the plan waits for (the
+    board's ``waiting`` fields, most decisive first; a check before a step is no such field)."""
+    checks = {c.field for c in kb.checks}
+    fields = [f for f in waiting if f not in checks]
     labels = list(
-        dict.fromkeys(
-            _GRADE_WORDS if m.field in _GRADE_FIELDS else label_field(kb, m.field)
-            for m in answer.missing_information
-            if m.field not in settled
-        )
+        dict.fromkeys(_GRADE_WORDS if f in _GRADE_FIELDS else label_field(kb, f) for f in fields)
     )
     if not labels:
         return bottom_line
