@@ -611,7 +611,7 @@ def board(
     listed = {text for step in plan for text in step.checks}
     waiting: tuple[str, ...] = ()
     if all(c is Intervention.MULTIDISCIPLINARY_REVIEW for step in plan for c in step.codes):
-        waiting = _waiting(presumed_case, kb)
+        waiting = _waiting(presumed_case, kb, (case, strict) if strict is not None else None)
     return Board(
         plan=tuple(plan),
         presumptions=presumptions,
@@ -623,13 +623,21 @@ def board(
     )
 
 
-def _waiting(presumed: Case, kb: KnowledgeBase) -> tuple[str, ...]:
+def _waiting(
+    presumed: Case, kb: KnowledgeBase, stated: tuple[Case, Decision] | None
+) -> tuple[str, ...]:
     """The unknown fields of the presumed case that open positive rules read (stating them
     could put a treatment on a plan that has none yet): those read by at least half as many
-    open options as the most read one, the most read first."""
+    open options as the most read one, the most read first. ``stated``: the stated case and
+    its decision, from which the presumed case is decided incrementally."""
     from netboard.engine.recommend import decide
 
-    decision = decide(presumed, kb)
+    if stated is None:
+        decision = decide(presumed, kb)
+    else:
+        # From the stated case's decision: only what reads a presumed field is decided again.
+        changed = _changed(stated[0], presumed)
+        decision = decide(presumed, kb, base=stated[1], changed=changed)
     reads = Counter(
         f
         for c in decision.candidates
