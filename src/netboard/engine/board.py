@@ -34,6 +34,7 @@ from netboard.conditions import TRUE_CONDITION
 from netboard.engine.classify import computed_fields
 from netboard.engine.derive import COMPUTED
 from netboard.engine.evaluate import Context, evaluate, implausible
+from netboard.engine.explain import label_field
 from netboard.engine.reads import cut_offs, depends_on, static_fields
 from netboard.fields import Choice, Flag, Number, registry
 from netboard.kb.model import KnowledgeBase, MonitoringDef, PresumptionDef, Rule
@@ -616,7 +617,7 @@ def board(
         plan=tuple(plan),
         presumptions=presumptions,
         what_if=what_if,
-        bottom_line=_bottom_line(kb, plan, shown, biggest, base),
+        bottom_line=_bottom_line(kb, plan, shown, biggest, base, waiting),
         monitoring=monitoring,
         checked=tuple(c.field for c in kb.checks if c.field in checks and c.check in listed),
         waiting=waiting,
@@ -666,14 +667,21 @@ def _settled(kb: KnowledgeBase, strict: Decision) -> frozenset[str]:
     )
 
 
+#: The stated fields a grade comes from: named once, as the grade, when the plan waits for it.
+_GRADE_FIELDS = frozenset({"ki67_percent", "mitoses_per_2mm2", "grade"})
+_GRADE_WORDS = "the grade (Ki-67 index or mitotic count)"
+
+
 def _bottom_line(
     kb: KnowledgeBase,
     plan: Sequence[PlanStep],
     shown: Sequence[_Presumed],
     biggest: tuple[str, _Change] | None,
     base: Mapping[str, _Option],
+    waiting: Sequence[str] = (),
 ) -> str:
-    """The plan in a sentence, the presumptions in one, the biggest what-if in one."""
+    """The plan in a sentence (with what it waits for, when it holds no treatment yet), the
+    presumptions in one, the biggest what-if in one."""
     parts: list[str] = []
     for s in plan:
         if Intervention.MULTIDISCIPLINARY_REVIEW in s.codes and len(plan) > 1:
@@ -688,6 +696,13 @@ def _bottom_line(
     sentences = []
     if parts:
         sentences.append("Plan: " + "; ".join(parts) + ".")
+        needed = list(
+            dict.fromkeys(
+                _GRADE_WORDS if f in _GRADE_FIELDS else label_field(kb, f) for f in waiting
+            )
+        )
+        if needed:
+            sentences.append(f"A treatment plan needs {join_words(needed[:2])} first.")
     else:
         sentences.append(
             "No treatment can be proposed yet: the tumour board needs the facts below."

@@ -292,7 +292,7 @@ def recommend(
         what_if=b.what_if,
         checked=b.checked,
     )
-    return replace(answer, summary=summarize(answer, kb, case, b.bottom_line, b.waiting))
+    return replace(answer, summary=summarize(answer, kb, case, b.bottom_line))
 
 
 def _unusual(case: Case, kb: KnowledgeBase, ctx: Context) -> tuple[str, ...]:

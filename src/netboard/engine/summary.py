@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 
 from netboard.answer import Answer, Recommendation
 from netboard.case import Case
 from netboard.engine.explain import label_field
 from netboard.kb.model import KnowledgeBase
-from netboard.vocab import Intervention, Severity, Status
-from netboard.words import join_words
+from netboard.vocab import Severity, Status
 
 
 def _code(kb: KnowledgeBase, code: str) -> str:
@@ -19,11 +18,6 @@ def _code(kb: KnowledgeBase, code: str) -> str:
 def _labels(kb: KnowledgeBase, answer: Answer, keep: Callable[[Recommendation], bool]) -> str:
     names = sorted({_code(kb, r.code.value) for r in answer.recommendations if keep(r)})
     return ", ".join(names[:8]) + (" and others" if len(names) > 8 else "")
-
-
-#: The stated fields a grade comes from: named once, as the grade, when they are missing.
-_GRADE_FIELDS = frozenset({"ki67_percent", "mitoses_per_2mm2", "grade"})
-_GRADE_WORDS = "the grade (Ki-67 index or mitotic count)"
 
 
 def describe_tumor(answer: Answer, kb: KnowledgeBase, case: Case) -> str:
@@ -64,18 +58,12 @@ def describe_tumor(answer: Answer, kb: KnowledgeBase, case: Case) -> str:
     return ", ".join(parts) + "."
 
 
-def summarize(
-    answer: Answer,
-    kb: KnowledgeBase,
-    case: Case,
-    bottom_line: str = "",
-    waiting: Collection[str] = (),
-) -> str:
+def summarize(answer: Answer, kb: KnowledgeBase, case: Case, bottom_line: str = "") -> str:
     """The summary: the tumour, then the board's bottom line (the plan, what it presumes,
     what changes it most) and the critical alerts."""
     sentences = [describe_tumor(answer, kb, case)]
     if bottom_line:
-        sentences.append(_with_what_is_needed(answer, kb, bottom_line, waiting))
+        sentences.append(bottom_line)
         critical = [a for a in answer.alerts if a.severity is Severity.CRITICAL]
         if critical:
             sentences.append("Critical: " + " ".join(a.message for a in critical[:2]))
@@ -107,28 +95,3 @@ def summarize(
         fields = [label_field(kb, m.field) for m in answer.missing_information[:5]]
         sentences.append("Would change or firm up the answer: " + ", ".join(fields) + ".")
     return " ".join(sentences)
-
-
-def _with_what_is_needed(
-    answer: Answer, kb: KnowledgeBase, bottom_line: str, waiting: Collection[str]
-) -> str:
-    """When the plan holds no treatment step yet, say after it what the plan waits for (the
-    board's ``waiting`` fields, most decisive first; a check before a step is no such field)."""
-    checks = {c.field for c in kb.checks}
-    fields = [f for f in waiting if f not in checks]
-    labels = list(
-        dict.fromkeys(_GRADE_WORDS if f in _GRADE_FIELDS else label_field(kb, f) for f in fields)
-    )
-    if not labels:
-        return bottom_line
-    needed = f"A treatment plan needs {join_words(labels[:2])} first."
-    head = (
-        "Plan: "
-        + kb.labels.get("interventions_short", {}).get(
-            Intervention.MULTIDISCIPLINARY_REVIEW.value, "tumour board review"
-        )
-        + "."
-    )
-    if bottom_line.startswith(head):
-        return f"{head} {needed}{bottom_line[len(head) :]}"
-    return f"{bottom_line} {needed}"
