@@ -309,7 +309,7 @@ growth. The capacity for distinct cases is the wrk line, bound by the engine. It
 "The board answer" above), and wrk shares the two cores. Measured one after the other on
 the same machine (2026-12-05, `--soak-seconds 5`), the release before the truth-only
 what-ifs served 384 req/s and the speed-up 454 req/s (hooks 210 and 234 calls/s); the
-final code of 0.2.1 served 437 req/s in the run above, on a slower afternoon. The figure
+final code of 0.2.1 served 437 req/s in the run above (the machine ran slower then). The figure
 of 192 req/s recorded here for the release before could not be reproduced (384 re-measured);
 most likely other work was running on the machine then.
 
