@@ -435,7 +435,8 @@ class _Change:
 
     @property
     def size(self) -> int:
-        return len(self.adds) + len(self.drops) + len(self.moves) + len(self.unpresumed)
+        """How much of the plan changes (presumptions lost alone change no step of it)."""
+        return len(self.adds) + len(self.drops) + len(self.moves)
 
 
 def _change(base: Mapping[str, _Option], alt: Mapping[str, _Option]) -> _Change:
