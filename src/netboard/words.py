@@ -3,7 +3,7 @@ the reports (each exists once)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 
 def capfirst(text: str) -> str:
@@ -36,3 +36,22 @@ def sentence(text: str) -> str:
     """
     text = text.strip()
     return capfirst(text) + ("" if text.endswith(".") else ".")
+
+
+def value_words(labels: Mapping[str, Mapping[str, str]], value: object) -> str:
+    """A case value in words: yes or no, a number as written, a contract word by its label
+    (``labels["values"]``), a list as a list in words ("none" when empty).
+
+    >>> value_words({"values": {"sigmoid_colon": "sigmoid colon"}}, ("sigmoid_colon", "liver"))
+    'sigmoid colon and liver'
+    >>> value_words({}, ()), value_words({}, True), value_words({}, 2.0)
+    ('none', 'yes', '2')
+    """
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int | float):
+        return f"{value:g}"
+    if isinstance(value, list | tuple):
+        return join_words([value_words(labels, x) for x in value]) or "none"
+    text = str(value)
+    return labels.get("values", {}).get(text, text.replace("_", " "))

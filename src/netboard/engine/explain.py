@@ -19,18 +19,21 @@ from netboard.conditions import (
     Shared,
 )
 from netboard.kb.model import KnowledgeBase
+from netboard.words import value_words
 
 _OPS = {"lt": "<", "le": "≤", "gt": ">", "ge": "≥"}
 
 
 def label_value(kb: KnowledgeBase, value: Any) -> str:
     """A reader's label for a contract word (``labels.values`` in fields.yaml)."""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int | float):
-        return f"{value:g}"
-    text = str(value)
-    return kb.labels.get("values", {}).get(text, text.replace("_", " "))
+    return value_words(kb.labels, value)
+
+
+def label_code(kb: KnowledgeBase, code: str, short: bool = False) -> str:
+    """A reader's label for an intervention code (``labels.interventions``, or the short
+    forms of ``labels.interventions_short`` for lists in a sentence)."""
+    group = "interventions_short" if short else "interventions"
+    return kb.labels.get(group, {}).get(code, code.replace("_", " "))
 
 
 def label_field(kb: KnowledgeBase, name: str) -> str:
@@ -93,10 +96,7 @@ def _describe(node: Condition, kb: KnowledgeBase, nested: bool) -> str:
     if isinstance(node, EligibilityIs):
         return f"{node.name.replace('_', ' ')} eligibility is {node.status.replace('_', ' ')}"
     if isinstance(node, Planned):
-        names = kb.labels.get("interventions", {})
-        return "the plan includes " + " or ".join(
-            names.get(c, c.replace("_", " ")) for c in node.codes
-        )
+        return "the plan includes " + " or ".join(label_code(kb, c) for c in node.codes)
     if isinstance(node, Not):
         return f"not ({describe(node.item, kb, True)})"
     if isinstance(node, Shared | Holds):

@@ -40,7 +40,14 @@ from netboard.conditions import (
 from netboard.engine.classify import classify, computed_fields
 from netboard.engine.derive import COMPUTED
 from netboard.engine.evaluate import Context, Evaluator, Result, compiled, evaluate
-from netboard.engine.explain import describe, missing_information, order_fields
+from netboard.engine.explain import (
+    describe,
+    label_code,
+    label_field,
+    label_value,
+    missing_information,
+    order_fields,
+)
 from netboard.engine.reads import depends_on
 from netboard.engine.summary import summarize
 from netboard.kb import load_kb
@@ -71,7 +78,7 @@ class _Candidate:
 
 def _label(kb: KnowledgeBase, rule: Rule, code: str) -> str:
     """How a rule is named in missing_information: the intervention and the phase, in words."""
-    code_label = kb.labels.get("interventions", {}).get(code, code.replace("_", " "))
+    code_label = label_code(kb, code)
     phase_label = kb.labels.get("phases", {}).get(rule.phase.value, rule.phase.value)
     return f"{code_label} [{phase_label}]"
 
@@ -298,18 +305,15 @@ def recommend(
 def _unusual(case: Case, kb: KnowledgeBase, ctx: Context) -> tuple[str, ...]:
     """Stated values the knowledge base thinks implausible here (an insulinoma of the rectum):
     kept as stated, and named so that the reader checks them."""
-    from netboard.engine.explain import label_field
-
     notes = []
     for p in kb.plausible:
         stated = case.value(p.field)
         if stated is None or str(getattr(stated, "value", stated)) != p.value:
             continue
         if evaluate(p.when, ctx).truth is Truth.FALSE:
-            word = kb.labels.get("values", {}).get(p.value, p.value.replace("_", " "))
-            label = label_field(kb, p.field)
             notes.append(
-                f"{capfirst(label)} is stated as {word}, which is unusual here: "
+                f"{capfirst(label_field(kb, p.field))} is stated as "
+                f"{label_value(kb, p.value)}, which is unusual here: "
                 f"{p.why} The answer keeps it as stated; please check it."
             )
     return tuple(notes)
@@ -340,7 +344,7 @@ def _alert_branch(
             for f in rec.applies_if.fields
         )
     )
-    labels = [kb.labels.get("interventions", {}).get(c, c.replace("_", " ")) for c in codes]
+    labels = [label_code(kb, c) for c in codes]
     return AppliesIf(fields=fields, condition=f"if {join_words(labels, 'or')} goes ahead")
 
 

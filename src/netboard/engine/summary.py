@@ -6,17 +6,13 @@ from collections.abc import Callable
 
 from netboard.answer import Answer, Recommendation
 from netboard.case import Case
-from netboard.engine.explain import label_field
+from netboard.engine.explain import label_code, label_field, label_value
 from netboard.kb.model import KnowledgeBase
 from netboard.vocab import Severity, Status
 
 
-def _code(kb: KnowledgeBase, code: str) -> str:
-    return kb.labels.get("interventions", {}).get(code, code.replace("_", " "))
-
-
 def _labels(kb: KnowledgeBase, answer: Answer, keep: Callable[[Recommendation], bool]) -> str:
-    names = sorted({_code(kb, r.code.value) for r in answer.recommendations if keep(r)})
+    names = sorted({label_code(kb, r.code.value) for r in answer.recommendations if keep(r)})
     return ", ".join(names[:8]) + (" and others" if len(names) > 8 else "")
 
 
@@ -54,7 +50,7 @@ def describe_tumor(answer: Answer, kb: KnowledgeBase, case: Case) -> str:
         who += ki67
     parts = [f"{who} {site}".strip(), f"stage {c.stage}"]
     if c.functional not in ("none", "unknown"):
-        parts.append(kb.labels.get("values", {}).get(c.functional, c.functional.replace("_", " ")))
+        parts.append(label_value(kb, c.functional))
     return ", ".join(parts) + "."
 
 
@@ -71,7 +67,7 @@ def summarize(answer: Answer, kb: KnowledgeBase, case: Case, bottom_line: str = 
     steps: dict[int, list[str]] = {}
     for r in answer.recommendations:
         if r.status is Status.RECOMMENDED and r.applies_if is None:
-            label = _code(kb, r.code.value)
+            label = label_code(kb, r.code.value)
             if label not in steps.setdefault(r.order, []):
                 steps[r.order].append(label)
     if steps:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from netboard.answer import Alert, Answer, AppliesIf, MissingInfo, PlanStep, Recommendation
 from netboard.vocab import Phase, Severity
-from netboard.words import capfirst, join_words
+from netboard.words import capfirst, join_words, value_words
 
 if TYPE_CHECKING:
     import jinja2
@@ -372,16 +372,6 @@ def _label(labels: Labels, group: str, code: str, default: str | None = None) ->
     if found is not None:
         return found
     return default if default is not None else code.replace("_", " ")
-
-
-def value_words(labels: Labels, value: object) -> str:
-    """A presumed value in words: a contract word by its label, yes or no, a list of words
-    ("none" when empty), a number or range as it is."""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, list | tuple):
-        return join_words([_label(labels, "values", str(x)) for x in value]) or "none"
-    return _label(labels, "values", str(value)) if isinstance(value, str) else str(value)
 
 
 def _steps_words(orders: Sequence[int]) -> str:

@@ -343,7 +343,8 @@ def _plan_detail(answer: Answer, kb: KnowledgeBase, numbers: Mapping[str, int]) 
     left to the report link, least important first: options not advised, then what-ifs.
     """
     from netboard.reports.markdown import escape_inline, escape_markdown
-    from netboard.reports.report import split_checks, value_words
+    from netboard.reports.report import split_checks
+    from netboard.words import value_words
 
     used: set[str] = set()
 
