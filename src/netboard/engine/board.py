@@ -34,7 +34,7 @@ from netboard.conditions import TRUE_CONDITION
 from netboard.engine.classify import computed_fields
 from netboard.engine.derive import COMPUTED
 from netboard.engine.evaluate import Context, evaluate, implausible
-from netboard.engine.explain import label_field
+from netboard.engine.explain import label_code, label_field
 from netboard.engine.reads import cut_offs, depends_on, static_fields
 from netboard.fields import Choice, Flag, Number, registry
 from netboard.kb.model import KnowledgeBase, MonitoringDef, PresumptionDef, Rule
@@ -97,10 +97,6 @@ class Board:
     #: Fields the plan lists as checks before a step (creatinine clearance before PRRT): not
     #: forks of the plan, so the reader's view does not ask for them again as missing.
     checked: tuple[str, ...] = ()
-    #: When the plan holds no treatment step: the fields, not stated, presumed or checked,
-    #: whose values could still put a treatment on it (what the plan waits for), the field
-    #: that the most open options read first.
-    waiting: tuple[str, ...] = ()
 
 
 # --- presumptions ---------------------------------------------------------------------------
@@ -298,11 +294,6 @@ def options(
     return out, decision
 
 
-def _label(kb: KnowledgeBase, code: str, short: bool = False) -> str:
-    group = "interventions_short" if short else "interventions"
-    return kb.labels.get(group, {}).get(code, code.replace("_", " "))
-
-
 @dataclass(slots=True)
 class _Step:
     rank: int
@@ -332,7 +323,7 @@ def _step_text(kb: KnowledgeBase, step: _Step, confirm: Sequence[str]) -> str:
         # Several rules, or a rule some of whose options a stated fact rules out (its action
         # would name them): the step's lead and the options that remain.
         text = f"{plan_step.lead}: " + join_words(
-            [_label(kb, o.code) for o in step.options], plan_step.join
+            [label_code(kb, o.code) for o in step.options], plan_step.join
         )
     if step.status is Status.CONSIDER and len(rules) == 1:
         text = f"consider {text}"
@@ -479,13 +470,13 @@ def _summary(
             where = where.replace("(as an option)", "(as options)").replace(
                 "only as an option", "only as options"
             )
-        parts.append(f"{join_words([_label(kb, c, short=True) for c in codes], 'and')} {where}")
+        parts.append(f"{join_words([label_code(kb, c, short=True) for c in codes], 'and')} {where}")
     # An option with its own bottom-line words ("nothing more (no follow-up)") is no treatment to
     # drop: when others take its place it goes unsaid, otherwise it is named as not holding.
     worded = [c for c in change.drops if base[c].rule.short]
     dropped = [c for c in change.drops if not base[c].rule.short]
     if dropped:
-        parts.append("no " + join_words([_label(kb, c, short=True) for c in dropped], "or"))
+        parts.append("no " + join_words([label_code(kb, c, short=True) for c in dropped], "or"))
     if worded and not parts:
         parts.append("not " + join_words([base[c].rule.short for c in worded], "or"))
     if change.unpresumed:
@@ -621,7 +612,6 @@ def board(
         bottom_line=_bottom_line(kb, plan, shown, biggest, base, waiting),
         monitoring=monitoring,
         checked=tuple(c.field for c in kb.checks if c.field in checks and c.check in listed),
-        waiting=waiting,
     )
 
 
@@ -668,8 +658,9 @@ def _settled(kb: KnowledgeBase, strict: Decision) -> frozenset[str]:
     )
 
 
-#: The stated fields a grade comes from: named once, as the grade, when the plan waits for it.
-_GRADE_FIELDS = frozenset({"ki67_percent", "mitoses_per_2mm2", "grade"})
+#: The stated fields a grade comes from (the site only picks the grading scheme): named once,
+#: as the grade, when the plan waits for them.
+_GRADE_FIELDS = frozenset(COMPUTED["grade"][1]) - {"primary_site"}
 _GRADE_WORDS = "the grade (Ki-67 index or mitotic count)"
 
 
@@ -690,7 +681,7 @@ def _bottom_line(
         step = kb.plan_steps[base[s.codes[0].value].rank]
         rules = {base[c.value].rule for c in s.codes}
         short = next(iter(rules)).short if len(rules) == 1 else ""
-        labels = short or join_words([_label(kb, c.value, short=True) for c in s.codes], s.join)
+        labels = short or join_words([label_code(kb, c.value, short=True) for c in s.codes], s.join)
         where = f" {step.as_}" if step.say else ""
         option = "" if s.status is Status.RECOMMENDED else " (to consider)"
         parts.append(f"{labels}{where}{option}")
